@@ -1,0 +1,205 @@
+"""Typed schema of the application arguments in the Serve config files.
+
+The YAML files beside this module (`local-cpu.yaml`, `production-gpu.yaml`) are the single source
+of truth: Serve passes their `applications[].args` to `router.app.build_app`, which validates them
+with `AppConfig`. Every field documents itself; unknown keys are errors (`extra="forbid"`), so a
+typo in a config fails the deploy with a message instead of being silently ignored.
+
+Serve's own per-deployment options (replicas, autoscaling, actor resources, health checks) stay
+in the standard `deployments:` section of the Serve config, where `serve deploy` can update them
+without restarting engines; `deployment_name` below ties a model to its entry there.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+Modality = Literal["text", "vision"]
+
+# Keys of `chat_template_kwargs` a client may set. Everything else (and `chat_template` itself)
+# would let a caller change how the server renders prompts, so it is refused at the ingress.
+DEFAULT_CHAT_TEMPLATE_KWARGS_ALLOWED = ("enable_thinking",)
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SamplingDefaults(_Strict):
+    """Sampling used when the request does not say; tuned for service replies (low randomness)."""
+
+    temperature: float = Field(0.3, ge=0.0, le=2.0, description="Default temperature.")
+    top_p: float = Field(0.8, gt=0.0, le=1.0, description="Default nucleus-sampling mass.")
+    max_tokens: int = Field(
+        512, gt=0, description="Default completion length when the request sets none."
+    )
+    enable_thinking: bool = Field(
+        False,
+        description="Qwen3 'thinking' mode for requests that do not set it. Off for service "
+        "replies: it adds hundreds of tokens of latency per answer.",
+    )
+
+
+class EngineConfig(_Strict):
+    """vLLM engine settings for one model. Passed to `vllm.AsyncEngineArgs`."""
+
+    max_model_len: int = Field(
+        ..., gt=0, description="Context window in tokens (prompt + completion). Requests that "
+        "cannot fit are refused with 400 before generation."
+    )
+    dtype: Literal["auto", "bfloat16", "float16", "float32"] = Field(
+        "auto", description="Weight/activation dtype. On CPU, bfloat16 needs the AMX permission "
+        "that deployments/cpu_amx.py requests."
+    )
+    max_num_seqs: int = Field(
+        64, gt=0, description="Sequences one engine batches at once (running requests)."
+    )
+    enforce_eager: bool = Field(
+        False, description="Skip torch.compile / CUDA graphs: faster start-up, slower decode."
+    )
+    gpu_memory_utilization: float | None = Field(
+        None, gt=0.0, le=1.0, description="GPU only: share of GPU memory for weights + KV cache."
+    )
+    load_format: Literal["auto", "safetensors", "dummy"] = Field(
+        "auto", description="'dummy' builds random weights of the configured architecture: "
+        "honest benchmarks of production shapes without downloading them."
+    )
+    limit_images_per_prompt: int = Field(
+        0, ge=0, description="Images one prompt may carry (vision models); 0 for text models."
+    )
+    extra_engine_kwargs: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Further AsyncEngineArgs fields, passed through as-is (validated against "
+        "vLLM's own dataclass when the replica starts).",
+    )
+
+
+class ModelConfig(_Strict):
+    """One model deployment: which weights, which modality, how its engine runs."""
+
+    name: str = Field(
+        ..., min_length=1, description="Model id clients see in /v1/models and send as `model`."
+    )
+    deployment_name: str = Field(
+        ..., pattern=r"^[A-Za-z][A-Za-z0-9_-]*$",
+        description="Serve deployment name; matches an entry of the config's `deployments:`.",
+    )
+    modality: Modality = Field(..., description="'text' or 'vision' (accepts image parts).")
+    source: str = Field(
+        ..., min_length=1, description="Hugging Face model id or local checkpoint directory."
+    )
+    local_substitute: str | None = Field(
+        None,
+        description="Checkpoint directory to serve when `source` is a hub id whose weights are "
+        "not in the local Hugging Face cache (offline laptops and CI). Relative paths are "
+        "resolved against the project root. Production configs leave it unset.",
+    )
+    engine: EngineConfig
+    sampling: SamplingDefaults = Field(default_factory=SamplingDefaults)
+
+    @model_validator(mode="after")
+    def _images_only_for_vision(self) -> ModelConfig:
+        if self.modality == "text" and self.engine.limit_images_per_prompt:
+            raise ValueError(f"text model {self.name!r} cannot set limit_images_per_prompt")
+        if self.modality == "vision" and not self.engine.limit_images_per_prompt:
+            raise ValueError(f"vision model {self.name!r} needs limit_images_per_prompt >= 1")
+        return self
+
+
+class RequestLimits(_Strict):
+    """Every bound the ingress enforces before a replica is called, in one place."""
+
+    max_body_bytes: int = Field(
+        16 * 1024 * 1024, gt=0, description="Largest request body; larger -> 413 before parsing."
+    )
+    max_messages: int = Field(64, gt=0, description="Messages per request (history included).")
+    max_text_chars: int = Field(
+        32_000, gt=0, description="Total characters of text across all messages."
+    )
+    max_completion_tokens: int = Field(
+        2048, gt=0, description="Largest max_tokens a request may ask for."
+    )
+    max_stop_sequences: int = Field(8, gt=0, description="Stop strings per request.")
+    max_stop_chars: int = Field(64, gt=0, description="Length of one stop string.")
+    max_images: int = Field(4, ge=0, description="Images per request, all messages together.")
+    max_image_bytes: int = Field(
+        8 * 1024 * 1024, gt=0, description="Decoded size of one image."
+    )
+    max_image_pixels: int = Field(
+        16_777_216, gt=0, description="width*height of one image (decompression-bomb guard)."
+    )
+    min_image_side: int = Field(
+        28, gt=0, description="Smallest width/height; Qwen-VL patches are 28 px after merging."
+    )
+    allowed_image_domains: tuple[str, ...] = Field(
+        (), description="Hosts whose http(s) image URLs are accepted. Empty: data URLs only."
+    )
+    chat_template_kwargs_allowed: tuple[str, ...] = Field(
+        DEFAULT_CHAT_TEMPLATE_KWARGS_ALLOWED,
+        description="Keys of chat_template_kwargs a client may set.",
+    )
+    request_timeout_s: float = Field(
+        120.0, gt=0, description="Wall-clock bound of one request, queueing included."
+    )
+
+    @field_validator("allowed_image_domains")
+    @classmethod
+    def _lowercase_domains(cls, domains: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(d.strip().lower() for d in domains)
+
+    @field_validator("request_timeout_s")
+    @classmethod
+    def _finite(cls, value: float) -> float:
+        if not math.isfinite(value):
+            raise ValueError("must be finite")
+        return value
+
+
+class AppConfig(_Strict):
+    """Arguments of the customer-service application (`applications[].args` in a Serve config)."""
+
+    models: tuple[ModelConfig, ...] = Field(..., min_length=1)
+    limits: RequestLimits = Field(default_factory=RequestLimits)
+    ingress_deployment_name: str = Field("Ingress", description="Serve name of the ingress.")
+
+    @model_validator(mode="after")
+    def _one_model_per_modality(self) -> AppConfig:
+        names = [m.name for m in self.models]
+        if len(set(names)) != len(names):
+            raise ValueError(f"model names must be unique, got {names}")
+        deployments = [m.deployment_name for m in self.models] + [self.ingress_deployment_name]
+        if len(set(deployments)) != len(deployments):
+            raise ValueError(f"deployment names must be unique, got {deployments}")
+        modalities = sorted(m.modality for m in self.models)
+        if modalities not in (["text"], ["text", "vision"]):
+            raise ValueError(
+                "expected one text model and at most one vision model, got modalities "
+                f"{modalities}"
+            )
+        return self
+
+    def model_for(self, modality: Modality) -> ModelConfig | None:
+        """The model serving `modality`, or None when the app has none."""
+        return next((m for m in self.models if m.modality == modality), None)
+
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def load_serve_config(path: str | Path) -> dict[str, Any]:
+    """Read a Serve config YAML as a plain dict (the shape `serve deploy` takes)."""
+    with open(path, encoding="utf-8") as f:
+        return yaml.safe_load(f)
+
+
+def app_config_from_serve_config(serve_config: dict[str, Any], app_name: str) -> AppConfig:
+    """Validate the args of application `app_name` of a Serve config."""
+    for app in serve_config.get("applications", []):
+        if app.get("name") == app_name:
+            return AppConfig.model_validate(app.get("args") or {})
+    raise KeyError(f"no application named {app_name!r} in the Serve config")

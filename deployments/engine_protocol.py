@@ -1,0 +1,90 @@
+"""The contract between a model deployment and the engine inside it, and between ingress and replica.
+
+`ChatEngine` is what `ModelDeployment` drives; `VLLMChatEngine` implements it with vLLM, and tests
+inject a fake engine class through the deployment's constructor. The types here are plain
+dataclasses so they cross the Ray boundary cheaply and import nothing heavy: the ingress imports
+this module without pulling in vLLM or torch.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class SamplingOptions:
+    """Sampling for one request, defaults already applied by the ingress."""
+
+    max_tokens: int
+    temperature: float
+    top_p: float
+    stop: tuple[str, ...] = ()
+    seed: int | None = None
+    presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
+
+
+@dataclass(frozen=True)
+class EngineRequest:
+    """A validated chat request, as the ingress hands it to a model replica."""
+
+    request_id: str
+    # OpenAI-format messages (role + string or text/image_url parts), images as data URLs.
+    messages: list[dict[str, Any]]
+    sampling: SamplingOptions
+    chat_template_kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class GenerationChunk:
+    """New output since the previous chunk. Token counts are cumulative for the request."""
+
+    text: str
+    prompt_tokens: int
+    completion_tokens: int
+    finish_reason: str | None = None
+
+
+class EngineInputError(ValueError):
+    """The engine refused the request's content (too long for the context, unprocessable image).
+
+    Raised by engines, mapped to HTTP 400 by the ingress. `client_message` is written for the API
+    caller and must hold no internals (paths, addresses, library error text).
+    """
+
+    def __init__(self, client_message: str, *, code: str = "invalid_request", param: str | None = None):
+        super().__init__(client_message)
+        self.client_message = client_message
+        self.code = code
+        self.param = param
+
+    def __reduce__(self):
+        # Keep keyword-only fields when Ray pickles the exception across processes.
+        return (_rebuild_engine_input_error, (self.client_message, self.code, self.param))
+
+
+def _rebuild_engine_input_error(message: str, code: str, param: str | None) -> EngineInputError:
+    return EngineInputError(message, code=code, param=param)
+
+
+class ChatEngine(abc.ABC):
+    """An inference engine serving chat requests for one model inside one replica."""
+
+    @abc.abstractmethod
+    async def start(self) -> None:
+        """Load the model; return when requests can be served. Raise on any failure."""
+
+    @abc.abstractmethod
+    def chat(self, request: EngineRequest) -> AsyncIterator[GenerationChunk]:
+        """Stream the answer. Cancelling the iteration must abort the request in the engine."""
+
+    @abc.abstractmethod
+    async def check_health(self) -> None:
+        """Raise if the engine can no longer serve (e.g. its process died)."""
+
+    @abc.abstractmethod
+    async def shutdown(self) -> None:
+        """Release the engine and its processes."""

@@ -1,0 +1,152 @@
+"""`ChatEngine` on vLLM's `AsyncLLM`: chat template, multimodal processing and generation.
+
+Prompts are rendered by vLLM's own renderer (`render_chat_async`): the model's chat template, image
+placeholders expanded by the model's multimodal processor, and vLLM's context-length validation.
+No prompt strings are assembled here, so a model swap needs no code change.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import AsyncIterator
+
+from configs.schema import ModelConfig
+from deployments.engine_protocol import (
+    ChatEngine,
+    EngineInputError,
+    EngineRequest,
+    GenerationChunk,
+)
+
+logger = logging.getLogger("cs_assistant.vllm_engine")
+
+
+class VLLMChatEngine(ChatEngine):
+    """One vLLM `AsyncLLM` serving one model."""
+
+    def __init__(self, model: ModelConfig, model_path: str, allowed_media_domains: tuple[str, ...]):
+        self._model = model
+        self._model_path = model_path
+        self._allowed_media_domains = allowed_media_domains
+        self._engine = None
+
+    def engine_args(self):
+        """The `AsyncEngineArgs` for this model; unknown extra keys fail here, at start-up."""
+        from vllm import AsyncEngineArgs
+
+        engine = self._model.engine
+        kwargs = dict(
+            model=self._model_path,
+            served_model_name=self._model.name,
+            max_model_len=engine.max_model_len,
+            dtype=engine.dtype,
+            max_num_seqs=engine.max_num_seqs,
+            enforce_eager=engine.enforce_eager,
+            load_format=engine.load_format,
+            # vLLM may only fetch media from the hosts the ingress also accepts (CVE-2025-6242);
+            # with an empty list only data URLs reach it.
+            allowed_media_domains=list(self._allowed_media_domains),
+        )
+        if engine.gpu_memory_utilization is not None:
+            kwargs["gpu_memory_utilization"] = engine.gpu_memory_utilization
+        if self._model.modality == "vision":
+            kwargs["limit_mm_per_prompt"] = {"image": engine.limit_images_per_prompt, "video": 0}
+        known = {f.name for f in dataclasses.fields(AsyncEngineArgs)}
+        unknown = sorted(set(engine.extra_engine_kwargs) - known)
+        if unknown:
+            raise ValueError(
+                f"model {self._model.name!r}: unknown vLLM engine argument(s) {unknown} in "
+                "engine.extra_engine_kwargs"
+            )
+        kwargs.update(engine.extra_engine_kwargs)
+        return AsyncEngineArgs(**kwargs)
+
+    async def start(self) -> None:
+        from vllm.v1.engine.async_llm import AsyncLLM
+
+        self._engine = AsyncLLM.from_engine_args(self.engine_args())
+        logger.info("engine for %s ready (weights: %s)", self._model.name, self._model_path)
+
+    async def chat(self, request: EngineRequest) -> AsyncIterator[GenerationChunk]:
+        from vllm import SamplingParams
+        from vllm.exceptions import VLLMClientError
+        from vllm.renderers.params import ChatParams
+        from vllm.sampling_params import RequestOutputKind
+
+        engine = self._engine
+        if engine is None:
+            raise RuntimeError("engine not started")
+        try:
+            _, (engine_input,) = await engine.renderer.render_chat_async(
+                [request.messages],
+                ChatParams(chat_template_kwargs=dict(request.chat_template_kwargs)),
+                _tokenize_params(engine, request.sampling.max_tokens),
+            )
+        except VLLMClientError as exc:
+            # vLLM's validation messages (context length and the like) are written for clients.
+            parameter = getattr(exc, "parameter", None)
+            code = (
+                "context_length_exceeded"
+                if parameter in ("max_model_len", "max_tokens", "input_tokens")
+                else "invalid_request"
+            )
+            raise EngineInputError(str(exc), code=code, param="messages") from exc
+        except (ValueError, TypeError, OSError) as exc:
+            # Template or image-processing failures: their text can hold library internals.
+            logger.warning("request %s: could not render prompt: %r", request.request_id, exc)
+            raise EngineInputError(
+                "The messages could not be turned into a prompt for this model (check the image "
+                "data and the message structure).",
+                param="messages",
+            ) from exc
+
+        s = request.sampling
+        params = SamplingParams(
+            max_tokens=s.max_tokens,
+            temperature=s.temperature,
+            top_p=s.top_p,
+            stop=list(s.stop) or None,
+            seed=s.seed,
+            presence_penalty=s.presence_penalty,
+            frequency_penalty=s.frequency_penalty,
+            output_kind=RequestOutputKind.DELTA,
+        )
+        prompt_tokens = 0
+        completion_tokens = 0
+        # Cancelling this generator (client gone) cancels engine.generate, which aborts the
+        # request inside vLLM and frees its KV cache.
+        async for output in engine.generate(engine_input, params, request.request_id):
+            if output.prompt_token_ids:
+                prompt_tokens = len(output.prompt_token_ids)
+            completion = output.outputs[0]
+            completion_tokens += len(completion.token_ids)
+            finished = output.finished
+            if completion.text or finished:
+                yield GenerationChunk(
+                    text=completion.text,
+                    prompt_tokens=prompt_tokens,
+                    completion_tokens=completion_tokens,
+                    finish_reason=completion.finish_reason if finished else None,
+                )
+
+    async def check_health(self) -> None:
+        if self._engine is None:
+            raise RuntimeError("engine not started")
+        await self._engine.check_health()
+
+    async def shutdown(self) -> None:
+        if self._engine is not None:
+            self._engine.shutdown()
+            self._engine = None
+
+
+def _tokenize_params(engine, max_tokens: int):
+    """vLLM's chat tokenize params plus the output budget, so prompt+completion > context fails."""
+    defaults = engine.renderer.default_chat_tok_params
+    return dataclasses.replace(
+        defaults,
+        max_output_tokens=max_tokens,
+        max_total_tokens_param="max_model_len",
+        max_output_tokens_param="max_tokens",
+    )

@@ -1,0 +1,236 @@
+"""The chat-completions logic behind the HTTP routes: validate, route, forward, format.
+
+Transport-free: model replicas are reached through `ChatStreamer` callables (in production a Serve
+handle adapter, in unit tests plain async generators), so this module never imports Ray.
+
+Streaming contract: the first engine chunk is awaited before the HTTP status is sent, so errors
+found by the engine up front (prompt longer than the context, unprocessable image) are real 4xx
+responses. After that a failure is sent in-band as an SSE error event followed by `data: [DONE]`,
+and the stream always ends with `data: [DONE]`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+
+from configs.schema import AppConfig, ModelConfig
+from deployments.engine_protocol import EngineRequest, GenerationChunk
+from router.errors import api_error_for, sse_error_event
+from router.protocol import (
+    AssistantMessage,
+    ChatCompletionChunk,
+    ChatCompletionRequest,
+    ChatCompletionResponse,
+    Choice,
+    ChunkChoice,
+    Delta,
+    ModelCard,
+    ModelList,
+    Usage,
+)
+from router.routing import CatalogEntry, RouteDecision, route_for_request
+from router.validation import (
+    chat_template_kwargs_for,
+    check_images,
+    check_request_limits,
+    parse_chat_request,
+    sampling_for,
+)
+
+logger = logging.getLogger("cs_assistant.chat_service")
+
+ChatStreamer = Callable[[EngineRequest], AsyncIterator[GenerationChunk]]
+SSE_DONE = "data: [DONE]\n\n"
+
+
+@dataclass(frozen=True)
+class PreparedChat:
+    """A request that passed validation and routing, ready to forward."""
+
+    request: ChatCompletionRequest
+    route: RouteDecision
+    engine_request: EngineRequest
+    created: int
+    deadline: float  # time.monotonic() by which the request must finish
+
+    @property
+    def request_id(self) -> str:
+        return self.engine_request.request_id
+
+
+def new_request_id() -> str:
+    return f"chatcmpl-{uuid.uuid4().hex}"
+
+
+class ChatService:
+    """Serves /v1/chat/completions and /v1/models for the configured models."""
+
+    def __init__(self, config: AppConfig, streamers: dict[str, ChatStreamer]):
+        missing = {m.modality for m in config.models} - set(streamers)
+        if missing:
+            raise ValueError(f"no replica handle for modalities {sorted(missing)}")
+        self._config = config
+        self._limits = config.limits
+        self._streamers = streamers
+        self._models: dict[str, ModelConfig] = {m.name: m for m in config.models}
+        self._catalog = tuple(CatalogEntry(m.name, m.modality) for m in config.models)
+        self._started = int(time.time())
+
+    def model_list(self) -> ModelList:
+        return ModelList(
+            data=[
+                ModelCard(
+                    id=m.name, created=self._started, modality=m.modality,
+                    max_model_len=m.engine.max_model_len,
+                )
+                for m in self._config.models
+            ]
+        )
+
+    async def prepare(self, body: bytes, request_id: str) -> PreparedChat:
+        """Parse, validate and route a request body; raise APIError (4xx) on any problem."""
+        started = time.monotonic()
+        request = parse_chat_request(body)
+        check_request_limits(request, self._limits)
+        route = route_for_request(request, self._catalog)
+        model = self._models[route.model]
+        sampling = sampling_for(request, model, self._limits)
+        if request.has_images():
+            # Image decoding is CPU-bound: keep it off the event loop serving other requests.
+            await asyncio.to_thread(check_images, request, self._limits)
+        engine_request = EngineRequest(
+            request_id=request_id,
+            messages=[m.model_dump(exclude_none=True) for m in request.messages],
+            sampling=sampling,
+            chat_template_kwargs=chat_template_kwargs_for(request, model),
+        )
+        return PreparedChat(
+            request=request,
+            route=route,
+            engine_request=engine_request,
+            created=int(time.time()),
+            deadline=started + self._limits.request_timeout_s,
+        )
+
+    async def complete(self, chat: PreparedChat) -> ChatCompletionResponse:
+        """Run a non-streaming request to the end."""
+        pieces: list[str] = []
+        last: GenerationChunk | None = None
+        stream = self._streamers[chat.route.modality](chat.engine_request)
+        try:
+            while True:
+                chunk = await _next_before(stream, chat.deadline)
+                if chunk is None:
+                    break
+                pieces.append(chunk.text)
+                last = chunk
+        finally:
+            await _close(stream)
+        if last is None:
+            raise RuntimeError("engine stream ended without output")
+        return ChatCompletionResponse(
+            id=chat.request_id,
+            created=chat.created,
+            model=chat.route.model,
+            choices=[
+                Choice(
+                    message=AssistantMessage(content="".join(pieces)),
+                    finish_reason=last.finish_reason,
+                )
+            ],
+            usage=_usage(last),
+        )
+
+    async def open_stream(self, chat: PreparedChat) -> AsyncIterator[str]:
+        """Start a streaming request; raise (mapped to a status code) if its first chunk fails.
+
+        Returns the SSE event iterator for the response body.
+        """
+        stream = self._streamers[chat.route.modality](chat.engine_request)
+        try:
+            first = await _next_before(stream, chat.deadline)
+        except BaseException:
+            await _close(stream)
+            raise
+        return self._sse_events(chat, first, stream)
+
+    async def _sse_events(
+        self, chat: PreparedChat, first: GenerationChunk | None,
+        stream: AsyncIterator[GenerationChunk],
+    ) -> AsyncIterator[str]:
+        include_usage = bool(chat.request.stream_options and chat.request.stream_options.include_usage)
+
+        def event(delta: Delta, finish_reason: str | None = None,
+                  usage: Usage | None = None, choices: bool = True) -> str:
+            chunk = ChatCompletionChunk(
+                id=chat.request_id,
+                created=chat.created,
+                model=chat.route.model,
+                choices=[ChunkChoice(delta=delta, finish_reason=finish_reason)] if choices else [],
+                usage=usage,
+            )
+            payload = chunk.model_dump()
+            for choice in payload["choices"]:
+                # OpenAI sends only the delta fields that are set.
+                choice["delta"] = {k: v for k, v in choice["delta"].items() if v is not None}
+            if payload["usage"] is None:
+                del payload["usage"]
+            return f"data: {json.dumps(payload, ensure_ascii=False)}\n\n"
+
+        last: GenerationChunk | None = None
+        try:
+            yield event(Delta(role="assistant", content=""))
+            chunk = first
+            while chunk is not None:
+                last = chunk
+                if chunk.text:
+                    yield event(Delta(content=chunk.text))
+                if chunk.finish_reason is not None:
+                    yield event(Delta(), finish_reason=chunk.finish_reason)
+                chunk = await _next_before(stream, chat.deadline)
+            if include_usage and last is not None:
+                yield event(Delta(), usage=_usage(last), choices=False)
+        except asyncio.CancelledError:
+            raise  # client went away: nothing more can be sent
+        except Exception as exc:  # noqa: BLE001 - every failure becomes an in-band error
+            yield sse_error_event(api_error_for(exc, chat.request_id))
+        finally:
+            await _close(stream)
+        yield SSE_DONE
+
+
+def _usage(chunk: GenerationChunk) -> Usage:
+    return Usage(
+        prompt_tokens=chunk.prompt_tokens,
+        completion_tokens=chunk.completion_tokens,
+        total_tokens=chunk.prompt_tokens + chunk.completion_tokens,
+    )
+
+
+async def _next_before(
+    stream: AsyncIterator[GenerationChunk], deadline: float
+) -> GenerationChunk | None:
+    """The next chunk, None at the end; TimeoutError once `deadline` has passed."""
+    remaining = deadline - time.monotonic()
+    if remaining <= 0:
+        raise TimeoutError
+    try:
+        return await asyncio.wait_for(anext(stream), timeout=remaining)
+    except StopAsyncIteration:
+        return None
+
+
+async def _close(stream: AsyncIterator[GenerationChunk]) -> None:
+    """Close a replica stream; for an unfinished stream this cancels the engine request."""
+    aclose = getattr(stream, "aclose", None)
+    if aclose is not None:
+        try:
+            await aclose()
+        except Exception:  # noqa: BLE001 - closing must never mask the request's own outcome
+            logger.debug("closing a replica stream failed", exc_info=True)

@@ -1,0 +1,109 @@
+"""The OpenAI error envelope, and the one place every exception becomes an HTTP status.
+
+`{"error": {"message", "type", "param", "code"}}` is what OpenAI SDKs parse. Client errors (4xx)
+carry a message the client developer can act on. Server errors (5xx) never carry exception text or
+tracebacks (they may hold internal addresses or paths, CVE-2026-22778); they carry the request id,
+and the full exception goes to the server log under the same id.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+
+from deployments.engine_protocol import EngineInputError
+
+logger = logging.getLogger("cs_assistant.router")
+
+
+@dataclass
+class APIError(Exception):
+    """An error with a status code and an OpenAI error body."""
+
+    status: int
+    message: str
+    type: str
+    code: str | None = None
+    param: str | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        super().__init__(self.message)
+
+    def body(self) -> dict:
+        return {
+            "error": {
+                "message": self.message,
+                "type": self.type,
+                "param": self.param,
+                "code": self.code,
+            }
+        }
+
+    # Constructors name the situation, so call sites read as intent and the status lives here.
+    @classmethod
+    def invalid_request(
+        cls, message: str, *, param: str | None = None, code: str = "invalid_request"
+    ) -> APIError:
+        return cls(400, message, "invalid_request_error", code, param)
+
+    @classmethod
+    def model_not_found(cls, message: str) -> APIError:
+        return cls(404, message, "invalid_request_error", "model_not_found", "model")
+
+    @classmethod
+    def payload_too_large(cls, message: str) -> APIError:
+        return cls(413, message, "invalid_request_error", "payload_too_large")
+
+    @classmethod
+    def unsupported_media_type(cls, message: str) -> APIError:
+        return cls(415, message, "invalid_request_error", "unsupported_media_type")
+
+    @classmethod
+    def timeout(cls, request_id: str) -> APIError:
+        return cls(
+            504,
+            f"The request did not finish within the server's time limit (request id "
+            f"{request_id}). Retry, or ask for fewer tokens.",
+            "timeout_error",
+            "request_timeout",
+        )
+
+    @classmethod
+    def unavailable(cls, message: str, retry_after_s: int) -> APIError:
+        return cls(
+            503, message, "service_unavailable", "model_unavailable",
+            headers={"Retry-After": str(retry_after_s)},
+        )
+
+    @classmethod
+    def internal(cls, request_id: str) -> APIError:
+        return cls(
+            500,
+            f"The server failed to answer this request (request id {request_id}). "
+            "It has been logged; retrying may succeed.",
+            "internal_error",
+            "internal_error",
+        )
+
+
+def api_error_for(exc: BaseException, request_id: str) -> APIError:
+    """Map any exception raised while serving a request to the APIError the client receives.
+
+    Engine-side input errors cross the Ray boundary wrapped in a RayTaskError that is also an
+    instance of the original class (Ray's `as_instanceof_cause`), so `isinstance` sees them.
+    """
+    if isinstance(exc, APIError):
+        return exc
+    if isinstance(exc, EngineInputError):
+        return APIError.invalid_request(exc.client_message, param=exc.param, code=exc.code)
+    if isinstance(exc, TimeoutError):
+        return APIError.timeout(request_id)
+    logger.error("request %s failed", request_id, exc_info=exc)
+    return APIError.internal(request_id)
+
+
+def sse_error_event(error: APIError) -> str:
+    """An in-band SSE error for a stream whose 200 status is already sent (vLLM's convention)."""
+    return f"data: {json.dumps(error.body(), ensure_ascii=False)}\n\n"

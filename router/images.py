@@ -1,0 +1,122 @@
+"""Checks on image parts before any replica sees them.
+
+Images arrive as data URLs (`data:image/png;base64,...`). Each is decoded and fully loaded here,
+under byte and pixel caps, so garbage base64, truncated files, decompression bombs and images too
+small for the vision encoder (the 1x1 engine crash, CVE-2026-22773) are 400s at the edge. PIL's own
+error text is never returned (it can carry internals, CVE-2026-22778).
+
+Remote http(s) URLs are accepted only for hosts on the config allow-list (empty by default), and
+every other scheme is refused; nothing here fetches a URL.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+import re
+import warnings
+from urllib.parse import urlsplit
+
+from configs.schema import RequestLimits
+from router.errors import APIError
+
+_DATA_URL = re.compile(r"^data:(?P<mime>image/[a-z0-9.+-]+)?(?P<params>(;[^,;]*)*?);base64,", re.I)
+ALLOWED_FORMATS = {"PNG", "JPEG", "WEBP", "GIF", "BMP"}
+
+
+def check_image_url(url: str, limits: RequestLimits, param: str) -> None:
+    """Raise a 400 APIError unless `url` is an acceptable image for the vision model.
+
+    CPU-bound for data URLs (decodes the image): call it off the event loop.
+    """
+    if url[:5].lower() == "data:":
+        _check_data_url(url, limits, param)
+        return
+    parts = urlsplit(url)
+    if parts.scheme in ("http", "https"):
+        host = (parts.hostname or "").lower()
+        if host and host in limits.allowed_image_domains:
+            return
+        raise APIError.invalid_request(
+            "Remote image URLs are not accepted by this server"
+            + (f" (allowed hosts: {', '.join(limits.allowed_image_domains)})"
+               if limits.allowed_image_domains else "")
+            + ". Send the image inline as a data URL: data:image/jpeg;base64,<base64 bytes>.",
+            param=param,
+            code="image_url_not_allowed",
+        )
+    raise APIError.invalid_request(
+        "Unsupported image URL scheme; send the image as a data URL "
+        "(data:image/png;base64,...).",
+        param=param,
+        code="image_url_not_allowed",
+    )
+
+
+def _check_data_url(url: str, limits: RequestLimits, param: str) -> None:
+    match = _DATA_URL.match(url)
+    if match is None:
+        raise APIError.invalid_request(
+            "Malformed image data URL; expected data:image/<type>;base64,<data>.",
+            param=param, code="invalid_image",
+        )
+    encoded = url[match.end():]
+    # base64 inflates by 4/3: refuse before decoding anything larger than the cap.
+    if len(encoded) > (limits.max_image_bytes * 4) // 3 + 4:
+        raise _too_large(limits, param)
+    try:
+        raw = base64.b64decode(encoded, validate=True)
+    except (binascii.Error, ValueError):
+        raise APIError.invalid_request(
+            "The image data is not valid base64.", param=param, code="invalid_image"
+        ) from None
+    if len(raw) > limits.max_image_bytes:
+        raise _too_large(limits, param)
+    _check_decoded_image(raw, limits, param)
+
+
+def _check_decoded_image(raw: bytes, limits: RequestLimits, param: str) -> None:
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with warnings.catch_warnings():
+            # PIL warns (instead of raising) between MAX_IMAGE_PIXELS and twice that; the
+            # explicit pixel check below is the bound, so the warning adds nothing.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(raw)) as image:
+                # Header only so far: check the size before decoding any pixels.
+                width, height = image.size
+                if width * height > limits.max_image_pixels:
+                    raise APIError.invalid_request(
+                        f"The image is {width}x{height} pixels; at most "
+                        f"{limits.max_image_pixels} pixels in total are accepted.",
+                        param=param, code="image_too_large",
+                    )
+                if min(width, height) < limits.min_image_side:
+                    raise APIError.invalid_request(
+                        f"The image is {width}x{height} pixels; both sides must be at least "
+                        f"{limits.min_image_side} pixels.",
+                        param=param, code="image_too_small",
+                    )
+                if image.format not in ALLOWED_FORMATS:
+                    raise APIError.invalid_request(
+                        f"Unsupported image format; send one of {sorted(ALLOWED_FORMATS)}.",
+                        param=param, code="invalid_image",
+                    )
+                image.load()  # full decode: catches truncated and corrupt files
+    except APIError:
+        raise
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError,
+            EOFError):
+        raise APIError.invalid_request(
+            "The image could not be decoded (corrupt, truncated or not an image).",
+            param=param, code="invalid_image",
+        ) from None
+
+
+def _too_large(limits: RequestLimits, param: str) -> APIError:
+    return APIError.invalid_request(
+        f"The image is larger than {limits.max_image_bytes} bytes.",
+        param=param, code="image_too_large",
+    )

@@ -1,0 +1,161 @@
+"""The HTTP ingress: a Serve deployment wrapping a FastAPI app with thin OpenAI-compatible routes.
+
+Routes parse nothing themselves: they read the (size-capped) body, call `ChatService`, and turn
+every exception into the OpenAI error envelope through `api_error_for`, in one place. The FastAPI
+app is built per replica in `__serve_build_asgi_app__`, so no module-level app object holds state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from ray import serve
+from ray.serve.handle import DeploymentHandle
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from configs.schema import AppConfig
+from deployments.engine_protocol import EngineRequest, GenerationChunk
+from router.chat_service import ChatService, ChatStreamer, new_request_id
+from router.errors import APIError, api_error_for
+from router.validation import check_content_type
+
+logger = logging.getLogger("cs_assistant.ingress")
+
+READINESS_TIMEOUT_S = 5.0
+SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+
+
+def handle_streamer(handle: DeploymentHandle) -> ChatStreamer:
+    """Adapt a model deployment handle to the `ChatStreamer` the service expects.
+
+    Closing the returned generator early cancels the call on the replica, which aborts the
+    request inside the engine (client disconnects, timeouts).
+    """
+    stream_handle = handle.options(stream=True)
+
+    async def stream(request: EngineRequest) -> AsyncIterator[GenerationChunk]:
+        response = stream_handle.chat.remote(request)
+        finished = False
+        try:
+            async for chunk in response:
+                yield chunk
+            finished = True
+        finally:
+            if not finished:
+                response.cancel()
+
+    return stream
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request body, refused with 413 as soon as it passes `limit` bytes."""
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        if not declared.isdigit():
+            raise APIError.invalid_request("Invalid Content-Length header.")
+        if int(declared) > limit:
+            raise APIError.payload_too_large(f"The request body is larger than {limit} bytes.")
+    parts: list[bytes] = []
+    size = 0
+    async for part in request.stream():
+        size += len(part)
+        if size > limit:
+            raise APIError.payload_too_large(f"The request body is larger than {limit} bytes.")
+        parts.append(part)
+    return b"".join(parts)
+
+
+def error_response(error: APIError) -> JSONResponse:
+    return JSONResponse(error.body(), status_code=error.status, headers=dict(error.headers))
+
+
+@serve.deployment
+@serve.ingress()
+class Ingress:
+    """OpenAI-compatible front door: routes each chat request to the text or vision model."""
+
+    def __init__(
+        self,
+        config: AppConfig,
+        text_model: DeploymentHandle,
+        vision_model: DeploymentHandle | None = None,
+    ):
+        streamers = {"text": handle_streamer(text_model)}
+        if vision_model is not None:
+            streamers["vision"] = handle_streamer(vision_model)
+        self._config = config
+        self._text_model = text_model
+        self._service = ChatService(config, streamers)
+
+    def __serve_build_asgi_app__(self) -> FastAPI:
+        return build_api(self._service, self._config, self._text_model)
+
+
+def build_api(service: ChatService, config: AppConfig, text_model: DeploymentHandle) -> FastAPI:
+    """The FastAPI app: routes, and error handlers that keep every error in the OpenAI shape."""
+    api = FastAPI(
+        title="Customer-service assistant",
+        description="OpenAI-compatible chat completions, routed by content to text or vision "
+        "models.",
+        docs_url=None,
+        redoc_url=None,
+    )
+
+    @api.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        message = {404: "No such route.", 405: "Method not allowed on this route."}.get(
+            exc.status_code, "HTTP error."
+        )
+        return error_response(APIError(exc.status_code, message, "invalid_request_error", code))
+
+    @api.exception_handler(RequestValidationError)
+    async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+        return error_response(APIError.invalid_request("Invalid request parameters."))
+
+    @api.post("/v1/chat/completions")
+    async def chat_completions(request: Request) -> Response:
+        request_id = new_request_id()
+        try:
+            check_content_type(request.headers.get("content-type"))
+            body = await read_body(request, config.limits.max_body_bytes)
+            chat = await service.prepare(body, request_id)
+            # Serve sets x-request-id itself; x-route tells clients and logs which model answered.
+            headers = {"x-route": chat.route.modality}
+            if chat.request.stream:
+                events = await service.open_stream(chat)
+                return StreamingResponse(
+                    events, media_type="text/event-stream", headers={**SSE_HEADERS, **headers}
+                )
+            response = await service.complete(chat)
+            return JSONResponse(response.model_dump(), headers=headers)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - the one place exceptions become statuses
+            return error_response(api_error_for(exc, request_id))
+
+    @api.get("/v1/models")
+    async def list_models() -> JSONResponse:
+        return JSONResponse(service.model_list().model_dump())
+
+    @api.get("/health")
+    async def health() -> JSONResponse:
+        """Liveness: the ingress process answers."""
+        return JSONResponse({"status": "ok"})
+
+    @api.get("/ready")
+    async def ready() -> JSONResponse:
+        """Readiness: a text-model replica answers. The vision model may be scaled to zero and
+        is not probed, since a probe would wake it."""
+        try:
+            await asyncio.wait_for(text_model.ping.remote(), timeout=READINESS_TIMEOUT_S)
+        except Exception:  # noqa: BLE001 - any failure means "not ready"
+            return JSONResponse({"status": "not_ready"}, status_code=503)
+        return JSONResponse({"status": "ready"})
+
+    return api

@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Set up (idempotently) and start the local stack on CPU; prints the URL once it answers.
+# Ctrl-C stops it. Options: PORT (default 8000), CONFIG (default configs/local-cpu.yaml).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh
+
+PORT=${PORT:-8000}
+CONFIG=${CONFIG:-configs/local-cpu.yaml}
+mkdir -p .run
+if [[ "$PORT" != 8000 ]]; then
+  sed "s/^  port: 8000$/  port: $PORT/" "$CONFIG" > .run/local-config.yaml
+  CONFIG=.run/local-config.yaml
+fi
+URL="http://127.0.0.1:$PORT"
+LOG=.run/serve.log
+started=$(date +%s)
+echo "run-local: starting Ray Serve with $CONFIG (log: $LOG); engines take 1-3 minutes on 2 cores"
+.venv/bin/serve run "$CONFIG" >"$LOG" 2>&1 &
+serve_pid=$!
+trap 'kill -INT $serve_pid 2>/dev/null; wait $serve_pid 2>/dev/null' INT TERM EXIT
+
+until curl -sf "$URL/ready" >/dev/null 2>&1; do
+  if ! kill -0 "$serve_pid" 2>/dev/null; then
+    echo "run-local: serve exited; last log lines:" >&2; tail -n 30 "$LOG" >&2; exit 1
+  fi
+  if grep -q "DEPLOY_FAILED\|ModelNotAvailableError" "$LOG"; then
+    echo "run-local: deployment failed:" >&2
+    grep -m3 "ModelNotAvailableError\|DEPLOY_FAILED" "$LOG" >&2; exit 1
+  fi
+  sleep 3
+  printf 'run-local: waiting for the engines (%ss)\r' "$(( $(date +%s) - started ))"
+done
+echo
+echo "run-local: ready after $(( $(date +%s) - started ))s. OpenAI-compatible API at $URL/v1"
+echo "  curl $URL/v1/models"
+echo "  curl $URL/v1/chat/completions -H 'Content-Type: application/json' \\"
+echo "       -d '{\"messages\":[{\"role\":\"user\",\"content\":\"我的订单什么时候发货？\"}]}'"
+echo "run-local: Ctrl-C stops the stack."
+wait $serve_pid
