@@ -55,4 +55,6 @@ class ModelDeployment:
 
     async def __del__(self):
         # Serve calls this on graceful shutdown (scale-down, redeploy) after draining requests.
-        await self._engine.shutdown()
+        engine = getattr(self, "_engine", None)  # absent when __init__ failed
+        if engine is not None:
+            await engine.shutdown()

@@ -107,8 +107,13 @@ def _check_decoded_image(raw: bytes, limits: RequestLimits, param: str) -> None:
                 image.load()  # full decode: catches truncated and corrupt files
     except APIError:
         raise
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError,
-            EOFError):
+    except Image.DecompressionBombError:
+        # PIL refuses at open() beyond twice its own pixel bound, before our size check runs.
+        raise APIError.invalid_request(
+            f"The image declares more than {limits.max_image_pixels} pixels.",
+            param=param, code="image_too_large",
+        ) from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError):
         raise APIError.invalid_request(
             "The image could not be decoded (corrupt, truncated or not an image).",
             param=param, code="invalid_image",

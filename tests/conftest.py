@@ -1,0 +1,43 @@
+"""Shared fixtures: the real configs, and small images made on the fly."""
+
+from __future__ import annotations
+
+import base64
+import io
+from pathlib import Path
+
+import pytest
+
+from configs.schema import AppConfig, app_config_from_serve_config, load_serve_config
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+LOCAL_CONFIG = PROJECT_ROOT / "configs" / "local-cpu.yaml"
+PRODUCTION_CONFIG = PROJECT_ROOT / "configs" / "production-gpu.yaml"
+APP_NAME = "cs-assistant"
+
+
+def image_bytes(width: int = 64, height: int = 48, fmt: str = "PNG", color=(200, 30, 30)) -> bytes:
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (width, height), color).save(buffer, fmt)
+    return buffer.getvalue()
+
+
+def data_url(raw: bytes, mime: str = "image/png") -> str:
+    return f"data:{mime};base64,{base64.b64encode(raw).decode()}"
+
+
+def image_message(text: str = "Is this the item in the listing?", url: str | None = None) -> dict:
+    return {
+        "role": "user",
+        "content": [
+            {"type": "text", "text": text},
+            {"type": "image_url", "image_url": {"url": url or data_url(image_bytes())}},
+        ],
+    }
+
+
+@pytest.fixture(scope="session")
+def local_config() -> AppConfig:
+    return app_config_from_serve_config(load_serve_config(LOCAL_CONFIG), APP_NAME)

@@ -1,0 +1,80 @@
+"""Test doubles injected through constructors (never monkeypatched in).
+
+`FakeChatEngine` implements the `ChatEngine` protocol: it streams a fixed reply word by word with
+a configurable per-token delay, and can fail at start, at a given token, or in its health check.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from configs.schema import AppConfig
+from deployments.engine_protocol import (
+    ChatEngine,
+    EngineInputError,
+    EngineRequest,
+    GenerationChunk,
+)
+
+
+@dataclass
+class FakeBehaviour:
+    reply: tuple[str, ...] = ("Your ", "order ", "ships ", "today.")
+    token_delay_s: float = 0.0
+    fail_at_token: int | None = None  # raise RuntimeError before yielding this token index
+    reject_input: bool = False  # raise EngineInputError before the first token
+    healthy: bool = True
+    fail_start: bool = False
+
+
+class FakeChatEngine(ChatEngine):
+    """A deterministic engine; `behaviour` may be changed by the test while it runs."""
+
+    def __init__(self, model, model_path, allowed_media_domains, behaviour: FakeBehaviour | None = None):
+        self.model = model
+        self.model_path = model_path
+        self.behaviour = behaviour or FakeBehaviour()
+        self.started = False
+        self.shut_down = False
+        self.requests: list[EngineRequest] = []
+        self.cancelled: list[str] = []
+
+    async def start(self) -> None:
+        if self.behaviour.fail_start:
+            raise RuntimeError("fake engine failed to start")
+        self.started = True
+
+    async def chat(self, request: EngineRequest) -> AsyncIterator[GenerationChunk]:
+        self.requests.append(request)
+        b = self.behaviour
+        if b.reject_input:
+            raise EngineInputError("prompt is too long for the fake context", code="context_length_exceeded")
+        prompt_tokens = sum(len(str(m.get("content", ""))) for m in request.messages)
+        reply = b.reply[: request.sampling.max_tokens]
+        try:
+            for i, piece in enumerate(reply):
+                if b.fail_at_token == i:
+                    raise RuntimeError("fake engine crashed at /internal/path 10.0.0.7")
+                if b.token_delay_s:
+                    await asyncio.sleep(b.token_delay_s)
+                last = i == len(reply) - 1
+                finish = ("length" if len(reply) < len(b.reply) else "stop") if last else None
+                yield GenerationChunk(piece, prompt_tokens, i + 1, finish)
+        except (asyncio.CancelledError, GeneratorExit):
+            self.cancelled.append(request.request_id)
+            raise
+
+    async def check_health(self) -> None:
+        if not self.behaviour.healthy:
+            raise RuntimeError("fake engine is dead")
+
+    async def shutdown(self) -> None:
+        self.shut_down = True
+
+
+def fake_streamers(config: AppConfig, behaviour: FakeBehaviour | None = None):
+    """ChatStreamers backed by one FakeChatEngine per model, as the ingress would see replicas."""
+    engines = {m.modality: FakeChatEngine(m, "/fake", (), behaviour) for m in config.models}
+    return {modality: engine.chat for modality, engine in engines.items()}, engines

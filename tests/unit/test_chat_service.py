@@ -1,0 +1,182 @@
+"""ChatService with fake replica streams: response shapes, SSE framing, errors, timeouts."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+
+from configs.schema import RequestLimits
+from router.chat_service import ChatService
+from router.errors import APIError, api_error_for
+from tests.conftest import image_message
+from tests.fakes import FakeBehaviour, fake_streamers
+
+
+def make_service(config, behaviour=None, limits: RequestLimits | None = None):
+    if limits is not None:
+        config = config.model_copy(update={"limits": limits})
+    streamers, engines = fake_streamers(config, behaviour)
+    return ChatService(config, streamers), engines
+
+
+def body(**fields) -> bytes:
+    payload = {"messages": [{"role": "user", "content": "When will it ship?"}]}
+    payload.update(fields)
+    return json.dumps(payload).encode()
+
+
+def parse_sse(events: list[str]) -> list:
+    out = []
+    for event in events:
+        assert event.startswith("data: ") and event.endswith("\n\n"), event
+        data = event[len("data: "):-2]
+        out.append(data if data == "[DONE]" else json.loads(data))
+    return out
+
+
+async def collect(iterator) -> list[str]:
+    return [event async for event in iterator]
+
+
+def test_non_streaming_response(local_config):
+    service, engines = make_service(local_config)
+
+    async def run():
+        chat = await service.prepare(body(), "chatcmpl-1")
+        return await service.complete(chat)
+
+    response = asyncio.run(run())
+    assert response.model == local_config.model_for("text").name
+    assert response.choices[0].message.content == "Your order ships today."
+    assert response.choices[0].finish_reason == "stop"
+    assert response.usage.completion_tokens == 4
+    assert response.usage.total_tokens == response.usage.prompt_tokens + 4
+    sent = engines["text"].requests[0]
+    assert sent.chat_template_kwargs == {"enable_thinking": False}
+    assert sent.sampling.temperature == local_config.model_for("text").sampling.temperature
+
+
+def test_image_request_goes_to_the_vision_engine(local_config):
+    service, engines = make_service(local_config)
+
+    async def run():
+        chat = await service.prepare(json.dumps({"messages": [image_message()]}).encode(), "id")
+        return await service.complete(chat)
+
+    response = asyncio.run(run())
+    assert response.model == local_config.model_for("vision").name
+    assert len(engines["vision"].requests) == 1 and not engines["text"].requests
+
+
+def test_streaming_events_follow_openai_framing(local_config):
+    service, _ = make_service(local_config, FakeBehaviour(reply=("a", "b", "c")))
+
+    async def run():
+        chat = await service.prepare(body(stream=True, stream_options={"include_usage": True}), "id")
+        return await collect(await service.open_stream(chat))
+
+    events = parse_sse(asyncio.run(run()))
+    assert events[-1] == "[DONE]"
+    chunks = events[:-1]
+    assert chunks[0]["choices"][0]["delta"] == {"role": "assistant", "content": ""}
+    assert "".join(c["choices"][0]["delta"].get("content", "") for c in chunks if c["choices"]) == "abc"
+    finals = [c for c in chunks if c["choices"] and c["choices"][0]["finish_reason"]]
+    assert [c["choices"][0]["finish_reason"] for c in finals] == ["stop"]
+    assert chunks[-1]["choices"] == [] and chunks[-1]["usage"]["completion_tokens"] == 3
+    assert all(c["object"] == "chat.completion.chunk" and c["id"] == "id" for c in chunks)
+
+
+def test_length_finish_reason(local_config):
+    service, _ = make_service(local_config)
+
+    async def run():
+        return await service.complete(await service.prepare(body(max_tokens=2), "id"))
+
+    response = asyncio.run(run())
+    assert response.choices[0].finish_reason == "length"
+    assert response.usage.completion_tokens == 2
+
+
+def test_mid_stream_failure_is_an_in_band_error_then_done(local_config):
+    service, _ = make_service(local_config, FakeBehaviour(fail_at_token=2))
+
+    async def run():
+        chat = await service.prepare(body(stream=True), "chatcmpl-x")
+        return await collect(await service.open_stream(chat))
+
+    events = parse_sse(asyncio.run(run()))
+    assert events[-1] == "[DONE]"
+    error = events[-2]["error"]
+    assert error["code"] == "internal_error" and "chatcmpl-x" in error["message"]
+    assert "10.0.0.7" not in json.dumps(events) and "/internal/path" not in json.dumps(events)
+
+
+def test_engine_input_error_before_first_token_raises_for_a_4xx(local_config):
+    service, _ = make_service(local_config, FakeBehaviour(reject_input=True))
+
+    async def run():
+        chat = await service.prepare(body(stream=True), "id")
+        await service.open_stream(chat)
+
+    with pytest.raises(Exception) as err:
+        asyncio.run(run())
+    mapped = api_error_for(err.value, "id")
+    assert mapped.status == 400 and mapped.code == "context_length_exceeded"
+
+
+def test_timeout_cancels_the_engine_stream(local_config):
+    limits = local_config.limits.model_copy(update={"request_timeout_s": 0.2})
+    service, engines = make_service(local_config, FakeBehaviour(token_delay_s=0.15), limits)
+
+    async def run():
+        chat = await service.prepare(body(), "slow")
+        await service.complete(chat)
+
+    with pytest.raises(TimeoutError) as err:
+        asyncio.run(run())
+    assert api_error_for(err.value, "slow").status == 504
+    assert engines["text"].cancelled == ["slow"]
+
+
+def test_streaming_timeout_is_in_band(local_config):
+    limits = local_config.limits.model_copy(update={"request_timeout_s": 0.3})
+    service, engines = make_service(local_config, FakeBehaviour(token_delay_s=0.12), limits)
+
+    async def run():
+        chat = await service.prepare(body(stream=True), "slow")
+        return await collect(await service.open_stream(chat))
+
+    events = parse_sse(asyncio.run(run()))
+    assert events[-1] == "[DONE]" and events[-2]["error"]["code"] == "request_timeout"
+    assert engines["text"].cancelled == ["slow"]
+
+
+def test_client_disconnect_closes_the_engine_stream(local_config):
+    service, engines = make_service(local_config, FakeBehaviour(token_delay_s=0.01))
+
+    async def run():
+        chat = await service.prepare(body(stream=True), "gone")
+        events = await service.open_stream(chat)
+        await anext(events)
+        await anext(events)
+        await events.aclose()  # what Starlette does when the client goes away
+
+    asyncio.run(run())
+    assert engines["text"].cancelled == ["gone"]
+
+
+def test_models_list(local_config):
+    service, _ = make_service(local_config)
+    cards = service.model_list().model_dump()["data"]
+    assert {(c["id"], c["modality"]) for c in cards} == {
+        (m.name, m.modality) for m in local_config.models
+    }
+
+
+def test_validation_runs_before_any_engine_call(local_config):
+    service, engines = make_service(local_config)
+    with pytest.raises(APIError):
+        asyncio.run(service.prepare(body(max_tokens=0), "id"))
+    assert not engines["text"].requests

@@ -1,0 +1,82 @@
+"""The Serve config files: valid for Ray Serve's own schema, valid app args, consistent."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+from ray.serve.schema import ServeDeploySchema
+
+from configs.schema import AppConfig, app_config_from_serve_config, load_serve_config
+from tests.conftest import APP_NAME, LOCAL_CONFIG, PRODUCTION_CONFIG
+
+CONFIGS = [LOCAL_CONFIG, PRODUCTION_CONFIG]
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
+def test_valid_for_serve(path):
+    schema = ServeDeploySchema.model_validate(load_serve_config(path))
+    assert [app.name for app in schema.applications] == [APP_NAME]
+    assert schema.applications[0].import_path == "router.app:build_app"
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
+def test_app_args_and_deployments_agree(path):
+    raw = load_serve_config(path)
+    config = app_config_from_serve_config(raw, APP_NAME)
+    declared = {d["name"] for d in raw["applications"][0]["deployments"]}
+    expected = {m.deployment_name for m in config.models} | {config.ingress_deployment_name}
+    assert declared == expected
+    assert {m.modality for m in config.models} == {"text", "vision"}
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
+def test_real_model_ids(path):
+    config = app_config_from_serve_config(load_serve_config(path), APP_NAME)
+    assert config.model_for("text").source == "Qwen/Qwen3-0.6B"
+    assert config.model_for("vision").source == "Qwen/Qwen2.5-VL-3B-Instruct"
+
+
+def test_production_runs_one_gpu_per_model_replica_and_no_substitutes():
+    raw = load_serve_config(PRODUCTION_CONFIG)
+    config = app_config_from_serve_config(raw, APP_NAME)
+    deployments = {d["name"]: d for d in raw["applications"][0]["deployments"]}
+    for model in config.models:
+        assert deployments[model.deployment_name]["ray_actor_options"]["num_gpus"] == 1
+        assert model.local_substitute is None
+        assert model.engine.load_format == "auto"
+    assert raw["http_options"]["host"] == "0.0.0.0"
+
+
+def test_local_binds_loopback_and_pins_engines_to_different_cores():
+    raw = load_serve_config(LOCAL_CONFIG)
+    assert raw["http_options"]["host"] == "127.0.0.1"
+    envs = [d["ray_actor_options"].get("runtime_env", {}).get("env_vars", {})
+            for d in raw["applications"][0]["deployments"] if d["name"] != "Ingress"]
+    binds = [env["VLLM_CPU_OMP_THREADS_BIND"] for env in envs]
+    assert len(set(binds)) == len(binds) == 2
+    assert all(env["HF_HUB_OFFLINE"] == "1" and int(env["VLLM_CPU_KVCACHE_SPACE"]) <= 2 for env in envs)
+
+
+def base_args() -> dict:
+    return load_serve_config(LOCAL_CONFIG)["applications"][0]["args"]
+
+
+@pytest.mark.parametrize(
+    ("mutate", "fragment"),
+    [
+        (lambda a: a["models"][0].update(typo_field=1), "typo_field"),
+        (lambda a: a["models"][0]["engine"].update(max_model_len=0), "max_model_len"),
+        (lambda a: a["models"][0]["engine"].update(limit_images_per_prompt=2), "limit_images_per_prompt"),
+        (lambda a: a["models"][1]["engine"].update(limit_images_per_prompt=0), "limit_images_per_prompt"),
+        (lambda a: a["models"][1].update(modality="text", engine={"max_model_len": 10}), "modalities"),
+        (lambda a: a["models"][1].update(name=a["models"][0]["name"]), "unique"),
+        (lambda a: a["limits"].update(request_timeout_s=float("inf")), "finite"),
+        (lambda a: a["models"][0]["sampling"].update(temperature=5), "temperature"),
+    ],
+)
+def test_bad_app_args_fail_with_a_message(mutate, fragment):
+    args = base_args()
+    mutate(args)
+    with pytest.raises(ValidationError) as err:
+        AppConfig.model_validate(args)
+    assert fragment in str(err.value)

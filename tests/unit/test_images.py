@@ -1,0 +1,91 @@
+"""Image checks at the edge: every bad image is a 400 with no library text in it."""
+
+from __future__ import annotations
+
+import base64
+import io
+import struct
+import zlib
+
+import pytest
+
+from configs.schema import RequestLimits
+from router.errors import APIError
+from router.images import check_image_url
+from tests.conftest import data_url, image_bytes
+
+LIMITS = RequestLimits(max_image_bytes=1_000_000, max_image_pixels=4_000_000,
+                       allowed_image_domains=("cdn.example-shop.com",))
+
+
+def png_header_only(width: int, height: int) -> bytes:
+    """A valid PNG signature + IHDR declaring a huge image, with a tiny compressed body.
+
+    Decompression-bomb shape: a few hundred bytes that claim width*height pixels.
+    """
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    idat = zlib.compress(b"\x00" * 1024)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+
+
+def rejected(url: str) -> APIError:
+    with pytest.raises(APIError) as err:
+        check_image_url(url, LIMITS, "messages[0].content[0].image_url")
+    assert err.value.status == 400
+    assert err.value.param == "messages[0].content[0].image_url"
+    return err.value
+
+
+@pytest.mark.parametrize("fmt,mime", [("PNG", "image/png"), ("JPEG", "image/jpeg"), ("WEBP", "image/webp")])
+def test_valid_images_pass(fmt, mime):
+    check_image_url(data_url(image_bytes(64, 48, fmt), mime), LIMITS, "p")
+
+
+@pytest.mark.parametrize(
+    ("url", "code"),
+    [
+        ("data:image/png;base64,!!!not-base64!!!", "invalid_image"),
+        ("data:image/png;base64," + base64.b64encode(b"definitely not an image").decode(), "invalid_image"),
+        (data_url(image_bytes(64, 64)[:60]), "invalid_image"),  # truncated PNG
+        (data_url(image_bytes(1, 1)), "image_too_small"),  # CVE-2026-22773 shape
+        (data_url(image_bytes(200, 10)), "image_too_small"),
+        (data_url(png_header_only(40000, 40000)), "image_too_large"),  # decompression bomb
+        ("data:image/png;base64," + "A" * 2_000_000, "image_too_large"),  # over the byte cap
+        ("data:text/plain,hello", "invalid_image"),
+    ],
+)
+def test_bad_data_urls(url, code):
+    error = rejected(url)
+    assert error.code == code
+    assert "PIL" not in error.message and "Traceback" not in error.message
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://169.254.169.254/latest/meta-data/",
+        "http://127.0.0.1:8265/api/jobs/",
+        "http://10.0.0.1/a.png",
+        "http://[::1]/a.png",
+        "http://2130706433/a.png",
+        "https://evil.example.com/a.png",
+        "https://cdn.example-shop.com.evil.net/a.png",
+        "file:///etc/passwd",
+        "gopher://127.0.0.1:6379/_INFO",
+        "ftp://cdn.example-shop.com/a.png",
+    ],
+)
+def test_remote_urls_outside_the_allow_list_are_refused(url):
+    assert rejected(url).code == "image_url_not_allowed"
+
+
+def test_allow_listed_host_is_accepted():
+    check_image_url("https://cdn.example-shop.com/items/42.jpg", LIMITS, "p")
+    check_image_url("https://CDN.example-shop.com/items/42.jpg", LIMITS, "p")
+
+
+def test_default_limits_allow_no_remote_host():
+    with pytest.raises(APIError):
+        check_image_url("https://cdn.example-shop.com/a.png", RequestLimits(), "p")

@@ -1,0 +1,60 @@
+"""ModelDeployment's logic with an injected fake engine (the class itself, no Ray cluster)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from deployments.engine_protocol import EngineRequest, SamplingOptions
+from deployments.model_deployment import ModelDeployment
+from deployments.model_source import ModelNotAvailableError
+from tests.fakes import FakeChatEngine
+
+DeploymentClass = ModelDeployment.func_or_class
+
+
+def make(local_config, tmp_path, engine_cls=FakeChatEngine):
+    ckpt = tmp_path / "ckpt"
+    ckpt.mkdir(exist_ok=True)
+    (ckpt / "config.json").write_text("{}")
+    model = local_config.model_for("text").model_copy(update={"source": str(ckpt)})
+    replica = DeploymentClass.__new__(DeploymentClass)
+    asyncio.run(replica.__init__(model, local_config.limits, engine_cls))
+    return replica
+
+
+def test_streams_engine_chunks_and_reports_health(local_config, tmp_path):
+    replica = make(local_config, tmp_path)
+    engine = replica._engine
+    assert engine.started and engine.model_path.endswith("ckpt")
+    request = EngineRequest("r1", [{"role": "user", "content": "hi"}], SamplingOptions(16, 0.0, 1.0))
+
+    async def run():
+        return [c.text async for c in replica.chat(request)]
+
+    assert "".join(asyncio.run(run())) == "Your order ships today."
+    asyncio.run(replica.check_health())
+    engine.behaviour.healthy = False
+    with pytest.raises(RuntimeError, match="dead"):
+        asyncio.run(replica.check_health())
+    asyncio.run(replica.__del__())
+    assert engine.shut_down
+
+
+def test_missing_model_fails_before_the_engine_is_built(local_config, tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty"))
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(tmp_path / "empty"))
+    model = local_config.model_for("text").model_copy(update={"local_substitute": str(tmp_path / "none")})
+    replica = DeploymentClass.__new__(DeploymentClass)
+    built = []
+
+    class Recording(FakeChatEngine):
+        def __init__(self, *args, **kwargs):
+            built.append(1)
+            super().__init__(*args, **kwargs)
+
+    with pytest.raises(ModelNotAvailableError, match="Qwen/Qwen3-0.6B"):
+        asyncio.run(replica.__init__(model, local_config.limits, Recording))
+    assert not built
