@@ -1,0 +1,147 @@
+"""End-to-end over HTTP against real Ray Serve and real vLLM CPU engines (tiny checkpoints)."""
+
+from __future__ import annotations
+
+import json
+from concurrent.futures import ThreadPoolExecutor
+
+import openai
+import pytest
+
+from tests.conftest import image_message
+from tests.integration.conftest import LocalStack
+
+pytestmark = pytest.mark.integration
+
+TEXT_MODEL = "Qwen/Qwen3-0.6B"
+VISION_MODEL = "Qwen/Qwen2.5-VL-3B-Instruct"
+# Random-weight models: sample (temperature 1) so they emit tokens instead of an instant EOS.
+SAMPLE = {"temperature": 1.0, "seed": 7, "max_tokens": 12}
+
+
+def ask(stack: LocalStack, **body):
+    with stack.client() as client:
+        return client.post("/v1/chat/completions", json=body)
+
+
+def test_text_question_is_answered_by_the_text_model(stack):
+    r = ask(stack, messages=[{"role": "user", "content": "我的订单什么时候发货？"}], **SAMPLE)
+    assert r.status_code == 200, r.text
+    data = r.json()
+    assert data["model"] == TEXT_MODEL and r.headers["x-route"] == "text"
+    usage = data["usage"]
+    assert usage["prompt_tokens"] > 0 and 1 <= usage["completion_tokens"] <= 12
+    assert usage["total_tokens"] == usage["prompt_tokens"] + usage["completion_tokens"]
+    assert data["choices"][0]["finish_reason"] in ("stop", "length")
+
+
+def test_image_question_is_answered_by_the_vision_model(stack):
+    r = ask(stack, messages=[image_message("你们发错颜色了，这是包裹的照片")], **SAMPLE)
+    assert r.status_code == 200, r.text
+    assert r.json()["model"] == VISION_MODEL and r.headers["x-route"] == "vision"
+    # The image became vision tokens: the prompt is longer than the same text alone.
+    text_only = ask(stack, model=VISION_MODEL,
+                    messages=[{"role": "user", "content": "你们发错颜色了，这是包裹的照片"}], **SAMPLE)
+    assert r.json()["usage"]["prompt_tokens"] > text_only.json()["usage"]["prompt_tokens"]
+
+
+def test_image_in_an_earlier_turn_keeps_the_conversation_on_the_vision_model(stack):
+    r = ask(stack, messages=[
+        image_message("Is this the item in the listing?"),
+        {"role": "assistant", "content": "Yes, that is the grey hoodie."},
+        {"role": "user", "content": "Do you have it in M?"},
+    ], **SAMPLE)
+    assert r.status_code == 200, r.text
+    assert r.json()["model"] == VISION_MODEL
+
+
+def test_streaming_chunks_parse_as_openai_sse(stack):
+    with stack.client() as client, client.stream("POST", "/v1/chat/completions", json={
+        "messages": [{"role": "user", "content": "Can I return it?"}], "stream": True,
+        "stream_options": {"include_usage": True}, **SAMPLE,
+    }) as r:
+        assert r.status_code == 200
+        assert r.headers["content-type"].startswith("text/event-stream")
+        events = [line for line in r.iter_lines() if line]
+    assert all(e.startswith("data: ") for e in events)
+    assert events[-1] == "data: [DONE]"
+    chunks = [json.loads(e[6:]) for e in events[:-1]]
+    assert chunks[0]["choices"][0]["delta"]["role"] == "assistant"
+    assert {c["id"] for c in chunks} == {chunks[0]["id"]}
+    finishes = [c["choices"][0]["finish_reason"] for c in chunks if c["choices"] and c["choices"][0]["finish_reason"]]
+    assert len(finishes) == 1
+    usage = chunks[-1]["usage"]
+    content_chunks = [c for c in chunks if c["choices"] and c["choices"][0]["delta"].get("content")]
+    assert 1 <= usage["completion_tokens"] <= 12 and len(content_chunks) <= usage["completion_tokens"]
+
+
+def test_models_endpoint_lists_both_models(stack):
+    with stack.client() as client:
+        data = client.get("/v1/models").json()
+    assert {(m["id"], m["modality"]) for m in data["data"]} == {(TEXT_MODEL, "text"), (VISION_MODEL, "vision")}
+
+
+def test_openai_sdk(stack):
+    client = openai.OpenAI(base_url=f"{stack.url}/v1", api_key="not-needed", max_retries=0)
+    completion = client.chat.completions.create(
+        model="auto", messages=[{"role": "user", "content": "Is the size true to fit?"}], **SAMPLE)
+    assert completion.model == TEXT_MODEL and completion.usage.completion_tokens >= 1
+    stream = client.chat.completions.create(
+        model=VISION_MODEL, messages=[image_message()], stream=True, **SAMPLE)
+    chunks = list(stream)
+    assert chunks and all(c.model == VISION_MODEL for c in chunks)
+    assert chunks[-1].choices[0].finish_reason in ("stop", "length")
+    with pytest.raises(openai.BadRequestError) as err:
+        client.chat.completions.create(model=TEXT_MODEL, messages=[image_message()])
+    assert err.value.status_code == 400 and "takes text only" in str(err.value)
+    with pytest.raises(openai.NotFoundError):
+        client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "hi"}])
+
+
+def test_concurrent_text_and_vision_requests_all_succeed(stack):
+    def one(i: int):
+        messages = [image_message()] if i % 2 else [{"role": "user", "content": f"Question {i}: is grey M in stock?"}]
+        return ask(stack, messages=messages, **SAMPLE)
+
+    with ThreadPoolExecutor(8) as pool:
+        responses = list(pool.map(one, range(16)))
+    assert [r.status_code for r in responses] == [200] * 16
+    assert {r.json()["model"] for r in responses} == {TEXT_MODEL, VISION_MODEL}
+
+
+BAD = [
+    ("malformed json", b'{"messages": [', 400),
+    ("top-level array", b"[]", 400),
+    ("missing messages", b"{}", 400),
+    ("empty messages", b'{"messages": []}', 400),
+    ("unknown role", b'{"messages": [{"role": "wizard", "content": "x"}]}', 400),
+    ("unknown part", b'{"messages": [{"role": "user", "content": [{"type": "file", "file": {}}]}]}', 400),
+    ("unknown model", b'{"model": "llama", "messages": [{"role": "user", "content": "x"}]}', 404),
+    ("max_tokens zero", b'{"messages": [{"role": "user", "content": "x"}], "max_tokens": 0}', 400),
+    ("max_tokens huge", b'{"messages": [{"role": "user", "content": "x"}], "max_tokens": 99999999}', 400),
+    ("undecodable image", json.dumps({"messages": [image_message(url="data:image/png;base64,iVBORw0KGgo=")]}).encode(), 400),
+    ("1x1 image", None, 400),
+    ("remote image", json.dumps({"messages": [image_message(url="http://169.254.169.254/latest")]}).encode(), 400),
+]
+
+
+@pytest.mark.parametrize(("name", "raw", "status"), BAD, ids=[b[0] for b in BAD])
+def test_bad_input_is_4xx_with_the_openai_envelope(stack, name, raw, status):
+    if raw is None:
+        from tests.conftest import data_url, image_bytes
+        raw = json.dumps({"messages": [image_message(url=data_url(image_bytes(1, 1)))]}).encode()
+    with stack.client() as client:
+        r = client.post("/v1/chat/completions", content=raw, headers={"Content-Type": "application/json"})
+    assert r.status_code == status, (name, r.text)
+    error = r.json()["error"]
+    assert error["message"] and error["type"] and "Traceback" not in r.text
+
+
+def test_prompt_longer_than_the_context_is_400_from_the_engine(stack):
+    # Under the ingress's character limit, over the tiny tokenizer's 2048-token context.
+    long_text = " ".join(f"w{i}" for i in range(5000))
+    for stream in (False, True):
+        r = ask(stack, messages=[{"role": "user", "content": long_text}], stream=stream, max_tokens=16)
+        assert r.status_code == 400, r.text
+        assert r.json()["error"]["code"] == "context_length_exceeded"
+        assert "context length" in r.json()["error"]["message"]
