@@ -54,7 +54,7 @@ class EngineConfig(_Strict):
     )
     dtype: Literal["auto", "bfloat16", "float16", "float32"] = Field(
         "auto", description="Weight/activation dtype. On CPU, bfloat16 needs the AMX permission "
-        "that deployments/cpu_amx.py requests."
+        "that deployments/vllm_process_plugin.py requests."
     )
     max_num_seqs: int = Field(
         64, gt=0, description="Sequences one engine batches at once (running requests)."
