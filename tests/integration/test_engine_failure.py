@@ -64,3 +64,30 @@ def test_killed_engine_process_gets_its_replica_restarted(stack):
     assert replica_pid("TextModel") != old_replica
     print(f"\n[integration] text replica replaced {recovered_s:.0f}s after its engine was killed "
           f"({len(statuses) - 1} failed requests meanwhile)")
+
+
+def test_killed_replica_takes_its_engine_with_it_and_is_replaced(stack):
+    old_replica = replica_pid("VisionModel")
+    engine = engine_core_pid(old_replica)
+    os.kill(old_replica, signal.SIGKILL)
+    killed_at = time.monotonic()
+
+    # The engine process goes with its replica (no orphan holding memory and a core).
+    while time.monotonic() - killed_at < 15 and any(pid == engine for pid, _, _ in processes()):
+        time.sleep(0.2)
+    assert not any(pid == engine for pid, _, _ in processes()), "engine core outlived its replica"
+
+    # Text traffic is unaffected while the vision replica is replaced.
+    assert ask(stack, messages=[{"role": "user", "content": "is grey M in stock?"}], **SAMPLE).status_code == 200
+
+    recovered_s = None
+    while time.monotonic() - killed_at < RECOVERY_TIMEOUT_S:
+        r = ask(stack, messages=[image_message()], **SAMPLE)
+        if r.status_code == 200:
+            recovered_s = time.monotonic() - killed_at
+            break
+        assert r.status_code in (500, 503), r.text
+        time.sleep(2)
+    assert recovered_s is not None, "vision model did not recover"
+    assert replica_pid("VisionModel") != old_replica
+    print(f"\n[integration] vision replica replaced {recovered_s:.0f}s after it was killed")
