@@ -59,25 +59,48 @@ def parse_chat_request(body: bytes) -> ChatCompletionRequest:
 
 
 def _loc(parts: tuple[Any, ...]) -> str:
+    """A pydantic error location as the client wrote it: messages[0].content[1].text."""
     text = ""
+    after_index = False
     for part in parts:
-        # Pydantic adds the union member's tag ('str', 'list[...]', 'text') to locations.
-        if isinstance(part, str) and (part.startswith(("list[", "str", "function-"))
-                                      or part in ("text", "image_url") and text.endswith("]")):
+        if isinstance(part, int):
+            text += f"[{part}]"
+            after_index = True
             continue
-        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else part)
+        # Pydantic inserts union members ('str', 'list[...]') and, right after a list index,
+        # the discriminator tag of a content part ('text', 'image_url'); clients never wrote those.
+        union_member = part == "str" or part.startswith(("list[", "function-"))
+        discriminator_tag = after_index and part in ("text", "image_url")
+        after_index = False
+        if not (union_member or discriminator_tag):
+            text += f".{part}" if text else part
     return text or "body"
 
 
-def _first_param(exc: ValidationError) -> str | None:
+def _relevant_errors(exc: ValidationError) -> list[dict[str, Any]]:
+    """Pydantic's errors minus the 'not a string' alternative of `content` when the client sent
+    a list of parts that failed deeper down (that deeper error is the one to report)."""
     errors = exc.errors()
+
+    def failed_deeper(error: dict[str, Any]) -> bool:
+        prefix = error["loc"][:-1]
+        return any(
+            len(other["loc"]) > len(prefix) + 1 and other["loc"][: len(prefix)] == prefix
+            for other in errors
+        )
+
+    return [e for e in errors if not (e["loc"] and e["loc"][-1] == "str" and failed_deeper(e))]
+
+
+def _first_param(exc: ValidationError) -> str | None:
+    errors = _relevant_errors(exc)
     return _loc(errors[0]["loc"]) if errors else None
 
 
 def _describe_validation_error(exc: ValidationError) -> str:
     described = []
     seen: set[str] = set()
-    for error in exc.errors():
+    for error in _relevant_errors(exc):
         where = _loc(error["loc"])
         if error["type"] == "extra_forbidden":
             message = f"{where}: unsupported field"

@@ -153,3 +153,18 @@ def test_thinking_is_off_unless_requested(local_config):
     assert chat_template_kwargs_for(parse_chat_request(body()), model) == {"enable_thinking": False}
     on = parse_chat_request(body(chat_template_kwargs={"enable_thinking": True}))
     assert chat_template_kwargs_for(on, model) == {"enable_thinking": True}
+
+
+@pytest.mark.parametrize(
+    ("raw", "param"),
+    [
+        (b'{"messages": [{"role": "user", "content": [{"type": "text", "text": 5}]}]}', "messages[0].content[0].text"),
+        (b'{"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": ""}}]}]}',
+         "messages[0].content[0].image_url.url"),
+        (b'{"messages": [{"role": "user", "content": "x"}, {"role": "user"}]}', "messages[1].content"),
+    ],
+)
+def test_error_names_the_field_as_the_client_wrote_it(raw, param):
+    error = api_error(parse_chat_request, raw)
+    assert error.param == param
+    assert param in error.message
