@@ -70,6 +70,11 @@ def _rebuild_engine_input_error(message: str, code: str, param: str | None) -> E
     return EngineInputError(message, code=code, param=param)
 
 
+class EngineUnavailableError(RuntimeError):
+    """This replica's engine can no longer serve (its process died). Retryable: Serve replaces the
+    replica once its health check fails, and other replicas may serve meanwhile (HTTP 503)."""
+
+
 class ChatEngine(abc.ABC):
     """An inference engine serving chat requests for one model inside one replica."""
 

@@ -16,6 +16,7 @@ from deployments.engine_protocol import (
     ChatEngine,
     EngineInputError,
     EngineRequest,
+    EngineUnavailableError,
     GenerationChunk,
 )
 
@@ -73,6 +74,7 @@ class VLLMChatEngine(ChatEngine):
         from vllm.exceptions import VLLMClientError
         from vllm.renderers.params import ChatParams
         from vllm.sampling_params import RequestOutputKind
+        from vllm.v1.engine.exceptions import EngineDeadError
 
         engine = self._engine
         if engine is None:
@@ -116,19 +118,22 @@ class VLLMChatEngine(ChatEngine):
         completion_tokens = 0
         # Cancelling this generator (client gone) cancels engine.generate, which aborts the
         # request inside vLLM and frees its KV cache.
-        async for output in engine.generate(engine_input, params, request.request_id):
-            if output.prompt_token_ids:
-                prompt_tokens = len(output.prompt_token_ids)
-            completion = output.outputs[0]
-            completion_tokens += len(completion.token_ids)
-            finished = output.finished
-            if completion.text or finished:
-                yield GenerationChunk(
-                    text=completion.text,
-                    prompt_tokens=prompt_tokens,
-                    completion_tokens=completion_tokens,
-                    finish_reason=completion.finish_reason if finished else None,
-                )
+        try:
+            async for output in engine.generate(engine_input, params, request.request_id):
+                if output.prompt_token_ids:
+                    prompt_tokens = len(output.prompt_token_ids)
+                completion = output.outputs[0]
+                completion_tokens += len(completion.token_ids)
+                finished = output.finished
+                if completion.text or finished:
+                    yield GenerationChunk(
+                        text=completion.text,
+                        prompt_tokens=prompt_tokens,
+                        completion_tokens=completion_tokens,
+                        finish_reason=completion.finish_reason if finished else None,
+                    )
+        except EngineDeadError as exc:
+            raise EngineUnavailableError(f"engine for {self._model.name} is dead") from exc
 
     async def check_health(self) -> None:
         if self._engine is None:

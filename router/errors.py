@@ -12,9 +12,13 @@ import json
 import logging
 from dataclasses import dataclass, field
 
-from deployments.engine_protocol import EngineInputError
+from deployments.engine_protocol import EngineInputError, EngineUnavailableError
 
 logger = logging.getLogger("cs_assistant.router")
+
+# A replica whose engine died is replaced after its health checks fail (3 x health_check_period_s)
+# plus an engine start-up; clients should come back after roughly that long.
+ENGINE_RESTART_RETRY_AFTER_S = 15
 
 
 @dataclass
@@ -100,6 +104,13 @@ def api_error_for(exc: BaseException, request_id: str) -> APIError:
         return APIError.invalid_request(exc.client_message, param=exc.param, code=exc.code)
     if isinstance(exc, TimeoutError):
         return APIError.timeout(request_id)
+    if isinstance(exc, EngineUnavailableError):
+        logger.warning("request %s hit a dead engine: %s", request_id, exc)
+        return APIError.unavailable(
+            f"The model replica serving this request is restarting (request id {request_id}). "
+            "Retry shortly.",
+            ENGINE_RESTART_RETRY_AFTER_S,
+        )
     logger.error("request %s failed", request_id, exc_info=exc)
     return APIError.internal(request_id)
 

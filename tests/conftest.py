@@ -41,3 +41,14 @@ def image_message(text: str = "Is this the item in the listing?", url: str | Non
 @pytest.fixture(scope="session")
 def local_config() -> AppConfig:
     return app_config_from_serve_config(load_serve_config(LOCAL_CONFIG), APP_NAME)
+
+
+def pytest_collection_modifyitems(items):
+    """Unit tests first (fast feedback), then integration, and disruptive tests (which restart
+    replicas of the shared stack) last."""
+    def rank(item) -> int:
+        if item.get_closest_marker("disruptive"):
+            return 2
+        return 1 if item.get_closest_marker("integration") else 0
+
+    items.sort(key=rank)  # stable: file order is kept within each rank

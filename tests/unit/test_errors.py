@@ -34,3 +34,12 @@ def test_timeout_is_504_and_api_errors_pass_through():
     assert api_error_for(TimeoutError(), "r").status == 504
     original = APIError.payload_too_large("big")
     assert api_error_for(original, "r") is original
+
+
+def test_dead_engine_is_a_retryable_503():
+    from deployments.engine_protocol import EngineUnavailableError
+
+    wrapped = RayTaskError("chat", "tb", EngineUnavailableError("engine dead")).as_instanceof_cause()
+    error = api_error_for(wrapped, "chatcmpl-2")
+    assert error.status == 503 and int(error.headers["Retry-After"]) > 0
+    assert "chatcmpl-2" in error.message
