@@ -1,4 +1,4 @@
-"""The contract between a model deployment and the engine inside it, and between ingress and replica.
+"""The contract between a model deployment and its engine, and between ingress and replica.
 
 `ChatEngine` is what `ModelDeployment` drives; `VLLMChatEngine` implements it with vLLM, and tests
 inject a fake engine class through the deployment's constructor. The types here are plain
@@ -55,7 +55,9 @@ class EngineInputError(ValueError):
     caller and must hold no internals (paths, addresses, library error text).
     """
 
-    def __init__(self, client_message: str, *, code: str = "invalid_request", param: str | None = None):
+    def __init__(
+        self, client_message: str, *, code: str = "invalid_request", param: str | None = None
+    ):
         super().__init__(client_message)
         self.client_message = client_message
         self.code = code

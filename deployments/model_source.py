@@ -3,7 +3,7 @@
 Resolution order for a config's `source`:
 1. a local directory (absolute, or relative to the project root) holding a `config.json`;
 2. a hub id whose snapshot is already in the local Hugging Face cache (works offline);
-3. the config's `local_substitute` directory (offline laptops and CI: see scripts/prepare_models.py);
+3. the config's `local_substitute` directory (offline laptops and CI; scripts/prepare_models.py);
 4. the hub id itself, for vLLM to download, unless the machine is offline (HF_HUB_OFFLINE=1).
 
 Anything else is a `ModelNotAvailableError` naming the model and the two ways to get it, raised

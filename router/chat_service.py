@@ -164,7 +164,8 @@ class ChatService:
         self, chat: PreparedChat, first: GenerationChunk | None,
         stream: AsyncIterator[GenerationChunk],
     ) -> AsyncIterator[str]:
-        include_usage = bool(chat.request.stream_options and chat.request.stream_options.include_usage)
+        options = chat.request.stream_options
+        include_usage = bool(options and options.include_usage)
 
         def event(delta: Delta, finish_reason: str | None = None,
                   usage: Usage | None = None, choices: bool = True) -> str:
