@@ -64,9 +64,18 @@ class VLLMChatEngine(ChatEngine):
         return AsyncEngineArgs(**kwargs)
 
     async def start(self) -> None:
+        import ray
         from vllm.v1.engine.async_llm import AsyncLLM
 
-        self._engine = AsyncLLM.from_engine_args(self.engine_args())
+        stat_loggers = None
+        if ray.is_initialized():
+            # vLLM's own metrics (running/waiting requests, KV-cache use, TTFT, tokens) through
+            # Ray's per-node metrics agent, labelled with the Serve replica id. vLLM's default
+            # logger writes to this process's prometheus_client registry, which nothing scrapes.
+            from vllm.v1.metrics.ray_wrappers import RayPrometheusStatLogger
+
+            stat_loggers = [RayPrometheusStatLogger]
+        self._engine = AsyncLLM.from_engine_args(self.engine_args(), stat_loggers=stat_loggers)
         logger.info("engine for %s ready (weights: %s)", self._model.name, self._model_path)
 
     async def chat(self, request: EngineRequest) -> AsyncIterator[GenerationChunk]:

@@ -22,6 +22,9 @@ from configs.schema import load_serve_config
 from tests.conftest import LOCAL_CONFIG, PROJECT_ROOT
 
 STARTUP_TIMEOUT_S = 420
+# Replicas push metrics to the node's agent every 10 s by default; 1 s keeps tests short.
+METRICS_REPORT_INTERVAL_MS = 1000
+RAY_SESSION = Path("/tmp/ray/session_latest")
 TINY_MODELS = {"text": ".models/tiny-qwen3", "vision": ".models/tiny-qwen2.5-vl"}
 
 
@@ -53,6 +56,26 @@ class LocalStack:
     def client(self, timeout: float = 120.0) -> httpx.Client:
         return httpx.Client(base_url=self.url, timeout=timeout)
 
+    def metrics(self) -> dict[tuple[str, frozenset], float]:
+        """Samples from Ray's metrics agent on this node: {(name, labels): value}."""
+        from prometheus_client.parser import text_string_to_metric_families
+
+        port_files = sorted(RAY_SESSION.glob("metrics_export_port_*"))
+        assert port_files, f"no metrics export port file in {RAY_SESSION}"
+        port = int(port_files[-1].read_text().strip())
+        text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+        return {
+            (sample.name, frozenset(sample.labels.items())): sample.value
+            for family in text_string_to_metric_families(text)
+            for sample in family.samples
+        }
+
+    def metric_sum(self, name: str, **labels: str) -> float:
+        """Sum of `name` over all series whose labels include `labels` (e.g. over replicas)."""
+        wanted = set(labels.items())
+        return sum(value for (sample, series), value in self.metrics().items()
+                   if sample == name and wanted <= series)
+
 
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory) -> LocalStack:
@@ -67,9 +90,10 @@ def stack(tmp_path_factory) -> LocalStack:
     log = open(log_path, "w")
     serve_bin = Path(os.sys.executable).parent / "serve"
     started = time.monotonic()
+    env = {**os.environ, "RAY_metrics_report_interval_ms": str(METRICS_REPORT_INTERVAL_MS)}
     process = subprocess.Popen(
         [str(serve_bin), "run", str(config)], cwd=PROJECT_ROOT, stdout=log,
-        stderr=subprocess.STDOUT, start_new_session=True,
+        stderr=subprocess.STDOUT, start_new_session=True, env=env,
     )
     stack = LocalStack(f"http://127.0.0.1:{port}", log_path, config)
     try:
