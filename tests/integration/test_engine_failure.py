@@ -12,7 +12,8 @@ import time
 import httpx
 import pytest
 
-from tests.conftest import image_message
+from configs.schema import app_config_from_serve_config, load_serve_config
+from tests.conftest import APP_NAME, image_message
 from tests.integration.test_local_stack import SAMPLE
 
 pytestmark = [pytest.mark.integration, pytest.mark.disruptive]
@@ -41,10 +42,8 @@ def engine_core_pid(replica: int) -> int:
 
 
 def request_timeout_s(stack) -> float:
-    import yaml
-
-    config = yaml.safe_load(stack.config_path.read_text())
-    return config["applications"][0]["args"]["limits"]["request_timeout_s"]
+    config = app_config_from_serve_config(load_serve_config(stack.config_path), APP_NAME)
+    return config.limits.request_timeout_s
 
 
 def timed_ask(stack, messages) -> tuple[httpx.Response, float]:
