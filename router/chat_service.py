@@ -7,6 +7,10 @@ Streaming contract: the first engine chunk is awaited before the HTTP status is 
 found by the engine up front (prompt longer than the context, unprocessable image) are real 4xx
 responses. After that a failure is sent in-band as an SSE error event followed by `data: [DONE]`,
 and the stream always ends with `data: [DONE]`.
+
+Metrics: each request carries a `RequestMetrics` (router/metrics.py). This module records what
+happens inside an answer (route, image checks, content chunks, tokens, the in-band outcome of a
+stream); the ingress records the HTTP outcome of everything else.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from dataclasses import dataclass
 from configs.schema import AppConfig, ModelConfig
 from deployments.engine_protocol import EngineRequest, GenerationChunk
 from router.errors import api_error_for, sse_error_event
+from router.metrics import RequestMetrics
 from router.protocol import (
     AssistantMessage,
     ChatCompletionChunk,
@@ -39,6 +44,7 @@ from router.validation import (
     chat_template_kwargs_for,
     check_images,
     check_request_limits,
+    image_params,
     parse_chat_request,
     sampling_for,
 )
@@ -58,6 +64,7 @@ class PreparedChat:
     engine_request: EngineRequest
     created: int
     deadline: float  # time.monotonic() by which the request must finish
+    metrics: RequestMetrics
 
     @property
     def request_id(self) -> str:
@@ -93,17 +100,22 @@ class ChatService:
             ]
         )
 
-    async def prepare(self, body: bytes, request_id: str) -> PreparedChat:
+    async def prepare(
+        self, body: bytes, request_id: str, metrics: RequestMetrics
+    ) -> PreparedChat:
         """Parse, validate and route a request body; raise APIError (4xx) on any problem."""
         started = time.monotonic()
         request = parse_chat_request(body)
         check_request_limits(request, self._limits)
         route = route_for_request(request, self._catalog)
+        metrics.routed(route.model, route.modality, stream=request.stream)
         model = self._models[route.model]
         sampling = sampling_for(request, model, self._limits)
         if request.has_images():
             # Image decoding is CPU-bound: keep it off the event loop serving other requests.
+            checking = time.monotonic()
             await asyncio.to_thread(check_images, request, self._limits)
+            metrics.images_checked(len(image_params(request)), time.monotonic() - checking)
         engine_request = EngineRequest(
             request_id=request_id,
             messages=[m.model_dump(exclude_none=True) for m in request.messages],
@@ -116,6 +128,7 @@ class ChatService:
             engine_request=engine_request,
             created=int(time.time()),
             deadline=started + self._limits.request_timeout_s,
+            metrics=metrics,
         )
 
     async def complete(self, chat: PreparedChat) -> ChatCompletionResponse:
@@ -129,6 +142,7 @@ class ChatService:
                 if chunk is None:
                     break
                 pieces.append(chunk.text)
+                chat.metrics.tokens(chunk.prompt_tokens, chunk.completion_tokens)
                 last = chunk
         finally:
             await _close(stream)
@@ -147,23 +161,36 @@ class ChatService:
             usage=_usage(last),
         )
 
-    async def open_stream(self, chat: PreparedChat) -> AsyncIterator[str]:
-        """Start a streaming request; raise (mapped to a status code) if its first chunk fails.
-
-        Returns the SSE event iterator for the response body.
-        """
+    async def open_stream(self, chat: PreparedChat) -> ChatStream:
+        """Start a streaming request; raise (mapped to a status code) if its first chunk fails."""
         stream = self._streamers[chat.route.modality](chat.engine_request)
         try:
             first = await _next_before(stream, chat.deadline)
         except BaseException:
             await _close(stream)
             raise
-        return self._sse_events(chat, first, stream)
+        return ChatStream(chat, first, stream)
 
-    async def _sse_events(
+
+class ChatStream:
+    """The SSE body of one streamed answer.
+
+    `close()` must run when the response ends, however it ends: it aborts the engine request if
+    the answer is unfinished and records a client disconnect unless `events()` recorded an
+    outcome. It is separate from `events()` because a generator that was never iterated (client
+    gone before the first byte) never runs its own cleanup.
+    """
+
+    def __init__(
         self, chat: PreparedChat, first: GenerationChunk | None,
         stream: AsyncIterator[GenerationChunk],
-    ) -> AsyncIterator[str]:
+    ):
+        self._chat = chat
+        self._first = first
+        self._stream = stream
+
+    async def events(self) -> AsyncIterator[str]:
+        chat, measured = self._chat, self._chat.metrics
         options = chat.request.stream_options
         include_usage = bool(options and options.include_usage)
 
@@ -187,23 +214,32 @@ class ChatService:
         last: GenerationChunk | None = None
         try:
             yield event(Delta(role="assistant", content=""))
-            chunk = first
+            chunk = self._first
             while chunk is not None:
                 last = chunk
+                measured.tokens(chunk.prompt_tokens, chunk.completion_tokens)
                 if chunk.text:
+                    measured.content_sent()
                     yield event(Delta(content=chunk.text))
                 if chunk.finish_reason is not None:
                     yield event(Delta(), finish_reason=chunk.finish_reason)
-                chunk = await _next_before(stream, chat.deadline)
+                chunk = await _next_before(self._stream, chat.deadline)
             if include_usage and last is not None:
                 yield event(Delta(), usage=_usage(last), choices=False)
+            measured.succeeded()
         except asyncio.CancelledError:
-            raise  # client went away: nothing more can be sent
+            raise  # client went away: nothing more can be sent; close() records it
         except Exception as exc:  # noqa: BLE001 - every failure becomes an in-band error
-            yield sse_error_event(api_error_for(exc, chat.request_id))
+            error = api_error_for(exc, chat.request_id)
+            measured.errored(error.status, error.code)
+            yield sse_error_event(error)
         finally:
-            await _close(stream)
+            await _close(self._stream)
         yield SSE_DONE
+
+    async def close(self) -> None:
+        await _close(self._stream)
+        self._chat.metrics.client_disconnected()  # no-op when events() recorded the outcome
 
 
 def _usage(chunk: GenerationChunk) -> Usage:

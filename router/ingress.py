@@ -15,13 +15,16 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from ray import serve
+from ray.serve import metrics as serve_metrics
 from ray.serve.handle import DeploymentHandle
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import Receive, Scope, Send
 
 from configs.schema import AppConfig
 from deployments.engine_protocol import EngineRequest, GenerationChunk
-from router.chat_service import ChatService, ChatStreamer, new_request_id
+from router.chat_service import ChatService, ChatStream, ChatStreamer, new_request_id
 from router.errors import APIError, api_error_for
+from router.metrics import IngressMetrics, Instrument, MetricSpec, Recorder
 from router.validation import check_content_type
 
 logger = logging.getLogger("cs_assistant.ingress")
@@ -74,12 +77,50 @@ def error_response(error: APIError) -> JSONResponse:
     return JSONResponse(error.body(), status_code=error.status, headers=dict(error.headers))
 
 
+class ChatStreamResponse(StreamingResponse):
+    """An SSE response that always closes its `ChatStream`, even when the client disconnects
+    before the body starts (the engine request is aborted and the disconnect counted)."""
+
+    def __init__(self, stream: ChatStream, headers: dict[str, str]):
+        super().__init__(stream.events(), media_type="text/event-stream",
+                         headers={**SSE_HEADERS, **headers})
+        self._chat_stream = stream
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            await self._chat_stream.close()
+
+
+def serve_instruments(spec: MetricSpec) -> Instrument:
+    """Instruments exported by the node's Ray metrics agent (see router/metrics.py)."""
+    if spec.kind == "counter":
+        counter = serve_metrics.Counter(spec.name, spec.description, spec.labels)
+        return Recorder(lambda value, labels: counter.inc(value, tags=labels))
+    if spec.kind == "gauge":
+        gauge = serve_metrics.Gauge(spec.name, spec.description, spec.labels)
+        return Recorder(lambda value, labels: gauge.set(value, tags=labels))
+    histogram = serve_metrics.Histogram(
+        spec.name, spec.description, list(spec.buckets), spec.labels
+    )
+    return Recorder(lambda value, labels: histogram.observe(value, tags=labels))
+
+
+def gauge_refresh_period_s() -> float:
+    """How often to re-report gauges: once per Ray metrics export interval (floored at 1 s by
+    Ray), so a gauge never ages out of the agent (its TTL is two intervals)."""
+    import ray
+
+    return max(ray._config.metrics_report_interval_ms(), 1000) / 1000
+
+
 @serve.deployment
 @serve.ingress()
 class Ingress:
     """OpenAI-compatible front door: routes each chat request to the text or vision model."""
 
-    def __init__(
+    async def __init__(
         self,
         config: AppConfig,
         text_model: DeploymentHandle,
@@ -90,13 +131,29 @@ class Ingress:
             streamers["vision"] = handle_streamer(vision_model)
         self._config = config
         self._text_model = text_model
+        self._metrics = IngressMetrics(
+            serve_instruments, {m.name: m.modality for m in config.models}
+        )
         self._service = ChatService(config, streamers)
+        self._gauge_refresher = asyncio.get_running_loop().create_task(self._refresh_gauges())
+
+    async def _refresh_gauges(self) -> None:
+        period = gauge_refresh_period_s()
+        while True:
+            await asyncio.sleep(period)
+            try:
+                self._metrics.refresh_gauges()
+            except Exception:  # noqa: BLE001 - metrics must never take the ingress down
+                logger.warning("refreshing gauges failed", exc_info=True)
 
     def __serve_build_asgi_app__(self) -> FastAPI:
-        return build_api(self._service, self._config, self._text_model)
+        return build_api(self._service, self._metrics, self._config, self._text_model)
 
 
-def build_api(service: ChatService, config: AppConfig, text_model: DeploymentHandle) -> FastAPI:
+def build_api(
+    service: ChatService, metrics: IngressMetrics, config: AppConfig,
+    text_model: DeploymentHandle,
+) -> FastAPI:
     """The FastAPI app: routes, and error handlers that keep every error in the OpenAI shape."""
     api = FastAPI(
         title="Customer-service assistant",
@@ -121,23 +178,27 @@ def build_api(service: ChatService, config: AppConfig, text_model: DeploymentHan
     @api.post("/v1/chat/completions")
     async def chat_completions(request: Request) -> Response:
         request_id = new_request_id()
+        measured = metrics.start()
         try:
             check_content_type(request.headers.get("content-type"))
             body = await read_body(request, config.limits.max_body_bytes)
-            chat = await service.prepare(body, request_id)
+            chat = await service.prepare(body, request_id, measured)
             # Serve sets x-request-id itself; x-route tells clients and logs which model answered.
             headers = {"x-route": chat.route.modality}
             if chat.request.stream:
-                events = await service.open_stream(chat)
-                return StreamingResponse(
-                    events, media_type="text/event-stream", headers={**SSE_HEADERS, **headers}
-                )
+                # From here the stream records its own outcome (success, in-band error, or
+                # disconnect when the response closes it).
+                return ChatStreamResponse(await service.open_stream(chat), headers)
             response = await service.complete(chat)
+            measured.succeeded()
             return JSONResponse(response.model_dump(), headers=headers)
         except asyncio.CancelledError:
+            measured.client_disconnected()
             raise
         except Exception as exc:  # noqa: BLE001 - the one place exceptions become statuses
-            return error_response(api_error_for(exc, request_id))
+            error = api_error_for(exc, request_id)
+            measured.errored(error.status, error.code)
+            return error_response(error)
 
     @api.get("/v1/models")
     async def list_models() -> JSONResponse:

@@ -10,6 +10,8 @@ import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
+from prometheus_client import CollectorRegistry
+
 from configs.schema import AppConfig
 from deployments.engine_protocol import (
     ChatEngine,
@@ -17,6 +19,7 @@ from deployments.engine_protocol import (
     EngineRequest,
     GenerationChunk,
 )
+from router.metrics import IngressMetrics, prometheus_client_instruments
 
 
 @dataclass
@@ -78,3 +81,12 @@ def fake_streamers(config: AppConfig, behaviour: FakeBehaviour | None = None):
     """ChatStreamers backed by one FakeChatEngine per model, as the ingress would see replicas."""
     engines = {m.modality: FakeChatEngine(m, "/fake", (), behaviour) for m in config.models}
     return {modality: engine.chat for modality, engine in engines.items()}, engines
+
+
+def recording_metrics(config: AppConfig) -> tuple[IngressMetrics, CollectorRegistry]:
+    """Real ingress metrics recorded into a private prometheus_client registry."""
+    registry = CollectorRegistry()
+    metrics = IngressMetrics(
+        prometheus_client_instruments(registry), {m.name: m.modality for m in config.models}
+    )
+    return metrics, registry

@@ -4,21 +4,43 @@ from __future__ import annotations
 
 import asyncio
 import json
+from dataclasses import dataclass
 
 import pytest
+from prometheus_client import CollectorRegistry
 
 from configs.schema import RequestLimits
 from router.chat_service import ChatService
 from router.errors import APIError, api_error_for
+from router.metrics import IngressMetrics
 from tests.conftest import image_message
-from tests.fakes import FakeBehaviour, fake_streamers
+from tests.fakes import FakeBehaviour, fake_streamers, recording_metrics
 
 
-def make_service(config, behaviour=None, limits: RequestLimits | None = None):
+@dataclass
+class ServiceUnderTest:
+    service: ChatService
+    engines: dict
+    metrics: IngressMetrics
+    registry: CollectorRegistry
+
+    async def prepare(self, payload: bytes, request_id: str):
+        return await self.service.prepare(payload, request_id, self.metrics.start())
+
+    async def stream(self, payload: bytes, request_id: str) -> list[str]:
+        chat = await self.prepare(payload, request_id)
+        return await collect((await self.service.open_stream(chat)).events())
+
+    def sample(self, name: str, **labels) -> float | None:
+        return self.registry.get_sample_value(name, labels)
+
+
+def make_service(config, behaviour=None, limits: RequestLimits | None = None) -> ServiceUnderTest:
     if limits is not None:
         config = config.model_copy(update={"limits": limits})
     streamers, engines = fake_streamers(config, behaviour)
-    return ChatService(config, streamers), engines
+    metrics, registry = recording_metrics(config)
+    return ServiceUnderTest(ChatService(config, streamers), engines, metrics, registry)
 
 
 def body(**fields) -> bytes:
@@ -41,11 +63,11 @@ async def collect(iterator) -> list[str]:
 
 
 def test_non_streaming_response(local_config):
-    service, engines = make_service(local_config)
+    sut = make_service(local_config)
 
     async def run():
-        chat = await service.prepare(body(), "chatcmpl-1")
-        return await service.complete(chat)
+        chat = await sut.prepare(body(), "chatcmpl-1")
+        return await sut.service.complete(chat)
 
     response = asyncio.run(run())
     assert response.model == local_config.model_for("text").name
@@ -53,29 +75,29 @@ def test_non_streaming_response(local_config):
     assert response.choices[0].finish_reason == "stop"
     assert response.usage.completion_tokens == 4
     assert response.usage.total_tokens == response.usage.prompt_tokens + 4
-    sent = engines["text"].requests[0]
+    sent = sut.engines["text"].requests[0]
     assert sent.chat_template_kwargs == {"enable_thinking": False}
     assert sent.sampling.temperature == local_config.model_for("text").sampling.temperature
 
 
 def test_image_request_goes_to_the_vision_engine(local_config):
-    service, engines = make_service(local_config)
+    sut = make_service(local_config)
 
     async def run():
-        chat = await service.prepare(json.dumps({"messages": [image_message()]}).encode(), "id")
-        return await service.complete(chat)
+        chat = await sut.prepare(json.dumps({"messages": [image_message()]}).encode(), "id")
+        return await sut.service.complete(chat)
 
     response = asyncio.run(run())
     assert response.model == local_config.model_for("vision").name
-    assert len(engines["vision"].requests) == 1 and not engines["text"].requests
+    assert len(sut.engines["vision"].requests) == 1 and not sut.engines["text"].requests
 
 
 def test_streaming_events_follow_openai_framing(local_config):
-    service, _ = make_service(local_config, FakeBehaviour(reply=("a", "b", "c")))
+    sut = make_service(local_config, FakeBehaviour(reply=("a", "b", "c")))
 
     async def run():
-        chat = await service.prepare(body(stream=True, stream_options={"include_usage": True}), "id")
-        return await collect(await service.open_stream(chat))
+        chat = await sut.prepare(body(stream=True, stream_options={"include_usage": True}), "id")
+        return await collect((await sut.service.open_stream(chat)).events())
 
     events = parse_sse(asyncio.run(run()))
     assert events[-1] == "[DONE]"
@@ -89,10 +111,10 @@ def test_streaming_events_follow_openai_framing(local_config):
 
 
 def test_length_finish_reason(local_config):
-    service, _ = make_service(local_config)
+    sut = make_service(local_config)
 
     async def run():
-        return await service.complete(await service.prepare(body(max_tokens=2), "id"))
+        return await sut.service.complete(await sut.prepare(body(max_tokens=2), "id"))
 
     response = asyncio.run(run())
     assert response.choices[0].finish_reason == "length"
@@ -100,11 +122,10 @@ def test_length_finish_reason(local_config):
 
 
 def test_mid_stream_failure_is_an_in_band_error_then_done(local_config):
-    service, _ = make_service(local_config, FakeBehaviour(fail_at_token=2))
+    sut = make_service(local_config, FakeBehaviour(fail_at_token=2))
 
     async def run():
-        chat = await service.prepare(body(stream=True), "chatcmpl-x")
-        return await collect(await service.open_stream(chat))
+        return await sut.stream(body(stream=True), "chatcmpl-x")
 
     events = parse_sse(asyncio.run(run()))
     assert events[-1] == "[DONE]"
@@ -114,11 +135,11 @@ def test_mid_stream_failure_is_an_in_band_error_then_done(local_config):
 
 
 def test_engine_input_error_before_first_token_raises_for_a_4xx(local_config):
-    service, _ = make_service(local_config, FakeBehaviour(reject_input=True))
+    sut = make_service(local_config, FakeBehaviour(reject_input=True))
 
     async def run():
-        chat = await service.prepare(body(stream=True), "id")
-        await service.open_stream(chat)
+        chat = await sut.prepare(body(stream=True), "id")
+        await sut.service.open_stream(chat)
 
     with pytest.raises(Exception) as err:
         asyncio.run(run())
@@ -128,55 +149,54 @@ def test_engine_input_error_before_first_token_raises_for_a_4xx(local_config):
 
 def test_timeout_cancels_the_engine_stream(local_config):
     limits = local_config.limits.model_copy(update={"request_timeout_s": 0.2})
-    service, engines = make_service(local_config, FakeBehaviour(token_delay_s=0.15), limits)
+    sut = make_service(local_config, FakeBehaviour(token_delay_s=0.15), limits)
 
     async def run():
-        chat = await service.prepare(body(), "slow")
-        await service.complete(chat)
+        chat = await sut.prepare(body(), "slow")
+        await sut.service.complete(chat)
 
     with pytest.raises(TimeoutError) as err:
         asyncio.run(run())
     assert api_error_for(err.value, "slow").status == 504
-    assert engines["text"].cancelled == ["slow"]
+    assert sut.engines["text"].cancelled == ["slow"]
 
 
 def test_streaming_timeout_is_in_band(local_config):
     limits = local_config.limits.model_copy(update={"request_timeout_s": 0.3})
-    service, engines = make_service(local_config, FakeBehaviour(token_delay_s=0.12), limits)
+    sut = make_service(local_config, FakeBehaviour(token_delay_s=0.12), limits)
 
     async def run():
-        chat = await service.prepare(body(stream=True), "slow")
-        return await collect(await service.open_stream(chat))
+        return await sut.stream(body(stream=True), "slow")
 
     events = parse_sse(asyncio.run(run()))
     assert events[-1] == "[DONE]" and events[-2]["error"]["code"] == "request_timeout"
-    assert engines["text"].cancelled == ["slow"]
+    assert sut.engines["text"].cancelled == ["slow"]
 
 
 def test_client_disconnect_closes_the_engine_stream(local_config):
-    service, engines = make_service(local_config, FakeBehaviour(token_delay_s=0.01))
+    sut = make_service(local_config, FakeBehaviour(token_delay_s=0.01))
 
     async def run():
-        chat = await service.prepare(body(stream=True), "gone")
-        events = await service.open_stream(chat)
+        chat = await sut.prepare(body(stream=True), "gone")
+        events = (await sut.service.open_stream(chat)).events()
         await anext(events)
         await anext(events)
         await events.aclose()  # what Starlette does when the client goes away
 
     asyncio.run(run())
-    assert engines["text"].cancelled == ["gone"]
+    assert sut.engines["text"].cancelled == ["gone"]
 
 
 def test_models_list(local_config):
-    service, _ = make_service(local_config)
-    cards = service.model_list().model_dump()["data"]
+    sut = make_service(local_config)
+    cards = sut.service.model_list().model_dump()["data"]
     assert {(c["id"], c["modality"]) for c in cards} == {
         (m.name, m.modality) for m in local_config.models
     }
 
 
 def test_validation_runs_before_any_engine_call(local_config):
-    service, engines = make_service(local_config)
+    sut = make_service(local_config)
     with pytest.raises(APIError):
-        asyncio.run(service.prepare(body(max_tokens=0), "id"))
-    assert not engines["text"].requests
+        asyncio.run(sut.prepare(body(max_tokens=0), "id"))
+    assert not sut.engines["text"].requests

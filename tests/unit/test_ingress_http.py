@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 from router.chat_service import ChatService
 from router.ingress import build_api
 from tests.conftest import image_message
-from tests.fakes import FakeBehaviour, fake_streamers
+from tests.fakes import FakeBehaviour, fake_streamers, recording_metrics
 
 URL = "/v1/chat/completions"
 JSON = {"Content-Type": "application/json"}
@@ -32,7 +32,8 @@ class FakeHandle:
 
 def client_for(config, behaviour=None, handle=None) -> TestClient:
     streamers, _ = fake_streamers(config, behaviour)
-    api = build_api(ChatService(config, streamers), config, handle or FakeHandle())
+    metrics, _ = recording_metrics(config)
+    api = build_api(ChatService(config, streamers), metrics, config, handle or FakeHandle())
     return TestClient(api, raise_server_exceptions=False)
 
 

@@ -1,0 +1,259 @@
+"""Ingress metrics: what a client of the chat API sees, per model and route decision.
+
+The metric set is declared once, in `INGRESS_METRICS`; the README's metric table, the unit tests
+and the dashboard tests all read it. Recording goes through an `InstrumentFactory`, so the same
+code records into Ray Serve's metric API in production (`ray_serve_instruments` in ingress.py:
+exported by each node's Ray metrics agent, with `deployment`/`replica`/`application` labels, so
+several ingress replicas neither lose nor double-count) and into a prometheus_client registry in
+unit tests. See docs/design/metrics.md for why not a prometheus_client HTTP server per replica.
+
+Label values come from fixed sets only (configured model names, `text`/`vision`, HTTP status
+codes, the error codes of router/errors.py), never from request content, so series stay bounded.
+
+Outcome accounting, one request = exactly one `cs_requests` increment, when it ends:
+- `status` is the HTTP status sent; for a stream that fails after its 200 header, the status of the
+  in-band error event; 499 when the client disconnected before the end (nginx's convention).
+- Every 4xx also counts in `cs_requests_rejected` (the server refused it), every 5xx and 499 in
+  `cs_requests_failed` (accepted but not completed), with a `reason`.
+- Latency histograms hold successful requests only; TTFT and ITL exist for streamed requests
+  only (a non-streaming client sees no first token before the whole answer).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+import prometheus_client
+from prometheus_client import CollectorRegistry
+
+MetricKind = Literal["counter", "gauge", "histogram"]
+
+# Exported names: Ray's metrics agent adds this prefix to every application metric (and `_total`
+# to counters), so `cs_requests` is scraped as `ray_cs_requests_total`.
+RAY_EXPORT_PREFIX = "ray_"
+
+NO_MODEL = "none"  # model/route label of a request refused before routing (bad JSON, 413, ...)
+
+# Buckets span GPU (tens of ms TTFT, ~10 ms ITL) and CPU (seconds) in one layout, with the SLO
+# thresholds of configs/prometheus/alerts.yml (TTFT 2 s GPU / 10 s CPU) on bucket boundaries.
+TTFT_BUCKETS_S = (0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 7.5, 10.0,
+                  15.0, 20.0, 30.0, 60.0, 120.0)
+ITL_BUCKETS_S = (0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1.0,
+                 2.0, 5.0)
+E2E_BUCKETS_S = (0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 7.5, 10.0, 15.0, 20.0, 30.0, 45.0, 60.0,
+                 90.0, 120.0, 180.0)
+IMAGE_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+
+# Every error code the router can produce (router/errors.py, validation, routing, the engine's
+# input errors). Anything else is recorded as "other", so an unexpected code cannot add series.
+KNOWN_REASONS = frozenset({
+    "invalid_request", "model_not_found", "payload_too_large", "unsupported_media_type",
+    "not_found", "method_not_allowed", "http_error",
+    "context_length_exceeded", "invalid_image", "image_too_large", "image_too_small",
+    "image_url_not_allowed", "too_many_images", "model_cannot_take_images", "no_vision_model",
+    "rate_limited", "queue_full",
+    "request_timeout", "model_unavailable", "internal_error", "client_disconnect",
+})
+OTHER_REASON = "other"
+CLIENT_CLOSED_STATUS = 499
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    name: str  # as declared; see `exported_name`
+    kind: MetricKind
+    description: str
+    labels: tuple[str, ...]
+    buckets: tuple[float, ...] = ()
+
+    @property
+    def exported_name(self) -> str:
+        """The name Prometheus scrapes from Ray's metrics agent."""
+        return RAY_EXPORT_PREFIX + self.name + ("_total" if self.kind == "counter" else "")
+
+
+REQUESTS = MetricSpec(
+    "cs_requests", "counter",
+    "Chat requests by served model, route decision and outcome status code.",
+    ("model", "route", "status"))
+REJECTED = MetricSpec(
+    "cs_requests_rejected", "counter",
+    "Requests refused with a 4xx, by reason (validation, limits, admission control).",
+    ("model", "route", "reason"))
+FAILED = MetricSpec(
+    "cs_requests_failed", "counter",
+    "Accepted requests that did not complete (5xx, in-band stream errors, client disconnects), "
+    "by reason.",
+    ("model", "route", "reason"))
+TTFT = MetricSpec(
+    "cs_time_to_first_token_seconds", "histogram",
+    "Streamed requests: arrival at the ingress to the first content chunk sent to the client.",
+    ("model", "route"), TTFT_BUCKETS_S)
+ITL = MetricSpec(
+    "cs_inter_token_latency_seconds", "histogram",
+    "Streamed requests: gap between consecutive content chunks sent to the client.",
+    ("model", "route"), ITL_BUCKETS_S)
+E2E = MetricSpec(
+    "cs_e2e_latency_seconds", "histogram",
+    "Successful requests: arrival at the ingress to the last byte of the answer.",
+    ("model", "route", "stream"), E2E_BUCKETS_S)
+PROMPT_TOKENS = MetricSpec(
+    "cs_prompt_tokens", "counter",
+    "Prompt tokens of routed requests the engine took (rate() = tokens/s).",
+    ("model", "route"))
+COMPLETION_TOKENS = MetricSpec(
+    "cs_completion_tokens", "counter",
+    "Completion tokens sent to clients, disconnected and failed streams included.",
+    ("model", "route"))
+IN_FLIGHT = MetricSpec(
+    "cs_requests_in_flight", "gauge",
+    "Routed requests this ingress replica is serving now (sum over replicas).",
+    ("model", "route"))
+IMAGE_PREPROCESS = MetricSpec(
+    "cs_image_preprocess_seconds", "histogram",
+    "Vision route: time to decode and check all images of one request at the ingress.",
+    ("model",), IMAGE_BUCKETS_S)
+IMAGES = MetricSpec(
+    "cs_images", "counter", "Vision route: images received in routed requests.", ("model",))
+
+INGRESS_METRICS = (REQUESTS, REJECTED, FAILED, TTFT, ITL, E2E, PROMPT_TOKENS, COMPLETION_TOKENS,
+                   IN_FLIGHT, IMAGE_PREPROCESS, IMAGES)
+
+
+class Instrument(Protocol):
+    def record(self, value: float, labels: dict[str, str]) -> None:
+        """Counter: add `value` (> 0). Gauge: set to `value`. Histogram: observe `value`."""
+
+
+InstrumentFactory = Callable[[MetricSpec], Instrument]
+
+
+def reason_for(code: str | None) -> str:
+    return code if code in KNOWN_REASONS else OTHER_REASON
+
+
+class IngressMetrics:
+    """The ingress's instruments, created once per replica, and the in-flight counts behind the
+    gauge (each replica reports its own; dashboards sum over replicas)."""
+
+    def __init__(self, factory: InstrumentFactory, models: dict[str, str]):
+        """`models` maps each served model name to its route (modality)."""
+        self._instruments = {spec.name: factory(spec) for spec in INGRESS_METRICS}
+        self._in_flight = {(name, route): 0 for name, route in models.items()}
+        self.refresh_gauges()
+
+    def start(self) -> RequestMetrics:
+        """Begin measuring one request, at its arrival."""
+        return RequestMetrics(self, time.monotonic())
+
+    def refresh_gauges(self) -> None:
+        """Re-report every in-flight gauge, zeros included. Ray's agent drops a gauge series that
+        is not re-reported for two export intervals; this keeps idle series at 0 instead."""
+        for (model, route), count in self._in_flight.items():
+            self.record(IN_FLIGHT, count, model=model, route=route)
+
+    def record(self, spec: MetricSpec, value: float, **labels: str) -> None:
+        if spec.kind == "counter" and value <= 0:
+            return  # Ray refuses inc(0); a zero increment changes nothing anyway
+        self._instruments[spec.name].record(value, labels)
+
+    def _in_flight_changed(self, model: str, route: str, delta: int) -> None:
+        key = (model, route)
+        self._in_flight[key] = self._in_flight.get(key, 0) + delta
+        self.record(IN_FLIGHT, self._in_flight[key], model=model, route=route)
+
+
+class RequestMetrics:
+    """The measurements of one request, from arrival to its single recorded outcome."""
+
+    def __init__(self, metrics: IngressMetrics, started: float):
+        self._metrics = metrics
+        self._started = started
+        self._model = NO_MODEL
+        self._route = NO_MODEL
+        self._stream = False
+        self._last_content: float | None = None
+        self._prompt_tokens = 0
+        self._completion_tokens = 0
+        self._routed = False
+        self.finished = False
+
+    def routed(self, model: str, route: str, stream: bool) -> None:
+        self._model, self._route, self._stream = model, route, stream
+        self._routed = True
+        self._metrics._in_flight_changed(model, route, +1)
+
+    def images_checked(self, count: int, seconds: float) -> None:
+        self._metrics.record(IMAGE_PREPROCESS, seconds, model=self._model)
+        self._metrics.record(IMAGES, count, model=self._model)
+
+    def content_sent(self) -> None:
+        """A chunk carrying generated text was handed to the client."""
+        now = time.monotonic()
+        labels = {"model": self._model, "route": self._route}
+        if self._last_content is None:
+            self._metrics.record(TTFT, now - self._started, **labels)
+        else:
+            self._metrics.record(ITL, now - self._last_content, **labels)
+        self._last_content = now
+
+    def tokens(self, prompt_tokens: int, completion_tokens: int) -> None:
+        """Cumulative usage so far (the engine reports running totals)."""
+        self._prompt_tokens, self._completion_tokens = prompt_tokens, completion_tokens
+
+    def succeeded(self) -> None:
+        self._finish(200, None)
+
+    def errored(self, status: int, code: str | None) -> None:
+        self._finish(status, code)
+
+    def client_disconnected(self) -> None:
+        self._finish(CLIENT_CLOSED_STATUS, "client_disconnect")
+
+    def _finish(self, status: int, code: str | None) -> None:
+        if self.finished:
+            return  # the first outcome wins; later cleanup paths must not count twice
+        self.finished = True
+        m, labels = self._metrics, {"model": self._model, "route": self._route}
+        m.record(REQUESTS, 1, status=str(status), **labels)
+        if status == 200:
+            m.record(E2E, time.monotonic() - self._started,
+                     stream="true" if self._stream else "false", **labels)
+        elif status >= 500 or status == CLIENT_CLOSED_STATUS:
+            m.record(FAILED, 1, reason=reason_for(code), **labels)
+        else:
+            m.record(REJECTED, 1, reason=reason_for(code), **labels)
+        if self._routed:
+            m.record(PROMPT_TOKENS, self._prompt_tokens, **labels)
+            m.record(COMPLETION_TOKENS, self._completion_tokens, **labels)
+            m._in_flight_changed(self._model, self._route, -1)
+
+
+def prometheus_client_instruments(registry: CollectorRegistry) -> InstrumentFactory:
+    """Instruments in a prometheus_client registry, for the router outside Ray (unit tests,
+    in-process tools). Exposition names match Ray's minus the `ray_` prefix."""
+
+    def factory(spec: MetricSpec) -> Instrument:
+        if spec.kind == "counter":
+            metric = prometheus_client.Counter(spec.name, spec.description, spec.labels,
+                                               registry=registry)
+            return Recorder(lambda value, labels: metric.labels(**labels).inc(value))
+        if spec.kind == "gauge":
+            metric = prometheus_client.Gauge(spec.name, spec.description, spec.labels,
+                                             registry=registry)
+            return Recorder(lambda value, labels: metric.labels(**labels).set(value))
+        metric = prometheus_client.Histogram(spec.name, spec.description, spec.labels,
+                                             registry=registry, buckets=spec.buckets)
+        return Recorder(lambda value, labels: metric.labels(**labels).observe(value))
+
+    return factory
+
+
+@dataclass(frozen=True)
+class Recorder:
+    """An Instrument from a recording function."""
+
+    record: Callable[[float, dict[str, str]], None]
