@@ -2,7 +2,8 @@
 # Idempotent set-up: pinned uv in .tools/, the locked CPU environment in .venv/, and the offline
 # model checkpoints in .models/. Safe to run again; does only what is missing.
 #   scripts/setup.sh            runtime set (CPU vLLM + model preparation)
-#   scripts/setup.sh --test     the same plus the test tools (pytest, locust, openai SDK)
+#   scripts/setup.sh --test     the same plus the test tools (pytest, locust, openai SDK) and
+#                               Debian's Prometheus server (the metrics tests run a real one)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -21,7 +22,10 @@ if [[ ! -x .tools/bin/uv ]] || [[ "$(.tools/bin/uv --version)" != "uv $UV_VERSIO
 fi
 
 groups=(--group local-models)
-[[ "${1:-}" == "--test" ]] && groups+=(--group test)
+if [[ "${1:-}" == "--test" ]]; then
+  groups+=(--group test)
+  scripts/install-prometheus.sh
+fi
 echo "setup: syncing the locked CPU environment into .venv/ (first run downloads ~5 GB)"
 .tools/bin/uv sync --locked --python "$PYTHON" --extra cpu "${groups[@]}"
 

@@ -8,6 +8,7 @@ changed, so the tests exercise the same deployment options users run.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -19,6 +20,7 @@ import pytest
 import yaml
 
 from configs.schema import load_serve_config
+from loadtests.prometheus_api import PrometheusAPI
 from tests.conftest import LOCAL_CONFIG, PROJECT_ROOT
 
 STARTUP_TIMEOUT_S = 420
@@ -26,6 +28,8 @@ STARTUP_TIMEOUT_S = 420
 METRICS_REPORT_INTERVAL_MS = 1000
 RAY_SESSION = Path("/tmp/ray/session_latest")
 TINY_MODELS = {"text": ".models/tiny-qwen3", "vision": ".models/tiny-qwen2.5-vl"}
+PROMETHEUS_CONFIGS = PROJECT_ROOT / "configs" / "prometheus"
+PROMETHEUS_STARTUP_TIMEOUT_S = 60
 
 
 def free_port() -> int:
@@ -121,4 +125,51 @@ def stack(tmp_path_factory) -> LocalStack:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
         subprocess.run([str(serve_bin.parent / "ray"), "stop", "--force"], capture_output=True)
+        log.close()
+
+
+def write_prometheus_config(dest: Path) -> Path:
+    """The shipped local scrape config, with 1 s intervals and absolute rule paths."""
+    config = yaml.safe_load((PROMETHEUS_CONFIGS / "local.yml").read_text())
+    config["global"].update(scrape_interval="1s", evaluation_interval="1s")
+    config["rule_files"] = [str(PROMETHEUS_CONFIGS / name) for name in config["rule_files"]]
+    dest.write_text(yaml.safe_dump(config, sort_keys=False))
+    return dest
+
+
+@pytest.fixture(scope="session")
+def prometheus(stack, tmp_path_factory) -> PrometheusAPI:
+    """A real Prometheus server (Debian's package) scraping the local stack with the shipped
+    scrape config and SLO rules; its log is .run/integration-prometheus.log."""
+    binary = shutil.which("prometheus")
+    if binary is None:
+        pytest.fail("prometheus is not installed: scripts/setup.sh --test installs Debian's package")
+    workdir = tmp_path_factory.mktemp("prometheus")
+    config = write_prometheus_config(workdir / "prometheus.yml")
+    port = free_port()
+    log_path = PROJECT_ROOT / ".run" / "integration-prometheus.log"
+    log = open(log_path, "w")
+    process = subprocess.Popen(
+        [binary, f"--config.file={config}", f"--storage.tsdb.path={workdir / 'data'}",
+         f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn"],
+        stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )
+    api = PrometheusAPI(f"http://127.0.0.1:{port}")
+    try:
+        deadline = time.monotonic() + PROMETHEUS_STARTUP_TIMEOUT_S
+        while not (api.ready() and any(t["health"] == "up" for t in api.targets())):
+            if process.poll() is not None:
+                pytest.fail(f"prometheus exited with {process.returncode}; see {log_path}")
+            if time.monotonic() > deadline:
+                pytest.fail(f"prometheus has no healthy target after "
+                            f"{PROMETHEUS_STARTUP_TIMEOUT_S}s; see {log_path}")
+            time.sleep(1)
+        yield api
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
         log.close()
