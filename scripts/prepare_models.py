@@ -135,6 +135,41 @@ def build_tiny_qwen3(dest: Path) -> None:
     tokenizer.save_pretrained(dest)
 
 
+# Published config.json numbers of Qwen/Qwen3-0.6B (model card / config on the hub).
+QWEN3_06B = dict(
+    vocab_size=151936, hidden_size=1024, intermediate_size=3072, num_hidden_layers=28,
+    num_attention_heads=16, num_key_value_heads=8, head_dim=128, max_position_embeddings=40960,
+    rope_theta=1_000_000.0, rms_norm_eps=1e-6, tie_word_embeddings=True,
+)
+
+
+def build_qwen3_06b_dummy(dest: Path) -> None:
+    """Qwen3-0.6B's real architecture without weights, for benchmarks with vLLM's
+    `load_format=dummy` (random weights cost exactly what real ones cost). The tokenizer is the
+    small test one, padded with filler tokens to the full 151,936-entry vocabulary so that every
+    id the random model samples decodes to text."""
+    from transformers import Qwen3Config
+
+    tokenizer = build_tokenizer()
+    tokenizer.save_pretrained(dest)
+    tokenizer_file = dest / "tokenizer.json"
+    spec = json.loads(tokenizer_file.read_text())
+    vocab = spec["model"]["vocab"]
+    used = set(vocab.values()) | {t["id"] for t in spec["added_tokens"]}
+    for token_id in range(QWEN3_06B["vocab_size"]):
+        if token_id not in used:
+            vocab[f"\u0120fill{token_id}"] = token_id  # "Ġ": byte-level space
+    tokenizer_file.write_text(json.dumps(spec, ensure_ascii=False))
+    config = Qwen3Config(
+        **QWEN3_06B,
+        bos_token_id=tokenizer.convert_tokens_to_ids("<|endoftext|>"),
+        eos_token_id=tokenizer.convert_tokens_to_ids("<|im_end|>"),
+        pad_token_id=tokenizer.convert_tokens_to_ids("<|endoftext|>"),
+        dtype="bfloat16",
+    )
+    config.save_pretrained(dest)
+
+
 def build_tiny_qwen25_vl(dest: Path) -> None:
     import torch
     from transformers import (
@@ -226,6 +261,7 @@ BUILDERS = {
     "tiny-qwen3": build_tiny_qwen3,
     "tiny-qwen2.5-vl": build_tiny_qwen25_vl,
     "smollm2-135m-instruct": build_smollm2,
+    "qwen3-0.6b-dummy": build_qwen3_06b_dummy,
 }
 
 

@@ -1,0 +1,390 @@
+"""Benchmark: this project's Ray Serve stack against bare `vllm serve`, in one run, on CPU.
+
+    .venv/bin/python -m loadtests.benchmark            # or: scripts/benchmark.sh
+
+Both servers run Qwen3-0.6B's real architecture with random weights (`load_format=dummy`: same
+compute as real weights, no download) and the *same* engine arguments and engine environment,
+taken from the text model of configs/local-cpu.yaml. The Serve stack is that config with the text
+model only, so both engines get the same cores. The same closed-loop streaming workload runs at
+each concurrency (1 up to past the engine's batch limit):
+- output tokens/s and requests/s of each and their ratio, TTFT p50/p99 and the difference, ITL
+  p50/p99 (all measured by the client, from the SSE stream);
+- the framework tax without a model: requests/s and p50 latency of `/health` through Serve's proxy
+  and the ingress replica, against the same FastAPI app under plain uvicorn;
+- the share of CPU the load generator itself used, so a saturated client is not mistaken for a
+  slow server.
+Writes results.json, results.md and throughput_ttft.png to --out (default .run/benchmark/).
+Figures only: nothing here asserts a speed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import math
+import os
+import resource
+import signal
+import socket
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import httpx
+import yaml
+
+from configs.schema import PROJECT_ROOT, load_serve_config
+from loadtests.sse_client import measure_sse
+
+MODEL_DIR = PROJECT_ROOT / ".models" / "qwen3-0.6b-dummy"
+LOCAL_CONFIG = PROJECT_ROOT / "configs" / "local-cpu.yaml"
+VENV_BIN = Path(sys.executable).parent
+STARTUP_TIMEOUT_S = 600
+PROMPT = ("I ordered a grey hoodie in size M during the sale and the tracking page has not "
+          "changed for three days. Can you tell me when it will ship, whether the discount was "
+          "applied, and how I can change the delivery address if it has not left yet?")
+
+
+def log(message: str) -> None:
+    print(f"[benchmark] {message}", flush=True)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# --- the two servers, with the same engine ---------------------------------------------------------
+
+def text_model_settings() -> tuple[dict, dict, dict]:
+    """(serve config, text model entry, engine env) from the local config."""
+    config = load_serve_config(LOCAL_CONFIG)
+    app = config["applications"][0]
+    model = next(m for m in app["args"]["models"] if m["modality"] == "text")
+    deployment = next(d for d in app["deployments"] if d["name"] == model["deployment_name"])
+    env = dict(deployment.get("ray_actor_options", {}).get("runtime_env", {}).get("env_vars", {}))
+    return config, model, env
+
+
+def benchmark_serve_config(port: int) -> dict:
+    config, model, _ = text_model_settings()
+    app = config["applications"][0]
+    model = {**model, "source": str(MODEL_DIR), "local_substitute": None,
+             "engine": {**model["engine"], "load_format": "dummy"}}
+    app["args"]["models"] = [model]
+    app["deployments"] = [d for d in app["deployments"]
+                          if d["name"] in ("Ingress", model["deployment_name"])]
+    config["http_options"]["port"] = port
+    return config
+
+
+def vllm_serve_command(port: int) -> tuple[list[str], dict]:
+    _, model, env = text_model_settings()
+    engine = model["engine"]
+    command = [
+        str(VENV_BIN / "vllm"), "serve", str(MODEL_DIR), "--served-model-name", model["name"],
+        "--host", "127.0.0.1", "--port", str(port),
+        "--max-model-len", str(engine["max_model_len"]), "--dtype", engine["dtype"],
+        "--max-num-seqs", str(engine["max_num_seqs"]), "--load-format", "dummy",
+        "--disable-uvicorn-access-log",
+    ]
+    if engine.get("enforce_eager"):
+        command.append("--enforce-eager")
+    return command, env
+
+
+@contextmanager
+def running(name: str, command: list[str], env: dict, ready_url: str, log_path: Path,
+            after_stop: list[str] | None = None):
+    log(f"starting {name}: {' '.join(command[:4])} ...")
+    started = time.monotonic()
+    with open(log_path, "w") as log_file:
+        process = subprocess.Popen(command, cwd=PROJECT_ROOT, stdout=log_file,
+                                   stderr=subprocess.STDOUT, start_new_session=True,
+                                   env={**os.environ, **env})
+        try:
+            while True:
+                if process.poll() is not None:
+                    raise RuntimeError(f"{name} exited with {process.returncode}; see {log_path}")
+                if time.monotonic() - started > STARTUP_TIMEOUT_S:
+                    raise RuntimeError(f"{name} not ready after {STARTUP_TIMEOUT_S}s; see {log_path}")
+                try:
+                    if httpx.get(ready_url, timeout=5).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                time.sleep(2)
+            log(f"{name} ready in {time.monotonic() - started:.0f}s")
+            yield
+        finally:
+            os.killpg(process.pid, signal.SIGINT)
+            try:
+                process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+            if after_stop:
+                subprocess.run(after_stop, capture_output=True)
+
+
+# --- load generation -------------------------------------------------------------------------------
+
+def machine_busy_s() -> float:
+    """CPU seconds all cores spent busy since boot (/proc/stat)."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+def client_cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))]
+
+
+@dataclass
+class LevelResult:
+    concurrency: int
+    requests: int
+    failed: int
+    wall_s: float
+    output_tokens: int
+    tokens_per_s: float
+    requests_per_s: float
+    ttft_p50_s: float | None
+    ttft_p99_s: float | None
+    itl_p50_s: float | None
+    itl_p99_s: float | None
+    client_cpu_core_share: float  # client CPU seconds / wall seconds (1.0 = one full core)
+    client_cpu_of_busy: float  # client CPU seconds / all busy CPU seconds on the machine
+
+
+async def stream_once(client: httpx.AsyncClient, model: str, output_tokens: int):
+    body = {"model": model, "messages": [{"role": "user", "content": PROMPT}],
+            "max_tokens": output_tokens, "temperature": 1.0, "stream": True,
+            "stream_options": {"include_usage": True}}
+    started = time.perf_counter()
+    lines: list[tuple[str, float]] = []
+    async with client.stream("POST", "/v1/chat/completions", json=body) as response:
+        async for line in response.aiter_lines():
+            lines.append((line, time.perf_counter()))
+    times = iter(t for line, t in lines if line.startswith("data: "))
+    return measure_sse(response.status_code, [line for line, _ in lines], started,
+                       clock=lambda: next(times))
+
+
+async def run_level(url: str, model: str, concurrency: int, requests: int,
+                    output_tokens: int) -> LevelResult:
+    queue = list(range(requests))
+    results = []
+
+    async def worker(client: httpx.AsyncClient) -> None:
+        while queue:
+            queue.pop()
+            results.append(await stream_once(client, model, output_tokens))
+
+    limits = httpx.Limits(max_connections=concurrency + 4)
+    async with httpx.AsyncClient(base_url=url, timeout=600, limits=limits) as client:
+        cpu0, busy0, wall0 = client_cpu_s(), machine_busy_s(), time.perf_counter()
+        await asyncio.gather(*(worker(client) for _ in range(concurrency)))
+        cpu, busy, wall = client_cpu_s() - cpu0, machine_busy_s() - busy0, time.perf_counter() - wall0
+    ok = [r for r in results if r.ok]
+    ttft = [r.ttft_s for r in ok if r.ttft_s is not None]
+    itl = [gap for r in ok for gap in r.itl_s]
+    tokens = sum(r.completion_tokens for r in ok)
+    return LevelResult(
+        concurrency, len(results), len(results) - len(ok), wall, tokens, tokens / wall,
+        len(ok) / wall, percentile(ttft, 0.5), percentile(ttft, 0.99), percentile(itl, 0.5),
+        percentile(itl, 0.99), cpu / wall, cpu / busy if busy > 0 else 0.0,
+    )
+
+
+async def run_levels(url: str, model: str, levels: list[int], output_tokens: int,
+                     per_level: int) -> list[LevelResult]:
+    await run_level(url, model, 1, 1, 8)  # warm-up: first-request costs are not a level's
+    out = []
+    for concurrency in levels:
+        requests = max(per_level, 2 * concurrency)
+        result = await run_level(url, model, concurrency, requests, output_tokens)
+        log(f"  concurrency {concurrency:>3}: {result.tokens_per_s:6.1f} tok/s, "
+            f"{result.requests_per_s:5.2f} req/s, TTFT p50 {fmt_s(result.ttft_p50_s)}, "
+            f"failed {result.failed}, client CPU {result.client_cpu_core_share:.0%} of a core")
+        out.append(result)
+    return out
+
+
+async def framework_tax(url: str, path: str, concurrency: int, duration_s: float) -> dict:
+    latencies: list[float] = []
+    deadline = time.perf_counter() + duration_s
+
+    async def worker(client: httpx.AsyncClient) -> None:
+        while time.perf_counter() < deadline:
+            started = time.perf_counter()
+            response = await client.get(path)
+            response.raise_for_status()
+            latencies.append(time.perf_counter() - started)
+
+    async with httpx.AsyncClient(base_url=url, timeout=30) as client:
+        for _ in range(20):
+            await client.get(path)  # warm-up
+        cpu0, wall0 = client_cpu_s(), time.perf_counter()
+        await asyncio.gather(*(worker(client) for _ in range(concurrency)))
+        cpu, wall = client_cpu_s() - cpu0, time.perf_counter() - wall0
+    return {"requests_per_s": len(latencies) / wall, "p50_ms": percentile(latencies, 0.5) * 1000,
+            "p99_ms": percentile(latencies, 0.99) * 1000, "requests": len(latencies),
+            "client_cpu_core_share": cpu / wall}
+
+
+# --- report ----------------------------------------------------------------------------------------
+
+def fmt_s(value: float | None) -> str:
+    return "n/a" if value is None else f"{value * 1000:.0f} ms"
+
+
+def ratio(a: float, b: float) -> str:
+    return f"{a / b:.2f}" if b else "n/a"
+
+
+def markdown(results: dict) -> str:
+    serve, bare = results["serve"], results["vllm"]
+    rows = [
+        "| concurrency | tok/s Serve | tok/s vLLM | ratio | req/s Serve | req/s vLLM | ratio | "
+        "TTFT p50 Serve / vLLM (Δ) | TTFT p99 Serve / vLLM (Δ) | ITL p50 Serve / vLLM | "
+        "ITL p99 Serve / vLLM | client CPU Serve / vLLM |",
+        "|" + "---|" * 12,
+    ]
+    for s, v in zip(serve, bare):
+        def delta(a, b):
+            return "n/a" if a is None or b is None else f"{(a - b) * 1000:+.0f} ms"
+        rows.append(
+            f"| {s['concurrency']} | {s['tokens_per_s']:.1f} | {v['tokens_per_s']:.1f} | "
+            f"{ratio(s['tokens_per_s'], v['tokens_per_s'])} | {s['requests_per_s']:.2f} | "
+            f"{v['requests_per_s']:.2f} | {ratio(s['requests_per_s'], v['requests_per_s'])} | "
+            f"{fmt_s(s['ttft_p50_s'])} / {fmt_s(v['ttft_p50_s'])} ({delta(s['ttft_p50_s'], v['ttft_p50_s'])}) | "
+            f"{fmt_s(s['ttft_p99_s'])} / {fmt_s(v['ttft_p99_s'])} ({delta(s['ttft_p99_s'], v['ttft_p99_s'])}) | "
+            f"{fmt_s(s['itl_p50_s'])} / {fmt_s(v['itl_p50_s'])} | "
+            f"{fmt_s(s['itl_p99_s'])} / {fmt_s(v['itl_p99_s'])} | "
+            f"{s['client_cpu_core_share']:.0%} / {v['client_cpu_core_share']:.0%} |"
+        )
+    tax = results["framework_tax"]
+    rows += [
+        "",
+        f"Framework tax, `GET /health`, no model, {tax['concurrency']} concurrent clients for "
+        f"{tax['duration_s']:.0f} s:",
+        "",
+        "| path | req/s | p50 | p99 | client CPU |",
+        "|---|---|---|---|---|",
+    ]
+    for name in ("serve", "uvicorn"):
+        t = tax[name]
+        rows.append(f"| {'Serve proxy → ingress replica' if name == 'serve' else 'plain uvicorn'} | "
+                    f"{t['requests_per_s']:.0f} | {t['p50_ms']:.1f} ms | {t['p99_ms']:.1f} ms | "
+                    f"{t['client_cpu_core_share']:.0%} |")
+    meta = results["setup"]
+    rows += ["", f"Model: {meta['model']} architecture, dummy weights; engine: {meta['engine']}; "
+                 f"engine env: {meta['engine_env']}; {meta['output_tokens']} output tokens per "
+                 f"request; {os.cpu_count()} CPUs."]
+    return "\n".join(rows) + "\n"
+
+
+def plot(results: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+    for name, label in (("serve", "Ray Serve stack"), ("vllm", "vllm serve")):
+        levels = results[name]
+        x = [r["concurrency"] for r in levels]
+        left.plot(x, [r["tokens_per_s"] for r in levels], marker="o", label=label)
+        right.plot(x, [(r["ttft_p50_s"] or 0) * 1000 for r in levels], marker="o", label=f"{label} p50")
+        right.plot(x, [(r["ttft_p99_s"] or 0) * 1000 for r in levels], marker="x", linestyle="--",
+                   label=f"{label} p99")
+    left.set(xlabel="concurrent streams", ylabel="output tokens/s", title="Throughput")
+    right.set(xlabel="concurrent streams", ylabel="ms", title="Time to first token")
+    for axis in (left, right):
+        axis.set_xscale("log", base=2)
+        axis.grid(alpha=0.3)
+        axis.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+# --- main ------------------------------------------------------------------------------------------
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--concurrency", default="1,2,4,8,16,24",
+                        help="comma-separated concurrencies (default past max_num_seqs=16)")
+    parser.add_argument("--requests-per-level", type=int, default=8,
+                        help="requests per level (at least 2 x concurrency)")
+    parser.add_argument("--output-tokens", type=int, default=48)
+    parser.add_argument("--tax-seconds", type=float, default=10.0)
+    parser.add_argument("--tax-concurrency", type=int, default=8)
+    parser.add_argument("--out", type=Path, default=PROJECT_ROOT / ".run" / "benchmark")
+    args = parser.parse_args(argv)
+    levels = [int(c) for c in args.concurrency.split(",") if c.strip()]
+    args.out.mkdir(parents=True, exist_ok=True)
+
+    subprocess.run([sys.executable, str(PROJECT_ROOT / "scripts" / "prepare_models.py"),
+                    "--only", "qwen3-0.6b-dummy"], check=True)
+    _, model, engine_env = text_model_settings()
+    name = model["name"]
+    results: dict = {"setup": {"model": "Qwen3-0.6B", "engine": {**model["engine"],
+                                                                  "load_format": "dummy"},
+                               "engine_env": engine_env, "output_tokens": args.output_tokens,
+                               "concurrency": levels}}
+
+    port = free_port()
+    config_path = args.out / "serve-config.yaml"
+    config_path.write_text(yaml.safe_dump(benchmark_serve_config(port), sort_keys=False))
+    url = f"http://127.0.0.1:{port}"
+    with running("Ray Serve stack", [str(VENV_BIN / "serve"), "run", str(config_path)], {},
+                 f"{url}/ready", args.out / "serve.log", [str(VENV_BIN / "ray"), "stop", "--force"]):
+        log("framework tax through Serve ...")
+        serve_tax = asyncio.run(framework_tax(url, "/health", args.tax_concurrency, args.tax_seconds))
+        log("generation through Serve ...")
+        results["serve"] = [asdict(r) for r in asyncio.run(
+            run_levels(url, name, levels, args.output_tokens, args.requests_per_level))]
+
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    with running("plain uvicorn", [str(VENV_BIN / "uvicorn"), "--factory",
+                                   "loadtests.plain_ingress:create_app", "--host", "127.0.0.1",
+                                   "--port", str(port), "--log-level", "warning"], {},
+                 f"{url}/health", args.out / "uvicorn.log"):
+        uvicorn_tax = asyncio.run(framework_tax(url, "/health", args.tax_concurrency, args.tax_seconds))
+    results["framework_tax"] = {"serve": serve_tax, "uvicorn": uvicorn_tax,
+                                "concurrency": args.tax_concurrency, "duration_s": args.tax_seconds}
+
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    command, env = vllm_serve_command(port)
+    with running("vllm serve", command, env, f"{url}/health", args.out / "vllm.log"):
+        log("generation through bare vLLM ...")
+        results["vllm"] = [asdict(r) for r in asyncio.run(
+            run_levels(url, name, levels, args.output_tokens, args.requests_per_level))]
+
+    (args.out / "results.json").write_text(json.dumps(results, indent=2))
+    table = markdown(results)
+    (args.out / "results.md").write_text(table)
+    plot(results, args.out / "throughput_ttft.png")
+    print(table)
+    log(f"wrote {args.out}/results.json, results.md, throughput_ttft.png")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

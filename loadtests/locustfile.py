@@ -1,0 +1,207 @@
+"""Locust load test of a sales event against the chat API: shoppers stream text and photo
+questions following the sales-event shape, measure TTFT and ITL themselves, and the run ends with
+SLO gates and a reconciliation against the server's Prometheus counters.
+
+    locust -f loadtests/locustfile.py --headless --host http://127.0.0.1:8000 \
+        --time-scale 0.0333 --prometheus-url http://127.0.0.1:9090 \
+        --csv .run/loadtest --html .run/loadtest.html
+
+Entries in Locust's statistics: `chat text` / `chat vision` (whole streamed request, e2e time),
+`TTFT text` / `TTFT vision` (type TTFT) and `ITL text` / `ITL vision` (type ITL, one per gap).
+The exit code is non-zero when an SLO of the workload config is broken or reconciliation finds
+lost or unaccounted requests; `--summary-json` writes all figures for tooling.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from pathlib import Path
+
+from locust import HttpUser, LoadTestShape, events, task
+from locust.env import Environment
+
+from loadtests.prometheus_api import PrometheusAPI
+from loadtests.reconcile import ClientTally, reconcile, settled_snapshot
+from loadtests.shape import SalesEventSchedule
+from loadtests.slo import RunFigures, check_slos
+from loadtests.sse_client import measure_sse
+from loadtests.workload import DEFAULT_WORKLOAD, Workload, load_workload
+
+logger = logging.getLogger("loadtests")
+SETTLE_TIMEOUT_S = 180
+
+
+@events.init_command_line_parser.add_listener
+def _add_arguments(parser) -> None:
+    group = parser.add_argument_group("sales event")
+    group.add_argument("--workload", default=str(DEFAULT_WORKLOAD),
+                       help="workload config (mix, prompts, images, shape, SLOs)")
+    group.add_argument("--time-scale", type=float, default=1.0,
+                       help="multiplies every stage duration (1 = about an hour)")
+    group.add_argument("--prometheus-url", default="",
+                       help="Prometheus scraping the server; enables reconciliation")
+    group.add_argument("--settle-s", type=float, default=20.0,
+                       help="counters must be still this long before a reconciliation snapshot "
+                            "(Ray export interval + scrape interval)")
+    group.add_argument("--summary-json", default="", help="write SLO and reconciliation figures")
+
+
+class RunState:
+    """Everything one run measures, shared by the users of this process."""
+
+    def __init__(self, environment: Environment):
+        options = environment.parsed_options
+        self.config = load_workload(options.workload)
+        self.workload = Workload(self.config)
+        self.schedule = SalesEventSchedule(self.config.shape, options.time_scale)
+        self.prometheus = PrometheusAPI(options.prometheus_url) if options.prometheus_url else None
+        self.settle_s = options.settle_s
+        self.summary_path = options.summary_json
+        self.reset()
+
+    def reset(self) -> None:
+        self.tally = ClientTally()
+        self.ttft_s: list[float] = []
+        self.e2e_s: list[float] = []
+        self.before = None
+        self.started = time.time()
+        self.failed_gates: list[str] = []
+
+
+STATE: RunState | None = None
+
+
+@events.init.add_listener
+def _on_init(environment: Environment, **_) -> None:
+    global STATE
+    if environment.parsed_options is None:
+        return
+    STATE = RunState(environment)
+    if not environment.stop_timeout:
+        # Stopping users mid-request would leave requests the server counts but the client
+        # never finished; let them end their current request.
+        environment.stop_timeout = STATE.config.shape.drain_s
+    logger.info("sales event: %.0f s, peak %d users", STATE.schedule.duration_s,
+                STATE.schedule.peak_users)
+
+
+@events.test_start.add_listener
+def _on_test_start(environment: Environment, **_) -> None:
+    STATE.reset()
+    if STATE.prometheus is not None:
+        logger.info("reconciliation: waiting for the server's counters to settle")
+        STATE.before = settled_snapshot(STATE.prometheus, STATE.settle_s, SETTLE_TIMEOUT_S)
+
+
+class SalesEventShape(LoadTestShape):
+    """Locust asks this every second how many shoppers should be active."""
+
+    def tick(self):
+        target = STATE.schedule.tick(self.get_run_time())
+        return None if target is None else (target.users, target.spawn_rate)
+
+
+class Shopper(HttpUser):
+    def wait_time(self) -> float:
+        return STATE.workload.think_time()
+
+    @task
+    def ask(self) -> None:
+        request = STATE.workload.next_request()
+        route = request.route
+        outcome_recorded = False
+        started = time.perf_counter()
+        try:
+            with self.client.post("/v1/chat/completions", json=request.body, stream=True,
+                                  catch_response=True, name=f"chat {route}") as response:
+                route = response.headers.get("x-route", route) if response.headers else route
+                if response.status_code != 200:
+                    response.failure(f"HTTP {response.status_code}")
+                    STATE.tally.record(route, ok=False, completion_tokens=0)
+                    outcome_recorded = True
+                    return
+                result = measure_sse(200, response.iter_lines(decode_unicode=True), started)
+                response.request_meta["response_time"] = (time.perf_counter() - started) * 1000
+                if result.ok:
+                    response.success()
+                else:
+                    response.failure(f"in-band error {result.error_code or 'stream ended early'}")
+                STATE.tally.record(route, result.ok, result.completion_tokens)
+                outcome_recorded = True
+        except BaseException:
+            if not outcome_recorded:  # killed or broken mid-request: sent, not answered
+                STATE.tally.record(route, ok=False, completion_tokens=0)
+            raise
+        if result.ttft_s is not None:
+            STATE.ttft_s.append(result.ttft_s)
+            self._report("TTFT", f"TTFT {route}", result.ttft_s)
+        for gap in result.itl_s:
+            self._report("ITL", f"ITL {route}", gap)
+        if result.e2e_s is not None and result.ok:
+            STATE.e2e_s.append(result.e2e_s)
+
+    def _report(self, kind: str, name: str, seconds: float) -> None:
+        self.environment.events.request.fire(
+            request_type=kind, name=name, response_time=seconds * 1000, response_length=0,
+            exception=None, context={},
+        )
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))]
+
+
+@events.test_stop.add_listener
+def _on_test_stop(environment: Environment, **_) -> None:
+    tally = STATE.tally
+    figures = RunFigures(
+        requests=sum(tally.sent.values()), failures=sum(tally.failed.values()),
+        p95_ttft_s=percentile(STATE.ttft_s, 0.95), p99_e2e_s=percentile(STATE.e2e_s, 0.99),
+    )
+    slo_results = check_slos(figures, STATE.config.slo)
+    lines = ["", "== SLO gates =="] + [r.describe() for r in slo_results]
+    STATE.failed_gates = [r.name for r in slo_results if not r.passed]
+
+    reconciliation = []
+    if STATE.prometheus is not None and STATE.before is not None:
+        logger.info("reconciliation: waiting for the server's counters to settle")
+        after = settled_snapshot(STATE.prometheus, STATE.settle_s, SETTLE_TIMEOUT_S)
+        reconciliation = reconcile(tally, STATE.before, after)
+        lines += ["== Reconciliation with the server's Prometheus counters =="]
+        lines += [r.describe() for r in reconciliation]
+        STATE.failed_gates += [f"reconcile_{r.route}" for r in reconciliation if not r.ok]
+    else:
+        lines += ["== Reconciliation skipped (no --prometheus-url) =="]
+    lines.append("RESULT: " + ("PASS" if not STATE.failed_gates
+                               else "FAIL (" + ", ".join(STATE.failed_gates) + ")"))
+    print("\n".join(lines), flush=True)
+
+    if STATE.summary_path:
+        summary = {
+            "duration_s": time.time() - STATE.started,
+            "requests": figures.requests, "failures": figures.failures,
+            "error_rate": figures.error_rate, "p95_ttft_s": figures.p95_ttft_s,
+            "p99_e2e_s": figures.p99_e2e_s,
+            "p50_ttft_s": percentile(STATE.ttft_s, 0.5),
+            "sent_by_route": dict(tally.sent), "failed_by_route": dict(tally.failed),
+            "completion_tokens_by_route": dict(tally.completion_tokens),
+            "slo": [vars(r) for r in slo_results],
+            "reconciliation": [
+                {**vars(r), "lost": r.lost, "unaccounted": r.unaccounted, "ok": r.ok}
+                for r in reconciliation
+            ],
+            "failed_gates": STATE.failed_gates,
+        }
+        Path(STATE.summary_path).write_text(json.dumps(summary, indent=2))
+
+
+@events.quitting.add_listener
+def _on_quitting(environment: Environment, **_) -> None:
+    if STATE is not None and STATE.failed_gates:
+        environment.process_exit_code = 1

@@ -1,0 +1,135 @@
+"""Reconciliation: what the load client sent and got, against the server's own Prometheus
+counters for the same window. Requests, failures and completion tokens are compared per route;
+any difference is reported as lost (client sent, server never counted) or unaccounted (server
+counted more than the client sent) and fails the run.
+
+The window is two settled snapshots: before the first request and after the last, each taken once
+the counters have stopped moving for `quiet_s` (the Ray export interval plus Prometheus's scrape
+interval), so nothing is in transit. Other traffic to the same server in that window shows up as
+unaccounted requests, as it should.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+
+from loadtests.prometheus_api import PrometheusAPI
+
+REQUESTS = "sum by (route, status) (ray_cs_requests_total)"
+COMPLETION_TOKENS = "sum by (route) (ray_cs_completion_tokens_total)"
+
+
+@dataclass
+class ClientTally:
+    """Per route: requests sent, failed (any non-200, in-band error or transport error), and
+    completion tokens of successful requests (from their usage event)."""
+
+    sent: Counter = field(default_factory=Counter)
+    failed: Counter = field(default_factory=Counter)
+    completion_tokens: Counter = field(default_factory=Counter)
+
+    def record(self, route: str, ok: bool, completion_tokens: int) -> None:
+        self.sent[route] += 1
+        if ok:
+            self.completion_tokens[route] += completion_tokens
+        else:
+            self.failed[route] += 1
+
+
+@dataclass(frozen=True)
+class ServerSnapshot:
+    requests: dict[tuple[str, str], float]  # (route, status) -> count
+    completion_tokens: dict[str, float]
+
+    def total(self) -> float:
+        return sum(self.requests.values())
+
+
+def snapshot(prom: PrometheusAPI) -> ServerSnapshot:
+    requests = {(r["metric"].get("route", ""), r["metric"].get("status", "")): r["value"]
+                for r in prom.query(REQUESTS)}
+    tokens = {r["metric"].get("route", ""): r["value"] for r in prom.query(COMPLETION_TOKENS)}
+    return ServerSnapshot(requests, tokens)
+
+
+def settled_snapshot(prom: PrometheusAPI, quiet_s: float, timeout_s: float,
+                     poll_s: float = 1.0) -> ServerSnapshot:
+    """A snapshot once the counters have not changed for `quiet_s`."""
+    deadline = time.monotonic() + timeout_s
+    current = snapshot(prom)
+    stable_since = time.monotonic()
+    while time.monotonic() - stable_since < quiet_s:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"server counters still moving after {timeout_s:.0f}s")
+        time.sleep(poll_s)
+        latest = snapshot(prom)
+        if latest != current:
+            current, stable_since = latest, time.monotonic()
+    return current
+
+
+@dataclass(frozen=True)
+class RouteReconciliation:
+    route: str
+    client_sent: int
+    server_counted: int
+    client_failed: int
+    server_failed: int
+    client_tokens: int
+    server_tokens: int
+
+    @property
+    def lost(self) -> int:
+        return max(0, self.client_sent - self.server_counted)
+
+    @property
+    def unaccounted(self) -> int:
+        return max(0, self.server_counted - self.client_sent)
+
+    @property
+    def tokens_comparable(self) -> bool:
+        # The client learns the token count of successful streams only.
+        return self.client_failed == 0 and self.server_failed == 0
+
+    @property
+    def ok(self) -> bool:
+        return (self.lost == 0 and self.unaccounted == 0
+                and self.client_failed == self.server_failed
+                and (not self.tokens_comparable or self.client_tokens == self.server_tokens))
+
+    def describe(self) -> str:
+        tokens = (f"tokens client {self.client_tokens} / server {self.server_tokens}"
+                  if self.tokens_comparable else
+                  f"tokens server {self.server_tokens} (not comparable: failed streams)")
+        return (f"{'OK  ' if self.ok else 'FAIL'} route={self.route}: requests client "
+                f"{self.client_sent} / server {self.server_counted} (lost {self.lost}, "
+                f"unaccounted {self.unaccounted}); failures client {self.client_failed} / server "
+                f"{self.server_failed}; {tokens}")
+
+
+def reconcile(tally: ClientTally, before: ServerSnapshot,
+              after: ServerSnapshot) -> list[RouteReconciliation]:
+    def delta_requests(route: str, failed_only: bool) -> int:
+        return round(sum(
+            value - before.requests.get(key, 0.0)
+            for key, value in after.requests.items()
+            if key[0] == route and (not failed_only or key[1] != "200")
+        ))
+
+    routes = sorted(set(tally.sent) | {route for route, _ in after.requests
+                                       if delta_requests(route, False)})
+    return [
+        RouteReconciliation(
+            route=route,
+            client_sent=tally.sent[route],
+            server_counted=delta_requests(route, False),
+            client_failed=tally.failed[route],
+            server_failed=delta_requests(route, True),
+            client_tokens=tally.completion_tokens[route],
+            server_tokens=round(after.completion_tokens.get(route, 0.0)
+                                - before.completion_tokens.get(route, 0.0)),
+        )
+        for route in routes
+    ]
