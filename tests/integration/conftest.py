@@ -7,12 +7,10 @@ changed, so the tests exercise the same deployment options users run.
 
 from __future__ import annotations
 
-import os
 import shutil
-import signal
 import socket
 import subprocess
-import time
+import sys
 from pathlib import Path
 
 import httpx
@@ -21,6 +19,7 @@ import yaml
 
 from configs.schema import load_serve_config
 from loadtests.prometheus_api import PrometheusAPI
+from loadtests.server_process import ServerProcess, ServerStartError, url_answers
 from tests.conftest import LOCAL_CONFIG, PROJECT_ROOT
 
 STARTUP_TIMEOUT_S = 420
@@ -91,41 +90,23 @@ def stack(tmp_path_factory) -> LocalStack:
     config = write_test_config(workdir / "serve-config.yaml", port)
     log_path = PROJECT_ROOT / ".run" / "integration-serve.log"
     log_path.parent.mkdir(exist_ok=True)
-    log = open(log_path, "w")
-    serve_bin = Path(os.sys.executable).parent / "serve"
-    started = time.monotonic()
-    env = {**os.environ, "RAY_metrics_report_interval_ms": str(METRICS_REPORT_INTERVAL_MS)}
-    process = subprocess.Popen(
-        [str(serve_bin), "run", str(config)], cwd=PROJECT_ROOT, stdout=log,
-        stderr=subprocess.STDOUT, start_new_session=True, env=env,
+    bin_dir = Path(sys.executable).parent
+    server = ServerProcess(
+        "serve run", [str(bin_dir / "serve"), "run", str(config)], log_path, PROJECT_ROOT,
+        {"RAY_metrics_report_interval_ms": str(METRICS_REPORT_INTERVAL_MS)},
     )
     stack = LocalStack(f"http://127.0.0.1:{port}", log_path, config)
     try:
-        with httpx.Client(timeout=5) as client:
-            while True:
-                if process.poll() is not None:
-                    pytest.fail(f"serve run exited with {process.returncode}; see {log_path}")
-                if time.monotonic() - started > STARTUP_TIMEOUT_S:
-                    pytest.fail(f"stack not ready after {STARTUP_TIMEOUT_S}s; see {log_path}")
-                try:
-                    if client.get(f"{stack.url}/ready").status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                time.sleep(2)
-        stack.startup_s = time.monotonic() - started
+        try:
+            stack.startup_s = server.wait_until_ready(url_answers(f"{stack.url}/ready"),
+                                                      STARTUP_TIMEOUT_S)
+        except ServerStartError as exc:
+            pytest.fail(str(exc))
         print(f"\n[integration] local stack ready in {stack.startup_s:.0f}s at {stack.url}")
         yield stack
     finally:
-        # SIGINT lets `serve run` shut the application and its Ray instance down cleanly.
-        os.killpg(process.pid, signal.SIGINT)
-        try:
-            process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-        subprocess.run([str(serve_bin.parent / "ray"), "stop", "--force"], capture_output=True)
-        log.close()
+        server.stop()
+        subprocess.run([str(bin_dir / "ray"), "stop", "--force"], capture_output=True)
 
 
 def write_prometheus_config(dest: Path) -> Path:
@@ -148,28 +129,20 @@ def prometheus(stack, tmp_path_factory) -> PrometheusAPI:
     config = write_prometheus_config(workdir / "prometheus.yml")
     port = free_port()
     log_path = PROJECT_ROOT / ".run" / "integration-prometheus.log"
-    log = open(log_path, "w")
-    process = subprocess.Popen(
+    server = ServerProcess(
+        "prometheus",
         [binary, f"--config.file={config}", f"--storage.tsdb.path={workdir / 'data'}",
          f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn"],
-        stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        log_path, PROJECT_ROOT,
     )
     api = PrometheusAPI(f"http://127.0.0.1:{port}")
     try:
-        deadline = time.monotonic() + PROMETHEUS_STARTUP_TIMEOUT_S
-        while not (api.ready() and any(t["health"] == "up" for t in api.targets())):
-            if process.poll() is not None:
-                pytest.fail(f"prometheus exited with {process.returncode}; see {log_path}")
-            if time.monotonic() > deadline:
-                pytest.fail(f"prometheus has no healthy target after "
-                            f"{PROMETHEUS_STARTUP_TIMEOUT_S}s; see {log_path}")
-            time.sleep(1)
+        try:
+            server.wait_until_ready(
+                lambda: api.ready() and any(t["health"] == "up" for t in api.targets()),
+                PROMETHEUS_STARTUP_TIMEOUT_S, poll_s=1.0)
+        except ServerStartError as exc:
+            pytest.fail(f"{exc} (no healthy scrape target)")
         yield api
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        log.close()
+        server.stop(timeout_s=30)

@@ -20,6 +20,7 @@ import httpx
 import pytest
 
 from loadtests.prometheus_api import PromQLError, PrometheusAPI
+from loadtests.stats import percentile
 from loadtests.sse_client import StreamResult, measure_sse
 from router.metrics import KNOWN_REASONS, NO_MODEL, OTHER_REASON
 from tests.conftest import image_message
@@ -61,10 +62,6 @@ def disconnect_mid_stream(client: httpx.Client) -> None:
         lines = response.iter_lines()
         next(lines)  # the opening event; then hang up
 
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))]
 
 
 def totals(prom: PrometheusAPI, metric: str, by: str = "model") -> dict[str, float]:

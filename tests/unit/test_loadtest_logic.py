@@ -225,3 +225,12 @@ def test_sse_in_band_error_and_truncated_stream_are_failures():
     truncated = measure_sse(200, ['data: {"choices":[{"delta":{"content":"a"}}]}'],
                             started=0.0, clock=clock(1.0))
     assert not truncated.ok and not truncated.done
+
+
+def test_percentile_is_a_nearest_rank_observed_value():
+    from loadtests.stats import percentile
+
+    values = [0.5, 0.1, 0.4, 0.2, 0.3]
+    assert percentile(values, 0.5) == 0.3
+    assert percentile(values, 0.95) == 0.5 and percentile(values, 0.2) == 0.1
+    assert percentile([], 0.5) is None
