@@ -60,13 +60,14 @@ class RunState:
         self.prometheus = PrometheusAPI(options.prometheus_url) if options.prometheus_url else None
         self.settle_s = options.settle_s
         self.summary_path = options.summary_json
+        self.run_started = False
+        self.before = None
         self.reset()
 
     def reset(self) -> None:
         self.tally = ClientTally()
         self.ttft_s: list[float] = []
         self.e2e_s: list[float] = []
-        self.before = None
         self.started = time.time()
         self.failed_gates: list[str] = []
 
@@ -86,14 +87,23 @@ def _on_init(environment: Environment, **_) -> None:
         environment.stop_timeout = STATE.config.shape.drain_s
     logger.info("sales event: %.0f s, peak %d users", STATE.schedule.duration_s,
                 STATE.schedule.peak_users)
+    if STATE.prometheus is not None:
+        if not environment.parsed_options.headless:
+            logger.warning("reconciliation needs --headless (one run per process); skipped")
+            STATE.prometheus = None
+            return
+        # Before the runner (and the shape's clock) starts: the window opens here.
+        logger.info("reconciliation: waiting for the server's counters to settle")
+        STATE.before = settled_snapshot(STATE.prometheus, STATE.settle_s, SETTLE_TIMEOUT_S)
 
 
 @events.test_start.add_listener
 def _on_test_start(environment: Environment, **_) -> None:
-    STATE.reset()
-    if STATE.prometheus is not None:
-        logger.info("reconciliation: waiting for the server's counters to settle")
-        STATE.before = settled_snapshot(STATE.prometheus, STATE.settle_s, SETTLE_TIMEOUT_S)
+    # Never block here: with a load shape the runner re-fires test_start on every tick until
+    # users are spawning, and the shape's clock runs meanwhile. The baseline is taken at init.
+    if not STATE.run_started:
+        STATE.reset()
+        STATE.run_started = True
 
 
 class SalesEventShape(LoadTestShape):
@@ -153,6 +163,7 @@ class Shopper(HttpUser):
 
 @events.test_stop.add_listener
 def _on_test_stop(environment: Environment, **_) -> None:
+    STATE.run_started = False
     tally = STATE.tally
     figures = RunFigures(
         requests=sum(tally.sent.values()), failures=sum(tally.failed.values()),

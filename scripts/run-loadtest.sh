@@ -8,6 +8,7 @@
 # breach them at the 10-user peak, which is what the gate is for.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+scripts/setup.sh --test >/dev/null  # idempotent: Locust is in the test group
 HOST=${HOST:-http://127.0.0.1:8000}
 PROMETHEUS_URL=${PROMETHEUS_URL:-http://127.0.0.1:9090}
 TIME_SCALE=${TIME_SCALE:-0.0333}

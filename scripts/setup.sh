@@ -27,7 +27,9 @@ if [[ "${1:-}" == "--test" ]]; then
   scripts/install-prometheus.sh
 fi
 echo "setup: syncing the locked CPU environment into .venv/ (first run downloads ~5 GB)"
-.tools/bin/uv sync --locked --python "$PYTHON" --extra cpu "${groups[@]}"
+# --inexact: the runtime set-up (run-local.sh) must not remove the test tools a developer
+# installed, or the other way round; CI starts from a fresh clone either way.
+.tools/bin/uv sync --locked --inexact --python "$PYTHON" --extra cpu "${groups[@]}"
 
 echo "setup: preparing offline model checkpoints in .models/"
 .venv/bin/python scripts/prepare_models.py
