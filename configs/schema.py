@@ -79,6 +79,24 @@ class EngineConfig(_Strict):
     )
 
 
+class ReplicaWait(_Strict):
+    """How long a request may wait for a replica of its model to take it, and what the client is
+    told when none does. The wait covers Serve's queue: a pool whose replicas are all at
+    `max_ongoing_requests`, and a cold start when the model is scaled to zero (the queued request
+    is what wakes it). Requests beyond the queue's length bound (`max_queued_requests` in the
+    Serve config) are refused at once with 429 instead."""
+
+    timeout_s: float = Field(
+        30.0, gt=0, description="Longest wait for a replica; then 503 with Retry-After. Must "
+        "cover a cold start for a model that scales to zero, and stay below "
+        "limits.request_timeout_s."
+    )
+    retry_after_s: int = Field(
+        10, ge=1, description="Retry-After (seconds) of that 503: about the time a replica "
+        "that is starting needs to be ready."
+    )
+
+
 class ModelConfig(_Strict):
     """One model deployment: which weights, which modality, how its engine runs."""
 
@@ -101,6 +119,7 @@ class ModelConfig(_Strict):
     )
     engine: EngineConfig
     sampling: SamplingDefaults = Field(default_factory=SamplingDefaults)
+    replica_wait: ReplicaWait = Field(default_factory=ReplicaWait)
 
     @model_validator(mode="after")
     def _images_only_for_vision(self) -> ModelConfig:
@@ -175,6 +194,13 @@ class AppConfig(_Strict):
         deployments = [m.deployment_name for m in self.models] + [self.ingress_deployment_name]
         if len(set(deployments)) != len(deployments):
             raise ValueError(f"deployment names must be unique, got {deployments}")
+        for model in self.models:
+            if model.replica_wait.timeout_s >= self.limits.request_timeout_s:
+                raise ValueError(
+                    f"model {model.name!r}: replica_wait.timeout_s "
+                    f"({model.replica_wait.timeout_s}) must be below limits.request_timeout_s "
+                    f"({self.limits.request_timeout_s}), or a cold start ends in a 504"
+                )
         modalities = sorted(m.modality for m in self.models)
         if modalities not in (["text"], ["text", "vision"]):
             raise ValueError(

@@ -48,6 +48,16 @@ class GenerationChunk:
     finish_reason: str | None = None
 
 
+@dataclass(frozen=True)
+class ReplicaAccepted:
+    """The first item of every replica stream: a replica has taken the request off Serve's queue.
+
+    The ingress bounds the wait for it separately from generation time, so a request that no
+    replica takes in time (the model is scaled to zero and starting, or its pool is saturated)
+    gets a 503 with Retry-After instead of hanging until the request deadline.
+    """
+
+
 class EngineInputError(ValueError):
     """The engine refused the request's content (too long for the context, unprocessable image).
 

@@ -13,7 +13,12 @@ from collections.abc import AsyncIterator
 from ray import serve
 
 from configs.schema import ModelConfig, RequestLimits
-from deployments.engine_protocol import ChatEngine, EngineRequest, GenerationChunk
+from deployments.engine_protocol import (
+    ChatEngine,
+    EngineRequest,
+    GenerationChunk,
+    ReplicaAccepted,
+)
 from deployments.model_source import resolve_model_path
 
 logger = logging.getLogger("cs_assistant.model_deployment")
@@ -39,8 +44,12 @@ class ModelDeployment:
         self._engine = engine_cls(model, model_path, limits.allowed_image_domains)
         await self._engine.start()
 
-    async def chat(self, request: EngineRequest) -> AsyncIterator[GenerationChunk]:
-        """Stream the answer; Serve cancels this generator when the caller goes away."""
+    async def chat(
+        self, request: EngineRequest
+    ) -> AsyncIterator[ReplicaAccepted | GenerationChunk]:
+        """`ReplicaAccepted`, then the answer; Serve cancels this generator when the caller goes
+        away."""
+        yield ReplicaAccepted()
         async for chunk in self._engine.chat(request):
             yield chunk
 

@@ -133,7 +133,10 @@ class Shopper(HttpUser):
                     STATE.tally.record(route, ok=False, completion_tokens=0)
                     outcome_recorded = True
                     return
-                result = measure_sse(200, response.iter_lines(decode_unicode=True), started)
+                # Split bytes, not text: str.splitlines() also breaks at U+2028 and friends,
+                # which SSE does not treat as line ends.
+                lines = (line.decode("utf-8") for line in response.iter_lines())
+                result = measure_sse(200, lines, started)
                 response.request_meta["response_time"] = (time.perf_counter() - started) * 1000
                 if result.ok:
                     response.success()

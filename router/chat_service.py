@@ -16,7 +16,6 @@ stream); the ingress records the HTTP outcome of everything else.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 import uuid
@@ -38,6 +37,7 @@ from router.protocol import (
     ModelCard,
     ModelList,
     Usage,
+    sse_data,
 )
 from router.routing import CatalogEntry, RouteDecision, route_for_request
 from router.validation import (
@@ -209,7 +209,7 @@ class ChatStream:
                 choice["delta"] = {k: v for k, v in choice["delta"].items() if v is not None}
             if payload["usage"] is None:
                 del payload["usage"]
-            return f"data: {json.dumps(payload, ensure_ascii=False)}\n\n"
+            return sse_data(payload)
 
         last: GenerationChunk | None = None
         try:

@@ -8,11 +8,11 @@ and the full exception goes to the server log under the same id.
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass, field
 
 from deployments.engine_protocol import EngineInputError, EngineUnavailableError
+from router.protocol import sse_data
 
 logger = logging.getLogger("cs_assistant.router")
 
@@ -82,6 +82,31 @@ class APIError(Exception):
         )
 
     @classmethod
+    def overloaded(cls, model: str, status: int, retry_after_s: int) -> APIError:
+        """The model's queue is full (Serve's `max_queued_requests`): refused at once, before
+        any work, so a client can back off instead of waiting for a timeout."""
+        return cls(
+            status,
+            f"The model '{model}' is at capacity. Retry after {retry_after_s} s.",
+            "rate_limit_error" if status == 429 else "service_unavailable",
+            "queue_full",
+            headers={"Retry-After": str(retry_after_s)},
+        )
+
+    @classmethod
+    def no_replica(cls, model: str, waited_s: float, retry_after_s: int) -> APIError:
+        """No replica took the request within the model's `replica_wait.timeout_s` (a cold
+        start from zero replicas, or a saturated pool still scaling up)."""
+        return cls(
+            503,
+            f"No replica of the model '{model}' could take this request within "
+            f"{waited_s:g} s; more replicas are starting. Retry after {retry_after_s} s.",
+            "service_unavailable",
+            "no_replica_available",
+            headers={"Retry-After": str(retry_after_s)},
+        )
+
+    @classmethod
     def internal(cls, request_id: str) -> APIError:
         return cls(
             500,
@@ -117,4 +142,4 @@ def api_error_for(exc: BaseException, request_id: str) -> APIError:
 
 def sse_error_event(error: APIError) -> str:
     """An in-band SSE error for a stream whose 200 status is already sent (vLLM's convention)."""
-    return f"data: {json.dumps(error.body(), ensure_ascii=False)}\n\n"
+    return sse_data(error.body())

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 from collections.abc import AsyncIterator
 
 from fastapi import FastAPI, Request
@@ -16,12 +17,13 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from ray import serve
 from ray.serve import metrics as serve_metrics
+from ray.serve.exceptions import BackPressureError
 from ray.serve.handle import DeploymentHandle
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import Receive, Scope, Send
 
-from configs.schema import AppConfig
-from deployments.engine_protocol import EngineRequest, GenerationChunk
+from configs.schema import AppConfig, ModelConfig
+from deployments.engine_protocol import EngineRequest, GenerationChunk, ReplicaAccepted
 from router.chat_service import ChatService, ChatStream, ChatStreamer, new_request_id
 from router.errors import APIError, api_error_for
 from router.metrics import IngressMetrics, Instrument, MetricSpec, Recorder
@@ -30,29 +32,59 @@ from router.validation import check_content_type
 logger = logging.getLogger("cs_assistant.ingress")
 
 READINESS_TIMEOUT_S = 5.0
+# Retry-After of a 429 when the Serve config's backpressure_config sets none.
+DEFAULT_OVERLOAD_RETRY_AFTER_S = 1
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
-def handle_streamer(handle: DeploymentHandle) -> ChatStreamer:
+def handle_streamer(handle: DeploymentHandle, model: ModelConfig) -> ChatStreamer:
     """Adapt a model deployment handle to the `ChatStreamer` the service expects.
 
+    Admission happens here, at the Serve boundary:
+    - the model's queue is full (`max_queued_requests`): Serve raises BackPressureError at once,
+      answered with its configured status (429) and Retry-After;
+    - no replica takes the request within `replica_wait.timeout_s` (scaled to zero and starting,
+      or saturated): the queued call is cancelled and answered 503 with Retry-After.
     Closing the returned generator early cancels the call on the replica, which aborts the
     request inside the engine (client disconnects, timeouts).
     """
     stream_handle = handle.options(stream=True)
+    wait = model.replica_wait
 
     async def stream(request: EngineRequest) -> AsyncIterator[GenerationChunk]:
-        response = stream_handle.chat.remote(request)
+        response = None
         finished = False
         try:
+            try:
+                response = stream_handle.chat.remote(request)
+                accepted = await asyncio.wait_for(anext(response), timeout=wait.timeout_s)
+            except BackPressureError as exc:
+                retry_after = math.ceil(exc.retry_after_s or DEFAULT_OVERLOAD_RETRY_AFTER_S)
+                raise APIError.overloaded(model.name, exc.status_code, retry_after) from None
+            except TimeoutError:
+                raise APIError.no_replica(model.name, wait.timeout_s, wait.retry_after_s) from None
+            if not isinstance(accepted, ReplicaAccepted):
+                raise RuntimeError(f"replica stream began with {type(accepted).__name__}")
             async for chunk in response:
                 yield chunk
             finished = True
         finally:
-            if not finished:
-                response.cancel()
+            if not finished and response is not None:
+                cancel_call(response)
 
     return stream
+
+
+def cancel_call(response) -> None:
+    """Withdraw a replica call: from Serve's queue if no replica has taken it yet, otherwise
+    cancel it on the replica (which aborts the engine request). Serve's `cancel()` re-raises
+    the error of a call whose assignment already failed (e.g. BackPressureError); there is
+    nothing left to cancel then, and the request already has its answer."""
+    try:
+        response.cancel()
+    except Exception:  # noqa: BLE001 - see docstring
+        logger.debug("replica call %s had nothing to cancel", response.request_id,
+                     exc_info=True)
 
 
 async def read_body(request: Request, limit: int) -> bytes:
@@ -126,9 +158,11 @@ class Ingress:
         text_model: DeploymentHandle,
         vision_model: DeploymentHandle | None = None,
     ):
-        streamers = {"text": handle_streamer(text_model)}
-        if vision_model is not None:
-            streamers["vision"] = handle_streamer(vision_model)
+        handles = {"text": text_model, "vision": vision_model}
+        streamers = {
+            model.modality: handle_streamer(handles[model.modality], model)
+            for model in config.models
+        }
         self._config = config
         self._text_model = text_model
         self._metrics = IngressMetrics(

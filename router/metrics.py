@@ -54,8 +54,9 @@ KNOWN_REASONS = frozenset({
     "not_found", "method_not_allowed", "http_error",
     "context_length_exceeded", "invalid_image", "image_too_large", "image_too_small",
     "image_url_not_allowed", "too_many_images", "model_cannot_take_images", "no_vision_model",
-    "rate_limited", "queue_full",
-    "request_timeout", "model_unavailable", "internal_error", "client_disconnect",
+    "queue_full",
+    "request_timeout", "model_unavailable", "no_replica_available", "internal_error",
+    "client_disconnect",
 })
 OTHER_REASON = "other"
 CLIENT_CLOSED_STATUS = 499

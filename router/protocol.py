@@ -8,6 +8,7 @@ NaN/inf, which Python's json module would otherwise let through.
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -161,3 +162,17 @@ class ModelCard(BaseModel):
 class ModelList(BaseModel):
     object: Literal["list"] = "list"
     data: list[ModelCard]
+
+
+# Characters that str.splitlines() (and so Python's requests and httpx line readers) treat as line
+# ends although SSE does not. Model output can contain them; escaped, the JSON decodes to the same
+# text and every event stays on one line for every client.
+_LINE_BREAKS_OUTSIDE_SSE = str.maketrans({
+    "\u0085": "\\u0085", "\u2028": "\\u2028", "\u2029": "\\u2029",
+})
+
+
+def sse_data(payload: dict[str, Any]) -> str:
+    """One SSE `data:` event carrying `payload` as JSON (UTF-8 kept readable)."""
+    text = json.dumps(payload, ensure_ascii=False).translate(_LINE_BREAKS_OUTSIDE_SSE)
+    return f"data: {text}\n\n"

@@ -129,7 +129,7 @@ ROWS: list[tuple[str, list[Panel]]] = [
     ("Errors and rejections", [
         Panel("Rejected requests/s by reason",
               "Requests refused with a 4xx, by reason: validation and limits (client errors) and "
-              "admission control (429 rate_limited / queue_full).",
+              "admission control (429 queue_full).",
               [(f"sum by (model, reason) (rate(ray_cs_requests_rejected_total{{{MODEL}}}[{RATE}]))",
                 "{{model}} {{reason}}")], unit="reqps"),
         Panel("Failed requests/s by reason",

@@ -44,9 +44,12 @@ def local_config() -> AppConfig:
 
 
 def pytest_collection_modifyitems(items):
-    """Unit tests first (fast feedback), then integration, and disruptive tests (which restart
-    replicas of the shared stack) last."""
+    """Unit tests first (fast feedback), then integration tests on the shared stack, then
+    disruptive ones (which restart its replicas), and last the tests that replace the shared
+    stack with a stack of their own."""
     def rank(item) -> int:
+        if item.get_closest_marker("own_stack"):
+            return 3
         if item.get_closest_marker("disruptive"):
             return 2
         return 1 if item.get_closest_marker("integration") else 0

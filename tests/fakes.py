@@ -18,6 +18,7 @@ from deployments.engine_protocol import (
     EngineInputError,
     EngineRequest,
     GenerationChunk,
+    ReplicaAccepted,
 )
 from router.metrics import IngressMetrics, prometheus_client_instruments
 
@@ -90,3 +91,70 @@ def recording_metrics(config: AppConfig) -> tuple[IngressMetrics, CollectorRegis
         prometheus_client_instruments(registry), {m.name: m.modality for m in config.models}
     )
     return metrics, registry
+
+
+class FakeDeploymentHandle:
+    """Stands in for a model's DeploymentHandle as `router.ingress.handle_streamer` uses it
+    (`handle.options(stream=True).chat.remote(request)`), in one of three states:
+    - "serving": a replica takes each request (`ReplicaAccepted`), then `engine` answers;
+    - "queue_full": Serve refuses each call with the BackPressureError it raises when
+      `max_queued_requests` is reached (`status_code`/`retry_after_s` from backpressure_config);
+    - "no_replica": calls wait in Serve's queue and no replica ever takes them.
+    """
+
+    def __init__(self, engine: FakeChatEngine, state: str = "serving",
+                 status_code: int = 429, retry_after_s: float | None = 2.5):
+        self.engine = engine
+        self.state = state
+        self.status_code = status_code
+        self.retry_after_s = retry_after_s
+        self.calls: list[_FakeResponse] = []
+
+    def options(self, stream: bool = False) -> FakeDeploymentHandle:
+        assert stream, "the ingress streams every replica call"
+        return self
+
+    @property
+    def chat(self) -> FakeDeploymentHandle:
+        return self
+
+    def remote(self, request: EngineRequest) -> _FakeResponse:
+        response = _FakeResponse(self, request)
+        self.calls.append(response)
+        return response
+
+
+class _FakeResponse:
+    def __init__(self, handle: FakeDeploymentHandle, request: EngineRequest):
+        self._handle = handle
+        self.request_id = request.request_id
+        self._items = self._generate(request)
+        self.cancelled = False
+
+    async def _generate(self, request: EngineRequest):
+        from ray.serve.exceptions import BackPressureError
+
+        handle = self._handle
+        if handle.state == "queue_full":
+            raise BackPressureError(num_queued_requests=2, max_queued_requests=2,
+                                    status_code=handle.status_code,
+                                    retry_after_s=handle.retry_after_s)
+        if handle.state == "no_replica":
+            await asyncio.Event().wait()
+        yield ReplicaAccepted()
+        async for chunk in handle.engine.chat(request):
+            yield chunk
+
+    def __aiter__(self):
+        return self
+
+    async def __anext__(self):
+        return await self._items.__anext__()
+
+    def cancel(self) -> None:
+        self.cancelled = True
+        if self._handle.state == "queue_full":
+            # Serve's cancel() re-raises the error of a call whose assignment failed.
+            from ray.serve.exceptions import BackPressureError
+
+            raise BackPressureError(num_queued_requests=2, max_queued_requests=2)

@@ -1,8 +1,9 @@
 """A real local stack for integration tests: `serve run` of the local CPU config, with the tiny
 random-weight checkpoints of the production architectures as model sources (vLLM CPU engines).
 
-The config is the shipped `configs/local-cpu.yaml` with only the port and the model sources
-changed, so the tests exercise the same deployment options users run.
+The config is the shipped `configs/local-cpu.yaml` with the port, the model sources and an empty
+sales calendar; the shared stack also pins one replica per model, and test_autoscaling.py runs its
+own variant (see the variants' docstrings). Everything else is the deployment options users run.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import httpx
@@ -37,12 +39,22 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def write_test_config(dest: Path, port: int) -> Path:
+def write_test_config(dest: Path, port: int, customize=None) -> Path:
+    """The shipped local config with the test port and tiny models. The sales calendar is
+    emptied so the date the suite runs on cannot change replica counts; `customize(raw)` may
+    change more (the autoscaling tests use small bounds)."""
     raw = load_serve_config(LOCAL_CONFIG)
     raw["http_options"]["port"] = port
-    for model in raw["applications"][0]["args"]["models"]:
+    app = raw["applications"][0]
+    for model in app["args"]["models"]:
         model["source"] = str(PROJECT_ROOT / TINY_MODELS[model["modality"]])
         model["local_substitute"] = None
+    for deployment in app["deployments"]:
+        policy = deployment.get("autoscaling_config", {}).get("policy")
+        if policy:
+            policy["policy_kwargs"] = {"events": []}
+    if customize is not None:
+        customize(raw)
     dest.write_text(yaml.safe_dump(raw, sort_keys=False))
     return dest
 
@@ -79,34 +91,87 @@ class LocalStack:
         return sum(value for (sample, series), value in self.metrics().items()
                    if sample == name and wanted <= series)
 
+    def wait_for_metric(self, name: str, expected: float, timeout_s: float = 15.0,
+                        **labels: str) -> float:
+        """`metric_sum` once it equals `expected` (replicas export every interval), or its
+        value when `timeout_s` runs out."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            value = self.metric_sum(name, **labels)
+            if value == expected or time.monotonic() > deadline:
+                return value
+            time.sleep(0.5)
 
-@pytest.fixture(scope="session")
-def stack(tmp_path_factory) -> LocalStack:
-    for name, path in TINY_MODELS.items():
-        if not (PROJECT_ROOT / path / ".complete").exists():
-            pytest.fail(f"{path} missing: run scripts/setup.sh (prepares the {name} test model)")
-    workdir = tmp_path_factory.mktemp("stack")
-    port = free_port()
-    config = write_test_config(workdir / "serve-config.yaml", port)
-    log_path = PROJECT_ROOT / ".run" / "integration-serve.log"
-    log_path.parent.mkdir(exist_ok=True)
-    bin_dir = Path(sys.executable).parent
-    server = ServerProcess(
-        "serve run", [str(bin_dir / "serve"), "run", str(config)], log_path, PROJECT_ROOT,
-        {"RAY_metrics_report_interval_ms": str(METRICS_REPORT_INTERVAL_MS)},
-    )
-    stack = LocalStack(f"http://127.0.0.1:{port}", log_path, config)
-    try:
+
+class StackRunner:
+    """Runs at most one local stack at a time (one Ray instance per machine): asking for another
+    variant stops the running one first. Tests that need their own variant run last."""
+
+    def __init__(self, tmp_path_factory):
+        self._tmp = tmp_path_factory
+        self._bin = Path(sys.executable).parent
+        self._running: tuple[str, ServerProcess, LocalStack] | None = None
+
+    def get(self, variant: str, customize=None, env: dict[str, str] | None = None) -> LocalStack:
+        if self._running is not None and self._running[0] == variant:
+            return self._running[2]
+        self.stop()
+        for name, path in TINY_MODELS.items():
+            if not (PROJECT_ROOT / path / ".complete").exists():
+                pytest.fail(f"{path} missing: run scripts/setup.sh (prepares the {name} model)")
+        port = free_port()
+        config = write_test_config(self._tmp.mktemp(variant) / "serve-config.yaml", port,
+                                   customize)
+        log_path = PROJECT_ROOT / ".run" / f"integration-serve-{variant}.log"
+        log_path.parent.mkdir(exist_ok=True)
+        server = ServerProcess(
+            f"serve run ({variant})", [str(self._bin / "serve"), "run", str(config)], log_path,
+            PROJECT_ROOT,
+            {"RAY_metrics_report_interval_ms": str(METRICS_REPORT_INTERVAL_MS), **(env or {})},
+        )
+        stack = LocalStack(f"http://127.0.0.1:{port}", log_path, config)
+        self._running = (variant, server, stack)
         try:
             stack.startup_s = server.wait_until_ready(url_answers(f"{stack.url}/ready"),
                                                       STARTUP_TIMEOUT_S)
         except ServerStartError as exc:
+            self.stop()
             pytest.fail(str(exc))
-        print(f"\n[integration] local stack ready in {stack.startup_s:.0f}s at {stack.url}")
-        yield stack
-    finally:
+        print(f"\n[integration] {variant} stack ready in {stack.startup_s:.0f}s at {stack.url}")
+        return stack
+
+    def stop(self) -> None:
+        if self._running is None:
+            return
+        _, server, _ = self._running
+        self._running = None
         server.stop()
-        subprocess.run([str(bin_dir / "ray"), "stop", "--force"], capture_output=True)
+        subprocess.run([str(self._bin / "ray"), "stop", "--force"], capture_output=True)
+
+
+@pytest.fixture(scope="session")
+def stacks(tmp_path_factory) -> StackRunner:
+    runner = StackRunner(tmp_path_factory)
+    try:
+        yield runner
+    finally:
+        runner.stop()
+
+
+def one_replica_each(raw: dict) -> None:
+    """Pin every model to one running replica. On 2 cores a second text engine only shares the
+    first one's core, and a cold start would land inside whichever test sends the first image:
+    the tests on the shared stack measure serving; test_autoscaling.py measures scaling."""
+    for deployment in raw["applications"][0]["deployments"]:
+        scaling = deployment.get("autoscaling_config")
+        if scaling:
+            scaling.update(min_replicas=1, initial_replicas=1, max_replicas=1)
+
+
+@pytest.fixture(scope="session")
+def stack(stacks) -> LocalStack:
+    """The shared stack: the shipped local config with tiny models, one replica per model."""
+    return stacks.get("shared", one_replica_each)
 
 
 def write_prometheus_config(dest: Path) -> Path:

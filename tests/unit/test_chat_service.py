@@ -110,6 +110,23 @@ def test_streaming_events_follow_openai_framing(local_config):
     assert all(c["object"] == "chat.completion.chunk" and c["id"] == "id" for c in chunks)
 
 
+def test_unicode_line_separators_in_output_stay_inside_one_sse_line(local_config):
+    # Model output may hold U+2028/U+2029/U+0085; str.splitlines() based readers (requests,
+    # httpx) would cut an event there and fail to parse it.
+    reply = ("a\u2028b", "c\u2029d", "e\x85f", "不\x1c")
+    sut = make_service(local_config, FakeBehaviour(reply=reply))
+
+    async def run():
+        chat = await sut.prepare(body(stream=True), "id")
+        return await collect((await sut.service.open_stream(chat)).events())
+
+    stream = "".join(asyncio.run(run()))
+    lines = [line for line in stream.splitlines() if line]
+    assert all(line.startswith("data: ") for line in lines), lines
+    events = [json.loads(line[len("data: "):]) for line in lines[:-1]]
+    assert "".join(e["choices"][0]["delta"].get("content", "") for e in events) == "".join(reply)
+
+
 def test_length_finish_reason(local_config):
     sut = make_service(local_config)
 

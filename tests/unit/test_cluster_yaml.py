@@ -41,3 +41,29 @@ def test_only_the_serve_port_is_public():
 def test_installs_the_gpu_dependency_set():
     setup = " ".join(CLUSTER["setup_commands"])
     assert "--extra gpu" in setup and "--locked" in setup and "--extra cpu" not in setup
+
+
+def test_ray_token_authentication_is_on_for_every_ray_process():
+    for kind in ("head_start_ray_commands", "worker_start_ray_commands"):
+        starts = [c for c in CLUSTER[kind] if "ray start" in c]
+        assert len(starts) == 1, kind
+        assert "export RAY_AUTH_MODE=token;" in starts[0]
+    # The same token on every node, from the operator's machine (never from the repository).
+    assert CLUSTER["file_mounts"]["~/.ray/auth_token"] == "~/.ray/auth_token"
+    assert any("RAY_AUTH_MODE=token" in c and ".bashrc" in c for c in CLUSTER["setup_commands"])
+
+
+def test_head_hosts_no_model_replica_and_gpu_workers_cover_the_serve_config():
+    from configs.schema import load_serve_config
+    from tests.conftest import PRODUCTION_CONFIG
+
+    head_start = " ".join(CLUSTER["head_start_ray_commands"])
+    assert "--num-gpus=0" in head_start
+    deployments = load_serve_config(PRODUCTION_CONFIG)["applications"][0]["deployments"]
+    gpu_replicas = [d["autoscaling_config"] for d in deployments
+                    if d["ray_actor_options"].get("num_gpus")]
+    gpu = CLUSTER["available_node_types"]["gpu_worker"]
+    # One GPU per node (g5.2xlarge): every model replica at its maximum finds a node, and the
+    # always-on replicas never wait for one.
+    assert gpu["max_workers"] >= sum(a["max_replicas"] for a in gpu_replicas)
+    assert gpu["min_workers"] >= sum(a["min_replicas"] for a in gpu_replicas)

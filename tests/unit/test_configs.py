@@ -80,3 +80,51 @@ def test_bad_app_args_fail_with_a_message(mutate, fragment):
     with pytest.raises(ValidationError) as err:
         AppConfig.model_validate(args)
     assert fragment in str(err.value)
+
+
+def model_deployments(path) -> list[tuple]:
+    """(model config, its Serve deployment entry) for each model of a shipped config."""
+    raw = load_serve_config(path)
+    config = app_config_from_serve_config(raw, APP_NAME)
+    entries = {d["name"]: d for d in raw["applications"][0]["deployments"]}
+    return [(model, entries[model.deployment_name]) for model in config.models]
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
+def test_every_model_pool_autoscales_with_a_bounded_queue_answered_by_429(path):
+    from ray.serve.config import AutoscalingConfig
+
+    for model, entry in model_deployments(path):
+        # Building Serve's own object also imports and pickles the custom policy, as a deploy does.
+        scaling = AutoscalingConfig(**entry["autoscaling_config"])
+        assert scaling.policy.policy_function == (
+            "deployments.autoscaling_policy:SalesCalendarPolicy")
+        assert scaling.max_replicas > scaling.min_replicas
+        assert entry["max_queued_requests"] > 0
+        assert entry["backpressure_config"]["status_code"] == 429
+        assert entry["backpressure_config"]["retry_after_s"] >= 1
+        # Admitted requests run in the engine's batch instead of waiting, unseen, inside it.
+        assert scaling.target_ongoing_requests <= entry["max_ongoing_requests"]
+        assert entry["max_ongoing_requests"] <= model.engine.max_num_seqs
+        if model.modality == "text":
+            assert scaling.min_replicas >= 1  # text is always answered without a cold start
+        else:
+            assert scaling.min_replicas == 0  # vision scales to zero off-peak
+            assert model.replica_wait.retry_after_s >= 5
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
+def test_sales_calendar_is_shared_valid_and_within_replica_bounds(path):
+    from deployments.autoscaling_policy import SalesCalendarPolicy
+
+    pairs = model_deployments(path)
+    calendars = [entry["autoscaling_config"]["policy"]["policy_kwargs"]["events"]
+                 for _, entry in pairs]
+    assert all(calendar == calendars[0] for calendar in calendars)
+    events = SalesCalendarPolicy(calendars[0]).events
+    assert events
+    limits = {entry["name"]: entry["autoscaling_config"]["max_replicas"] for _, entry in pairs}
+    for event in events:
+        assert set(event.min_replicas) <= set(limits), event.name
+        for deployment, floor in event.min_replicas.items():
+            assert 1 <= floor <= limits[deployment], (event.name, deployment)

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from deployments.engine_protocol import EngineRequest, SamplingOptions
+from deployments.engine_protocol import EngineRequest, ReplicaAccepted, SamplingOptions
 from deployments.model_deployment import ModelDeployment
 from deployments.model_source import ModelNotAvailableError
 from tests.fakes import FakeChatEngine
@@ -31,9 +31,11 @@ def test_streams_engine_chunks_and_reports_health(local_config, tmp_path):
     request = EngineRequest("r1", [{"role": "user", "content": "hi"}], SamplingOptions(16, 0.0, 1.0))
 
     async def run():
-        return [c.text async for c in replica.chat(request)]
+        return [c async for c in replica.chat(request)]
 
-    assert "".join(asyncio.run(run())) == "Your order ships today."
+    accepted, *chunks = asyncio.run(run())
+    assert isinstance(accepted, ReplicaAccepted)  # sent before the engine produces anything
+    assert "".join(c.text for c in chunks) == "Your order ships today."
     asyncio.run(replica.check_health())
     engine.behaviour.healthy = False
     with pytest.raises(RuntimeError, match="dead"):

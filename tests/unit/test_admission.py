@@ -1,0 +1,150 @@
+"""Admission at the Serve boundary (`router.ingress.handle_streamer`), over HTTP with fake
+deployment handles: a full queue is a fast 429 with Retry-After, no replica within the wait bound
+is a 503 with Retry-After, both in the OpenAI envelope, counted by model and reason, and a vision
+pool in either state leaves text requests alone."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+from fastapi.testclient import TestClient
+
+from configs.schema import ReplicaWait
+from deployments.engine_protocol import EngineRequest, SamplingOptions
+from router.chat_service import ChatService
+from router.errors import APIError
+from router.ingress import build_api, handle_streamer
+from tests.conftest import image_message
+from tests.fakes import FakeChatEngine, FakeDeploymentHandle, recording_metrics
+
+URL = "/v1/chat/completions"
+TEXT = {"messages": [{"role": "user", "content": "When will my order ship?"}]}
+IMAGE = {"messages": [image_message()]}
+WAIT = ReplicaWait(timeout_s=0.3, retry_after_s=20)
+
+
+class Ingress:
+    """The ingress app over fake handles, one per model, each in a chosen state."""
+
+    def __init__(self, config, text_state="serving", vision_state="serving", **handle_kwargs):
+        config = config.model_copy(update={"models": tuple(
+            m.model_copy(update={"replica_wait": WAIT}) for m in config.models)})
+        self.config = config
+        self.handles = {
+            m.modality: FakeDeploymentHandle(
+                FakeChatEngine(m, "/fake", ()),
+                text_state if m.modality == "text" else vision_state, **handle_kwargs)
+            for m in config.models
+        }
+        streamers = {m.modality: handle_streamer(self.handles[m.modality], m)
+                     for m in config.models}
+        self.metrics, self.registry = recording_metrics(config)
+        api = build_api(ChatService(config, streamers), self.metrics, config, None)
+        self.client = TestClient(api, raise_server_exceptions=False)
+
+    def model(self, modality: str) -> str:
+        return self.config.model_for(modality).name
+
+    def counted(self, name: str, **labels) -> float:
+        return self.registry.get_sample_value(name, labels) or 0.0
+
+
+def envelope(response, status: int) -> dict:
+    assert response.status_code == status, response.text
+    error = response.json()["error"]
+    assert set(error) == {"message", "type", "param", "code"}
+    return error
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_full_queue_is_a_429_with_retry_after_and_the_openai_envelope(local_config, stream):
+    ingress = Ingress(local_config, vision_state="queue_full")
+    started = time.monotonic()
+    response = ingress.client.post(URL, json={**IMAGE, "stream": stream})
+    elapsed = time.monotonic() - started
+    error = envelope(response, 429)
+    assert error["code"] == "queue_full" and error["type"] == "rate_limit_error"
+    assert ingress.model("vision") in error["message"]
+    assert response.headers["retry-after"] == "3"  # backpressure_config's 2.5 s, rounded up
+    assert elapsed < WAIT.timeout_s  # refused at once, not after the replica wait
+    vision = ingress.model("vision")
+    assert ingress.counted("cs_requests_rejected_total", model=vision, route="vision",
+                           reason="queue_full") == 1
+    assert ingress.counted("cs_requests_total", model=vision, route="vision", status="429") == 1
+
+
+def test_backpressure_status_and_missing_retry_after_follow_the_serve_config(local_config):
+    ingress = Ingress(local_config, text_state="queue_full", status_code=503, retry_after_s=None)
+    response = ingress.client.post(URL, json=TEXT)
+    error = envelope(response, 503)
+    assert error["code"] == "queue_full" and error["type"] == "service_unavailable"
+    assert response.headers["retry-after"] == "1"  # never a 429/503 without Retry-After
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_no_replica_within_the_wait_is_a_503_and_the_queued_call_is_withdrawn(local_config,
+                                                                              stream):
+    ingress = Ingress(local_config, vision_state="no_replica")
+    started = time.monotonic()
+    response = ingress.client.post(URL, json={**IMAGE, "stream": stream})
+    elapsed = time.monotonic() - started
+    error = envelope(response, 503)
+    assert error["code"] == "no_replica_available"
+    assert response.headers["retry-after"] == str(WAIT.retry_after_s)
+    assert WAIT.timeout_s <= elapsed < local_config.limits.request_timeout_s
+    assert [call.cancelled for call in ingress.handles["vision"].calls] == [True]
+    assert ingress.counted("cs_requests_failed_total", model=ingress.model("vision"),
+                           route="vision", reason="no_replica_available") == 1
+
+
+@pytest.mark.parametrize("vision_state", ["queue_full", "no_replica"])
+def test_text_is_served_while_the_vision_pool_refuses(local_config, vision_state):
+    ingress = Ingress(local_config, vision_state=vision_state)
+    assert ingress.client.post(URL, json=IMAGE).status_code in (429, 503)
+    response = ingress.client.post(URL, json=TEXT)
+    assert response.status_code == 200
+    assert response.json()["choices"][0]["message"]["content"] == "Your order ships today."
+    assert ingress.counted("cs_requests_total", model=ingress.model("text"), route="text",
+                           status="200") == 1
+
+
+def test_accepted_calls_stream_the_engine_and_finished_calls_are_not_cancelled(local_config):
+    ingress = Ingress(local_config)
+    response = ingress.client.post(URL, json=TEXT)
+    assert response.status_code == 200
+    assert [call.cancelled for call in ingress.handles["text"].calls] == [False]
+
+
+def test_a_stream_closed_early_cancels_the_replica_call(local_config):
+    model = local_config.model_for("text")
+    handle = FakeDeploymentHandle(FakeChatEngine(model, "/fake", ()))
+    stream = handle_streamer(handle, model)
+    request = EngineRequest("r1", [{"role": "user", "content": "hi"}],
+                            SamplingOptions(16, 0.0, 1.0))
+
+    async def first_then_close():
+        chunks = stream(request)
+        first = await anext(chunks)
+        await chunks.aclose()
+        return first
+
+    assert asyncio.run(first_then_close()).text == "Your "
+    assert [call.cancelled for call in handle.calls] == [True]
+
+
+def test_replica_wait_must_end_before_the_request_deadline(local_config):
+    text = local_config.model_for("text")
+    too_long = text.model_copy(update={"replica_wait": ReplicaWait(
+        timeout_s=local_config.limits.request_timeout_s, retry_after_s=5)})
+    with pytest.raises(ValueError, match="replica_wait.timeout_s"):
+        type(local_config).model_validate({
+            **local_config.model_dump(),
+            "models": [too_long.model_dump(), local_config.model_for("vision").model_dump()],
+        })
+
+
+def test_overloaded_error_is_a_client_error_with_retry_after():
+    error = APIError.overloaded("m", 429, 7)
+    assert (error.status, error.headers) == (429, {"Retry-After": "7"})
