@@ -15,7 +15,7 @@ fi
 URL="http://127.0.0.1:$PORT"
 LOG=.run/serve.log
 started=$(date +%s)
-echo "run-local: starting Ray Serve with $CONFIG (log: $LOG); engines take 1-3 minutes on 2 cores"
+echo "run-local: starting Ray Serve with $CONFIG (log: $LOG); the text engine takes 1-2 minutes on 2 cores"
 .venv/bin/serve run "$CONFIG" >"$LOG" 2>&1 &
 serve_pid=$!
 trap 'kill -INT $serve_pid 2>/dev/null; wait $serve_pid 2>/dev/null' INT TERM EXIT
@@ -36,5 +36,7 @@ echo "run-local: ready after $(( $(date +%s) - started ))s. OpenAI-compatible AP
 echo "  curl $URL/v1/models"
 echo "  curl $URL/v1/chat/completions -H 'Content-Type: application/json' \\"
 echo "       -d '{\"messages\":[{\"role\":\"user\",\"content\":\"我的订单什么时候发货？\"}]}'"
+echo "run-local: the vision model starts at zero replicas: the first image request wakes it and"
+echo "  is held until it answers (about a minute on 2 cores); after 5 idle minutes it sleeps again."
 echo "run-local: Ctrl-C stops the stack."
 wait $serve_pid
