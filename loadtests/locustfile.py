@@ -19,7 +19,9 @@ import logging
 import time
 from pathlib import Path
 
+from gevent import GreenletExit
 from locust import HttpUser, LoadTestShape, events, task
+from locust.exception import StopUser
 from locust.env import Environment
 
 from loadtests.prometheus_api import PrometheusAPI
@@ -144,8 +146,13 @@ class Shopper(HttpUser):
                     response.failure(f"in-band error {result.error_code or 'stream ended early'}")
                 STATE.tally.record(route, result.ok, result.completion_tokens)
                 outcome_recorded = True
-        except BaseException:
-            if not outcome_recorded:  # killed or broken mid-request: sent, not answered
+        except (GreenletExit, StopUser):
+            if not outcome_recorded:  # Locust stopped this user mid-request
+                STATE.tally.record_interrupted(route)
+            raise
+        except BaseException as exc:
+            if not outcome_recorded:  # broken mid-request: sent, not answered
+                logger.warning("request failed on the client side: %r", exc)
                 STATE.tally.record(route, ok=False, completion_tokens=0)
             raise
         if result.ttft_s is not None:
@@ -169,11 +176,14 @@ def _on_test_stop(environment: Environment, **_) -> None:
     STATE.run_started = False
     tally = STATE.tally
     figures = RunFigures(
-        requests=sum(tally.sent.values()), failures=sum(tally.failed.values()),
+        requests=sum(tally.sent.values()), failures=tally.server_failures,
         p95_ttft_s=percentile(STATE.ttft_s, 0.95), p99_e2e_s=percentile(STATE.e2e_s, 0.99),
     )
     slo_results = check_slos(figures, STATE.config.slo)
     lines = ["", "== SLO gates =="] + [r.describe() for r in slo_results]
+    if tally.interrupted:
+        lines.append(f"(not in error_rate: {sum(tally.interrupted.values())} request(s) cut off "
+                     "by the load generator stopping users; the server counts them as 499)")
     STATE.failed_gates = [r.name for r in slo_results if not r.passed]
 
     reconciliation = []
@@ -198,6 +208,7 @@ def _on_test_stop(environment: Environment, **_) -> None:
             "p99_e2e_s": figures.p99_e2e_s,
             "p50_ttft_s": percentile(STATE.ttft_s, 0.5),
             "sent_by_route": dict(tally.sent), "failed_by_route": dict(tally.failed),
+            "interrupted_by_route": dict(tally.interrupted),
             "completion_tokens_by_route": dict(tally.completion_tokens),
             "slo": [vars(r) for r in slo_results],
             "reconciliation": [

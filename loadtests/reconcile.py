@@ -29,6 +29,10 @@ class ClientTally:
     sent: Counter = field(default_factory=Counter)
     failed: Counter = field(default_factory=Counter)
     completion_tokens: Counter = field(default_factory=Counter)
+    # Among `failed`: requests the load generator itself cut off (a user stopped mid-request at a
+    # ramp-down or at the end). The server counts them (499), so reconciliation keeps them; they
+    # are not server errors, so the error-rate SLO does not.
+    interrupted: Counter = field(default_factory=Counter)
 
     def record(self, route: str, ok: bool, completion_tokens: int) -> None:
         self.sent[route] += 1
@@ -36,6 +40,14 @@ class ClientTally:
             self.completion_tokens[route] += completion_tokens
         else:
             self.failed[route] += 1
+
+    def record_interrupted(self, route: str) -> None:
+        self.record(route, ok=False, completion_tokens=0)
+        self.interrupted[route] += 1
+
+    @property
+    def server_failures(self) -> int:
+        return sum(self.failed.values()) - sum(self.interrupted.values())
 
 
 @dataclass(frozen=True)

@@ -253,8 +253,10 @@ def test_locust_spike_scales_text_up_and_back_down(scaling, tmp_path):
     vision_zero = timeline.first("VisionModel", load_start, lambda r: r.running == 0)
     assert vision_zero is not None, timeline.describe()
     ttft = round(summary["p95_ttft_s"], 2)
+    cut_off = sum(summary["interrupted_by_route"].values())
     report(f"text spike (Locust, 1 -> 10 shoppers at +{spike_at - load_start:.0f} s, "
-           f"{summary['requests']} requests, 0 failed, p95 TTFT {ttft} s): target 1 -> 2 "
+           f"{summary['requests']} requests, 0 failed, {cut_off} cut off by Locust stopping "
+           f"users, p95 TTFT {ttft} s): target 1 -> 2 "
            f"{target_up - spike_at:.1f} s after the spike began; second replica running "
            f"{running_up - spike_at:.1f} s after it (start-up {running_up - target_up:.1f} s); "
            f"load ended at +{load_end - load_start:.0f} s; back to 1 replica "

@@ -193,6 +193,16 @@ def test_new_series_count_from_zero():
     assert rows["vision"].server_failed == 1 and rows["vision"].ok
 
 
+def test_requests_the_load_generator_cut_off_reconcile_but_are_not_server_errors():
+    tally = tally_of(("text", True, 10))
+    tally.record_interrupted("text")  # a user stopped mid-request: the server logged a 499
+    after = snapshot({("text", "200"): 101.0, ("text", "499"): 1.0, ("vision", "200"): 5.0},
+                     {"text": 1013.0, "vision": 50.0})
+    (text,) = reconcile(tally, BEFORE, after)
+    assert text.client_failed == text.server_failed == 1 and text.ok
+    assert tally.server_failures == 0 and sum(tally.sent.values()) == 2
+
+
 # --- SSE measurement -------------------------------------------------------------------------------
 
 def clock(*times):
