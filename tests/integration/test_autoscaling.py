@@ -100,7 +100,7 @@ def variant(prewarm_opens: datetime):
 
 
 @pytest.fixture(scope="module")
-def scaling(stacks) -> ScalingStack:
+def scaling(stacks, request) -> ScalingStack:
     opens = datetime.now(timezone.utc) + timedelta(seconds=PREWARM_OPENS_AFTER_S)
     stack = stacks.get("autoscaling", variant(opens))
     with ReplicaTimeline(ServeStatus()) as timeline:
@@ -108,12 +108,15 @@ def scaling(stacks) -> ScalingStack:
         try:
             yield ScalingStack(stack, timeline, (offset, offset + PREWARM_WINDOW_S))
         finally:
-            print("\n[autoscaling] replica timeline (s since the stack was ready):\n"
-                  + timeline.describe())
+            report(request, "replica timeline (s since the stack was ready):\n"
+                   + timeline.describe())
 
 
-def report(line: str) -> None:
-    print(f"\n[autoscaling] {line}")
+def report(request, text: str) -> None:
+    """Print past pytest's capture, so CI logs carry the figures (like [loadtest] and [metrics])."""
+    capture = request.config.pluginmanager.getplugin("capturemanager")
+    with capture.global_and_fixture_disabled():
+        print("\n[autoscaling] " + text.replace("\n", "\n[autoscaling] "), flush=True)
 
 
 def stream_chat(client: httpx.Client, body: dict):
@@ -128,7 +131,7 @@ def stream_chat(client: httpx.Client, body: dict):
         return 200, response.headers, result, time.perf_counter() - started
 
 
-def test_first_image_wakes_the_vision_model_from_zero(scaling):
+def test_first_image_wakes_the_vision_model_from_zero(scaling, request):
     stack, timeline = scaling.stack, scaling.timeline
     at_zero = timeline.wait_for("VisionModel", lambda r: r.target == 0 and r.running == 0, 30)
     assert at_zero is not None, timeline.describe()
@@ -143,12 +146,13 @@ def test_first_image_wakes_the_vision_model_from_zero(scaling):
     running_at = timeline.wait_for("VisionModel", lambda r: r.running >= 1, timeout_s=10,
                                    after_s=sent_at)
     assert target_at is not None and running_at is not None, timeline.describe()
-    report(f"cold start: image held {held_s:.1f} s (replica wait bound 100 s); Serve raised the "
+    report(request,
+           f"cold start: image held {held_s:.1f} s (replica wait bound 100 s); Serve raised the "
            f"vision target {target_at - sent_at:.1f} s after the request, replica running after "
            f"{running_at - sent_at:.1f} s; TTFT {result.ttft_s:.1f} s")
 
 
-def test_vision_burst_gets_fast_429s_while_text_is_unaffected(scaling):
+def test_vision_burst_gets_fast_429s_while_text_is_unaffected(scaling, request):
     stack = scaling.stack
     text_body = {"messages": [{"role": "user", "content": "When will my order ship?"}],
                  "max_tokens": 16}
@@ -201,7 +205,8 @@ def test_vision_burst_gets_fast_429s_while_text_is_unaffected(scaling):
         "ray_cs_requests_rejected_total", rejected_before + len(refused), route="vision",
         reason="queue_full")
     assert counted == rejected_before + len(refused)
-    report(f"burst of {BURST_IMAGES} images: {len(admitted)} admitted (all answered, slowest "
+    report(request,
+           f"burst of {BURST_IMAGES} images: {len(admitted)} admitted (all answered, slowest "
            f"{slowest_admitted:.2f} s), {len(refused)} refused with 429 + Retry-After 5 "
            f"(median {statistics.median(refused_s) * 1000:.0f} ms, max "
            f"{refused_s[-1] * 1000:.0f} ms); text TTFT p50 before "
@@ -232,7 +237,7 @@ def run_text_spike(stack, workdir: Path):
     return result, json.loads((workdir / "summary.json").read_text())
 
 
-def test_locust_spike_scales_text_up_and_back_down(scaling, tmp_path):
+def test_locust_spike_scales_text_up_and_back_down(scaling, tmp_path, request):
     stack, timeline = scaling.stack, scaling.timeline
     assert timeline.latest("TextModel").target == 1, timeline.describe()
     load_start = timeline.now_s()
@@ -256,7 +261,7 @@ def test_locust_spike_scales_text_up_and_back_down(scaling, tmp_path):
     assert vision_zero is not None, timeline.describe()
     ttft = round(summary["p95_ttft_s"], 2)
     cut_off = sum(summary["interrupted_by_route"].values())
-    report(f"text spike (Locust, 1 -> 10 shoppers at +{spike_at - load_start:.0f} s, "
+    report(request, f"text spike (Locust, 1 -> 10 shoppers at +{spike_at - load_start:.0f} s, "
            f"{summary['requests']} requests, 0 failed, {cut_off} cut off by Locust stopping "
            f"users, p95 TTFT {ttft} s): target 1 -> 2 "
            f"{target_up - spike_at:.1f} s after the spike began; second replica running "
@@ -266,7 +271,7 @@ def test_locust_spike_scales_text_up_and_back_down(scaling, tmp_path):
            f"replicas {vision_zero - load_start:.0f} s into the run")
 
 
-def test_sales_calendar_prewarms_the_ingress_for_its_window(scaling):
+def test_sales_calendar_prewarms_the_ingress_for_its_window(scaling, request):
     timeline = scaling.timeline
     opens, closes = scaling.prewarm_window_s
     wait = closes + INGRESS_DOWNSCALE_DELAY_S + 60 - timeline.now_s()
@@ -278,6 +283,7 @@ def test_sales_calendar_prewarms_the_ingress_for_its_window(scaling):
     assert opens - 5 <= raised < closes and released is not None, timeline.describe()
     before = [c for c in timeline.changes if c.deployment == "Ingress" and c.at_s < opens - 5]
     assert all(c.replicas.target == 1 for c in before), timeline.describe()
-    report(f"sales calendar: ingress floor 2 from {raised - opens:+.1f} s of the window opening "
+    report(request,
+           f"sales calendar: ingress floor 2 from {raised - opens:+.1f} s of the window opening "
            f"(second replica running {running - opens:+.1f} s), released "
            f"{released - closes:+.1f} s after the window closed")
