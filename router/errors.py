@@ -84,7 +84,7 @@ class APIError(Exception):
     @classmethod
     def overloaded(cls, model: str, status: int, retry_after_s: int) -> APIError:
         """The model's queue is full (Serve's `max_queued_requests`): refused at once, before
-        any work, so a client can back off instead of waiting for a timeout."""
+        any generation, so a client can back off instead of waiting for a timeout."""
         return cls(
             status,
             f"The model '{model}' is at capacity. Retry after {retry_after_s} s.",

@@ -2,7 +2,7 @@
 
 The metric set is declared once, in `INGRESS_METRICS`; the README's metric table, the unit tests
 and the dashboard tests all read it. Recording goes through an `InstrumentFactory`, so the same
-code records into Ray Serve's metric API in production (`ray_serve_instruments` in ingress.py:
+code records into Ray Serve's metric API in production (`serve_instruments` in ingress.py:
 exported by each node's Ray metrics agent, with `deployment`/`replica`/`application` labels, so
 several ingress replicas neither lose nor double-count) and into a prometheus_client registry in
 unit tests. See docs/design/metrics.md for why not a prometheus_client HTTP server per replica.
@@ -38,7 +38,8 @@ RAY_EXPORT_PREFIX = "ray_"
 NO_MODEL = "none"  # model/route label of a request refused before routing (bad JSON, 413, ...)
 
 # Buckets span GPU (tens of ms TTFT, ~10 ms ITL) and CPU (seconds) in one layout, with the SLO
-# thresholds of configs/prometheus/alerts.yml (TTFT 2 s GPU / 10 s CPU) on bucket boundaries.
+# alert thresholds of configs/prometheus/rules.yml (TTFT 2 s text, 5 s vision) on bucket
+# boundaries.
 TTFT_BUCKETS_S = (0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 7.5, 10.0,
                   15.0, 20.0, 30.0, 60.0, 120.0)
 ITL_BUCKETS_S = (0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1.0,

@@ -112,7 +112,7 @@ class StackRunner:
         self._bin = Path(sys.executable).parent
         self._running: tuple[str, ServerProcess, LocalStack] | None = None
 
-    def get(self, variant: str, customize=None, env: dict[str, str] | None = None) -> LocalStack:
+    def get(self, variant: str, customize=None) -> LocalStack:
         if self._running is not None and self._running[0] == variant:
             return self._running[2]
         self.stop()
@@ -127,7 +127,7 @@ class StackRunner:
         server = ServerProcess(
             f"serve run ({variant})", [str(self._bin / "serve"), "run", str(config)], log_path,
             PROJECT_ROOT,
-            {"RAY_metrics_report_interval_ms": str(METRICS_REPORT_INTERVAL_MS), **(env or {})},
+            {"RAY_metrics_report_interval_ms": str(METRICS_REPORT_INTERVAL_MS)},
         )
         stack = LocalStack(f"http://127.0.0.1:{port}", log_path, config)
         self._running = (variant, server, stack)

@@ -108,8 +108,8 @@ def scaling(stacks, request) -> ScalingStack:
         try:
             yield ScalingStack(stack, timeline, (offset, offset + PREWARM_WINDOW_S))
         finally:
-            report(request, "replica timeline (s since the stack was ready):\n"
-                   + timeline.describe())
+            report(request, f"replica timeline (s since the stack was ready; "
+                   f"{timeline.errors} status polls failed):\n" + timeline.describe())
 
 
 def report(request, text: str) -> None:
