@@ -209,12 +209,11 @@ class AppConfig(_Strict):
             )
         return self
 
-    def model_for(self, modality: Modality) -> ModelConfig | None:
-        """The model serving `modality`, or None when the app has none."""
-        return next((m for m in self.models if m.modality == modality), None)
-
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+# The application's name in every Serve config (`applications[].name`); status queries and tools
+# that read a config find the app by it.
+APP_NAME = "cs-assistant"
 
 
 def load_serve_config(path: str | Path) -> dict[str, Any]:

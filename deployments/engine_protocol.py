@@ -59,27 +59,29 @@ class ReplicaAccepted:
 
 
 class EngineInputError(ValueError):
-    """The engine refused the request's content (too long for the context, unprocessable image).
+    """The engine refused the request's content (unprocessable image, bad message structure).
 
     Raised by engines, mapped to HTTP 400 by the ingress. `client_message` is written for the API
-    caller and must hold no internals (paths, addresses, library error text).
+    caller and must hold no internals (paths, addresses, library error text). The kind of refusal
+    is the exception class, so engines need no knowledge of the API's error codes.
     """
 
-    def __init__(
-        self, client_message: str, *, code: str = "invalid_request", param: str | None = None
-    ):
+    def __init__(self, client_message: str, *, param: str | None = None):
         super().__init__(client_message)
         self.client_message = client_message
-        self.code = code
         self.param = param
 
     def __reduce__(self):
-        # Keep keyword-only fields when Ray pickles the exception across processes.
-        return (_rebuild_engine_input_error, (self.client_message, self.code, self.param))
+        # Keep the keyword-only field when Ray pickles the exception across processes.
+        return (_rebuild, (type(self), self.client_message, self.param))
 
 
-def _rebuild_engine_input_error(message: str, code: str, param: str | None) -> EngineInputError:
-    return EngineInputError(message, code=code, param=param)
+class ContextLengthError(EngineInputError):
+    """The prompt plus the requested completion does not fit the model's context."""
+
+
+def _rebuild(cls: type[EngineInputError], message: str, param: str | None) -> EngineInputError:
+    return cls(message, param=param)
 
 
 class EngineUnavailableError(RuntimeError):

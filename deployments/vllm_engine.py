@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator
 from configs.schema import ModelConfig
 from deployments.engine_protocol import (
     ChatEngine,
+    ContextLengthError,
     EngineInputError,
     EngineRequest,
     EngineUnavailableError,
@@ -97,12 +98,9 @@ class VLLMChatEngine(ChatEngine):
         except VLLMClientError as exc:
             # vLLM's validation messages (context length and the like) are written for clients.
             parameter = getattr(exc, "parameter", None)
-            code = (
-                "context_length_exceeded"
-                if parameter in ("max_model_len", "max_tokens", "input_tokens")
-                else "invalid_request"
-            )
-            raise EngineInputError(str(exc), code=code, param="messages") from exc
+            too_long = parameter in ("max_model_len", "max_tokens", "input_tokens")
+            error = ContextLengthError if too_long else EngineInputError
+            raise error(str(exc), param="messages") from exc
         except (ValueError, TypeError, OSError) as exc:
             # Template or image-processing failures: their text can hold library internals.
             logger.warning("request %s: could not render prompt: %r", request.request_id, exc)

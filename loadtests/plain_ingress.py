@@ -12,7 +12,12 @@ import os
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 
-from configs.schema import PROJECT_ROOT, app_config_from_serve_config, load_serve_config
+from configs.schema import (
+    APP_NAME,
+    PROJECT_ROOT,
+    app_config_from_serve_config,
+    load_serve_config,
+)
 from router.chat_service import ChatService
 from router.ingress import build_api
 from router.metrics import IngressMetrics, prometheus_client_instruments
@@ -25,7 +30,7 @@ async def _no_replica(_request):
 
 def create_app() -> FastAPI:
     path = os.environ.get("CS_SERVE_CONFIG", str(PROJECT_ROOT / "configs" / "local-cpu.yaml"))
-    config = app_config_from_serve_config(load_serve_config(path), "cs-assistant")
+    config = app_config_from_serve_config(load_serve_config(path), APP_NAME)
     streamers = {m.modality: _no_replica for m in config.models}
     metrics = IngressMetrics(prometheus_client_instruments(CollectorRegistry()),
                              {m.name: m.modality for m in config.models})

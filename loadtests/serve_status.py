@@ -20,7 +20,8 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-APP_NAME = "cs-assistant"
+from configs.schema import APP_NAME
+
 DEFAULT_DASHBOARD_URL = "http://127.0.0.1:8265"
 
 

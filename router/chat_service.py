@@ -39,15 +39,9 @@ from router.protocol import (
     Usage,
     sse_data,
 )
+from router.engine_params import chat_template_kwargs_for, sampling_for
 from router.routing import CatalogEntry, RouteDecision, route_for_request
-from router.validation import (
-    chat_template_kwargs_for,
-    check_images,
-    check_request_limits,
-    image_params,
-    parse_chat_request,
-    sampling_for,
-)
+from router.validation import check_images, check_request, parse_chat_request
 
 logger = logging.getLogger("cs_assistant.chat_service")
 
@@ -103,23 +97,26 @@ class ChatService:
     async def prepare(
         self, body: bytes, request_id: str, metrics: RequestMetrics
     ) -> PreparedChat:
-        """Parse, validate and route a request body; raise APIError (4xx) on any problem."""
+        """Parse, route and validate a request body; raise APIError (4xx) on any problem.
+
+        Each step runs once: the schema, then the route (which limits apply depends on the
+        model), then every limit, then the images (their list is computed once, on the request).
+        """
         started = time.monotonic()
         request = parse_chat_request(body)
-        check_request_limits(request, self._limits)
         route = route_for_request(request, self._catalog)
         metrics.routed(route.model, route.modality, stream=request.stream)
         model = self._models[route.model]
-        sampling = sampling_for(request, model, self._limits)
-        if request.has_images():
+        check_request(request, model, self._limits)
+        if request.images:
             # Image decoding is CPU-bound: keep it off the event loop serving other requests.
             checking = time.monotonic()
             await asyncio.to_thread(check_images, request, self._limits)
-            metrics.images_checked(len(image_params(request)), time.monotonic() - checking)
+            metrics.images_checked(len(request.images), time.monotonic() - checking)
         engine_request = EngineRequest(
             request_id=request_id,
             messages=[m.model_dump(exclude_none=True) for m in request.messages],
-            sampling=sampling,
+            sampling=sampling_for(request, model, self._limits),
             chat_template_kwargs=chat_template_kwargs_for(request, model),
         )
         return PreparedChat(

@@ -1,17 +1,27 @@
-"""The OpenAI error envelope, and the one place every exception becomes an HTTP status.
+"""The OpenAI error envelope, every error code the API answers with, and the one place every
+exception becomes an HTTP status.
 
 `{"error": {"message", "type", "param", "code"}}` is what OpenAI SDKs parse. Client errors (4xx)
 carry a message the client developer can act on. Server errors (5xx) never carry exception text or
 tracebacks (they may hold internal addresses or paths, CVE-2026-22778); they carry the request id,
 and the full exception goes to the server log under the same id.
+
+`ErrorCode` is the single table of codes: every raise names a member, `APIError` refuses any other
+string, and the metric `reason` label set is derived from it (router/metrics.py), so a new code is
+counted the moment it is added here.
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from enum import StrEnum
 
-from deployments.engine_protocol import EngineInputError, EngineUnavailableError
+from deployments.engine_protocol import (
+    ContextLengthError,
+    EngineInputError,
+    EngineUnavailableError,
+)
 from router.protocol import sse_data
 
 logger = logging.getLogger("cs_assistant.router")
@@ -21,6 +31,38 @@ logger = logging.getLogger("cs_assistant.router")
 ENGINE_RESTART_RETRY_AFTER_S = 15
 
 
+class ErrorCode(StrEnum):
+    """Every `error.code` this API sends, and every `reason` label of the failure metrics."""
+
+    # Request body and schema (400, 413, 415)
+    INVALID_REQUEST = "invalid_request"
+    PAYLOAD_TOO_LARGE = "payload_too_large"
+    UNSUPPORTED_MEDIA_TYPE = "unsupported_media_type"
+    CONTEXT_LENGTH_EXCEEDED = "context_length_exceeded"
+    # Images (400)
+    INVALID_IMAGE = "invalid_image"
+    IMAGE_TOO_LARGE = "image_too_large"
+    IMAGE_TOO_SMALL = "image_too_small"
+    IMAGE_URL_NOT_ALLOWED = "image_url_not_allowed"
+    TOO_MANY_IMAGES = "too_many_images"
+    # Routing (400, 404)
+    MODEL_NOT_FOUND = "model_not_found"
+    MODEL_CANNOT_TAKE_IMAGES = "model_cannot_take_images"
+    NO_VISION_MODEL = "no_vision_model"
+    # HTTP-level errors outside the chat route (404 unknown path, 405, other Starlette errors)
+    NOT_FOUND = "not_found"
+    METHOD_NOT_ALLOWED = "method_not_allowed"
+    HTTP_ERROR = "http_error"
+    # Admission and serving (429, 503, 504, 500)
+    QUEUE_FULL = "queue_full"
+    NO_REPLICA_AVAILABLE = "no_replica_available"
+    MODEL_UNAVAILABLE = "model_unavailable"
+    REQUEST_TIMEOUT = "request_timeout"
+    INTERNAL_ERROR = "internal_error"
+    # Not sent (the client is gone): the reason label of a 499 in the metrics.
+    CLIENT_DISCONNECT = "client_disconnect"
+
+
 @dataclass
 class APIError(Exception):
     """An error with a status code and an OpenAI error body."""
@@ -28,11 +70,14 @@ class APIError(Exception):
     status: int
     message: str
     type: str
-    code: str | None = None
+    code: ErrorCode
     param: str | None = None
     headers: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        # Refuse codes outside the table: a typo fails where it is raised, in tests, instead of
+        # reaching clients and dashboards as an unknown label.
+        self.code = ErrorCode(self.code)
         super().__init__(self.message)
 
     def body(self) -> dict:
@@ -41,28 +86,35 @@ class APIError(Exception):
                 "message": self.message,
                 "type": self.type,
                 "param": self.param,
-                "code": self.code,
+                "code": self.code.value,
             }
         }
 
     # Constructors name the situation, so call sites read as intent and the status lives here.
     @classmethod
     def invalid_request(
-        cls, message: str, *, param: str | None = None, code: str = "invalid_request"
+        cls, message: str, *, param: str | None = None,
+        code: ErrorCode = ErrorCode.INVALID_REQUEST,
     ) -> APIError:
         return cls(400, message, "invalid_request_error", code, param)
 
     @classmethod
     def model_not_found(cls, message: str) -> APIError:
-        return cls(404, message, "invalid_request_error", "model_not_found", "model")
+        return cls(404, message, "invalid_request_error", ErrorCode.MODEL_NOT_FOUND, "model")
 
     @classmethod
     def payload_too_large(cls, message: str) -> APIError:
-        return cls(413, message, "invalid_request_error", "payload_too_large")
+        return cls(413, message, "invalid_request_error", ErrorCode.PAYLOAD_TOO_LARGE)
 
     @classmethod
     def unsupported_media_type(cls, message: str) -> APIError:
-        return cls(415, message, "invalid_request_error", "unsupported_media_type")
+        return cls(415, message, "invalid_request_error", ErrorCode.UNSUPPORTED_MEDIA_TYPE)
+
+    @classmethod
+    def http_error(cls, status: int) -> APIError:
+        """Starlette's own errors (unknown path, wrong method), in the OpenAI envelope."""
+        code, message = _HTTP_ERRORS.get(status, (ErrorCode.HTTP_ERROR, "HTTP error."))
+        return cls(status, message, "invalid_request_error", code)
 
     @classmethod
     def timeout(cls, request_id: str) -> APIError:
@@ -71,13 +123,13 @@ class APIError(Exception):
             f"The request did not finish within the server's time limit (request id "
             f"{request_id}). Retry, or ask for fewer tokens.",
             "timeout_error",
-            "request_timeout",
+            ErrorCode.REQUEST_TIMEOUT,
         )
 
     @classmethod
     def unavailable(cls, message: str, retry_after_s: int) -> APIError:
         return cls(
-            503, message, "service_unavailable", "model_unavailable",
+            503, message, "service_unavailable", ErrorCode.MODEL_UNAVAILABLE,
             headers={"Retry-After": str(retry_after_s)},
         )
 
@@ -89,7 +141,7 @@ class APIError(Exception):
             status,
             f"The model '{model}' is at capacity. Retry after {retry_after_s} s.",
             "rate_limit_error" if status == 429 else "service_unavailable",
-            "queue_full",
+            ErrorCode.QUEUE_FULL,
             headers={"Retry-After": str(retry_after_s)},
         )
 
@@ -102,7 +154,7 @@ class APIError(Exception):
             f"No replica of the model '{model}' could take this request within "
             f"{waited_s:g} s; more replicas are starting. Retry after {retry_after_s} s.",
             "service_unavailable",
-            "no_replica_available",
+            ErrorCode.NO_REPLICA_AVAILABLE,
             headers={"Retry-After": str(retry_after_s)},
         )
 
@@ -113,8 +165,14 @@ class APIError(Exception):
             f"The server failed to answer this request (request id {request_id}). "
             "It has been logged; retrying may succeed.",
             "internal_error",
-            "internal_error",
+            ErrorCode.INTERNAL_ERROR,
         )
+
+
+_HTTP_ERRORS = {
+    404: (ErrorCode.NOT_FOUND, "No such route."),
+    405: (ErrorCode.METHOD_NOT_ALLOWED, "Method not allowed on this route."),
+}
 
 
 def api_error_for(exc: BaseException, request_id: str) -> APIError:
@@ -126,7 +184,9 @@ def api_error_for(exc: BaseException, request_id: str) -> APIError:
     if isinstance(exc, APIError):
         return exc
     if isinstance(exc, EngineInputError):
-        return APIError.invalid_request(exc.client_message, param=exc.param, code=exc.code)
+        code = (ErrorCode.CONTEXT_LENGTH_EXCEEDED if isinstance(exc, ContextLengthError)
+                else ErrorCode.INVALID_REQUEST)
+        return APIError.invalid_request(exc.client_message, param=exc.param, code=code)
     if isinstance(exc, TimeoutError):
         return APIError.timeout(request_id)
     if isinstance(exc, EngineUnavailableError):

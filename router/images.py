@@ -19,7 +19,7 @@ import warnings
 from urllib.parse import urlsplit
 
 from configs.schema import RequestLimits
-from router.errors import APIError
+from router.errors import APIError, ErrorCode
 
 _DATA_URL = re.compile(r"^data:(?P<mime>image/[a-z0-9.+-]+)?(?P<params>(;[^,;]*)*?);base64,", re.I)
 ALLOWED_FORMATS = {"PNG", "JPEG", "WEBP", "GIF", "BMP"}
@@ -44,13 +44,13 @@ def check_image_url(url: str, limits: RequestLimits, param: str) -> None:
                if limits.allowed_image_domains else "")
             + ". Send the image inline as a data URL: data:image/jpeg;base64,<base64 bytes>.",
             param=param,
-            code="image_url_not_allowed",
+            code=ErrorCode.IMAGE_URL_NOT_ALLOWED,
         )
     raise APIError.invalid_request(
         "Unsupported image URL scheme; send the image as a data URL "
         "(data:image/png;base64,...).",
         param=param,
-        code="image_url_not_allowed",
+        code=ErrorCode.IMAGE_URL_NOT_ALLOWED,
     )
 
 
@@ -59,7 +59,7 @@ def _check_data_url(url: str, limits: RequestLimits, param: str) -> None:
     if match is None:
         raise APIError.invalid_request(
             "Malformed image data URL; expected data:image/<type>;base64,<data>.",
-            param=param, code="invalid_image",
+            param=param, code=ErrorCode.INVALID_IMAGE,
         )
     encoded = url[match.end():]
     # base64 inflates by 4/3: refuse before decoding anything larger than the cap.
@@ -69,7 +69,7 @@ def _check_data_url(url: str, limits: RequestLimits, param: str) -> None:
         raw = base64.b64decode(encoded, validate=True)
     except (binascii.Error, ValueError):
         raise APIError.invalid_request(
-            "The image data is not valid base64.", param=param, code="invalid_image"
+            "The image data is not valid base64.", param=param, code=ErrorCode.INVALID_IMAGE
         ) from None
     if len(raw) > limits.max_image_bytes:
         raise _too_large(limits, param)
@@ -91,18 +91,18 @@ def _check_decoded_image(raw: bytes, limits: RequestLimits, param: str) -> None:
                     raise APIError.invalid_request(
                         f"The image is {width}x{height} pixels; at most "
                         f"{limits.max_image_pixels} pixels in total are accepted.",
-                        param=param, code="image_too_large",
+                        param=param, code=ErrorCode.IMAGE_TOO_LARGE,
                     )
                 if min(width, height) < limits.min_image_side:
                     raise APIError.invalid_request(
                         f"The image is {width}x{height} pixels; both sides must be at least "
                         f"{limits.min_image_side} pixels.",
-                        param=param, code="image_too_small",
+                        param=param, code=ErrorCode.IMAGE_TOO_SMALL,
                     )
                 if image.format not in ALLOWED_FORMATS:
                     raise APIError.invalid_request(
                         f"Unsupported image format; send one of {sorted(ALLOWED_FORMATS)}.",
-                        param=param, code="invalid_image",
+                        param=param, code=ErrorCode.INVALID_IMAGE,
                     )
                 image.load()  # full decode: catches truncated and corrupt files
     except APIError:
@@ -111,17 +111,17 @@ def _check_decoded_image(raw: bytes, limits: RequestLimits, param: str) -> None:
         # PIL refuses at open() beyond twice its own pixel bound, before our size check runs.
         raise APIError.invalid_request(
             f"The image declares more than {limits.max_image_pixels} pixels.",
-            param=param, code="image_too_large",
+            param=param, code=ErrorCode.IMAGE_TOO_LARGE,
         ) from None
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError):
         raise APIError.invalid_request(
             "The image could not be decoded (corrupt, truncated or not an image).",
-            param=param, code="invalid_image",
+            param=param, code=ErrorCode.INVALID_IMAGE,
         ) from None
 
 
 def _too_large(limits: RequestLimits, param: str) -> APIError:
     return APIError.invalid_request(
         f"The image is larger than {limits.max_image_bytes} bytes.",
-        param=param, code="image_too_large",
+        param=param, code=ErrorCode.IMAGE_TOO_LARGE,
     )

@@ -2,13 +2,13 @@
 
 The metric set is declared once, in `INGRESS_METRICS`; the README's metric table, the unit tests
 and the dashboard tests all read it. Recording goes through an `InstrumentFactory`, so the same
-code records into Ray Serve's metric API in production (`serve_instruments` in ingress.py:
+code records into Ray Serve's metric API in production (router/serve_instruments.py:
 exported by each node's Ray metrics agent, with `deployment`/`replica`/`application` labels, so
 several ingress replicas neither lose nor double-count) and into a prometheus_client registry in
 unit tests. See docs/design/metrics.md for why not a prometheus_client HTTP server per replica.
 
 Label values come from fixed sets only (configured model names, `text`/`vision`, HTTP status
-codes, the error codes of router/errors.py), never from request content, so series stay bounded.
+codes, `ErrorCode` of router/errors.py), never from request content, so series stay bounded.
 
 Outcome accounting, one request = exactly one `cs_requests` increment, when it ends:
 - `status` is the HTTP status sent; for a stream that fails after its 200 header, the status of the
@@ -29,6 +29,8 @@ from typing import Literal, Protocol
 import prometheus_client
 from prometheus_client import CollectorRegistry
 
+from router.errors import ErrorCode
+
 MetricKind = Literal["counter", "gauge", "histogram"]
 
 # Exported names: Ray's metrics agent adds this prefix to every application metric (and `_total`
@@ -48,18 +50,9 @@ E2E_BUCKETS_S = (0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 7.5, 10.0, 15.0, 20.0, 30.0
                  90.0, 120.0, 180.0)
 IMAGE_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
-# Every error code the router can produce (router/errors.py, validation, routing, the engine's
-# input errors). Anything else is recorded as "other", so an unexpected code cannot add series.
-KNOWN_REASONS = frozenset({
-    "invalid_request", "model_not_found", "payload_too_large", "unsupported_media_type",
-    "not_found", "method_not_allowed", "http_error",
-    "context_length_exceeded", "invalid_image", "image_too_large", "image_too_small",
-    "image_url_not_allowed", "too_many_images", "model_cannot_take_images", "no_vision_model",
-    "queue_full",
-    "request_timeout", "model_unavailable", "no_replica_available", "internal_error",
-    "client_disconnect",
-})
-OTHER_REASON = "other"
+# The `reason` label of refusals and failures: exactly the API's error codes (router/errors.py),
+# so label values come from one fixed table and a new code is counted as soon as it exists.
+REASONS = frozenset(code.value for code in ErrorCode)
 CLIENT_CLOSED_STATUS = 499
 
 
@@ -131,10 +124,6 @@ class Instrument(Protocol):
 
 
 InstrumentFactory = Callable[[MetricSpec], Instrument]
-
-
-def reason_for(code: str | None) -> str:
-    return code if code in KNOWN_REASONS else OTHER_REASON
 
 
 class IngressMetrics:
@@ -209,13 +198,13 @@ class RequestMetrics:
     def succeeded(self) -> None:
         self._finish(200, None)
 
-    def errored(self, status: int, code: str | None) -> None:
+    def errored(self, status: int, code: ErrorCode) -> None:
         self._finish(status, code)
 
     def client_disconnected(self) -> None:
-        self._finish(CLIENT_CLOSED_STATUS, "client_disconnect")
+        self._finish(CLIENT_CLOSED_STATUS, ErrorCode.CLIENT_DISCONNECT)
 
-    def _finish(self, status: int, code: str | None) -> None:
+    def _finish(self, status: int, code: ErrorCode | None) -> None:
         if self.finished:
             return  # the first outcome wins; later cleanup paths must not count twice
         self.finished = True
@@ -225,9 +214,9 @@ class RequestMetrics:
             m.record(E2E, time.monotonic() - self._started,
                      stream="true" if self._stream else "false", **labels)
         elif status >= 500 or status == CLIENT_CLOSED_STATUS:
-            m.record(FAILED, 1, reason=reason_for(code), **labels)
+            m.record(FAILED, 1, reason=ErrorCode(code).value, **labels)
         else:
-            m.record(REJECTED, 1, reason=reason_for(code), **labels)
+            m.record(REJECTED, 1, reason=ErrorCode(code).value, **labels)
         if self._routed:
             m.record(PROMPT_TOKENS, self._prompt_tokens, **labels)
             m.record(COMPLETION_TOKENS, self._completion_tokens, **labels)

@@ -9,9 +9,13 @@ NaN/inf, which Python's json module would otherwise let through.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
+from functools import cached_property
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from configs.schema import Modality
 
 _REQUEST_CONFIG = ConfigDict(extra="forbid", allow_inf_nan=False, frozen=True)
 
@@ -57,6 +61,14 @@ class ChatMessage(BaseModel):
         return [p for p in self.content if isinstance(p, ImagePart)]
 
 
+@dataclass(frozen=True)
+class ImageRef:
+    """An image part of a request: its URL and where the client put it (for error messages)."""
+
+    url: str
+    param: str  # e.g. messages[2].content[1].image_url
+
+
 class StreamOptions(BaseModel):
     model_config = _REQUEST_CONFIG
     include_usage: bool = False
@@ -84,8 +96,20 @@ class ChatCompletionRequest(BaseModel):
     user: str | None = Field(None, max_length=256)
     chat_template_kwargs: dict[str, Any] | None = None
 
+    @cached_property
+    def images(self) -> tuple[ImageRef, ...]:
+        """Every image part, in order; computed once per request (routing, validation and the
+        image checks all read it)."""
+        return tuple(
+            ImageRef(part.image_url.url, f"messages[{i}].content[{j}].image_url")
+            for i, message in enumerate(self.messages)
+            if isinstance(message.content, list)
+            for j, part in enumerate(message.content)
+            if isinstance(part, ImagePart)
+        )
+
     def has_images(self) -> bool:
-        return any(m.image_parts() for m in self.messages)
+        return bool(self.images)
 
     def requested_max_tokens(self) -> int | None:
         # max_completion_tokens is the newer OpenAI name; it wins when both are sent.
@@ -155,7 +179,7 @@ class ModelCard(BaseModel):
     object: Literal["model"] = "model"
     created: int
     owned_by: str = "cs-assistant"
-    modality: Literal["text", "vision"]
+    modality: Modality
     max_model_len: int
 
 

@@ -9,12 +9,11 @@ not exist a 404. No Ray, FastAPI or vLLM here, so the rule is tested table-drive
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
 
-from router.errors import APIError
+from configs.schema import Modality
+from router.errors import APIError, ErrorCode
 from router.protocol import ChatCompletionRequest
 
-Modality = Literal["text", "vision"]
 AUTO_MODEL = "auto"
 
 
@@ -28,11 +27,10 @@ class CatalogEntry:
 
 @dataclass(frozen=True)
 class RouteDecision:
-    """The chosen model and why: `modality` is the route label used in logs and metrics."""
+    """The chosen model: `modality` is the route label used in logs and metrics."""
 
     model: str
     modality: Modality
-    explicit: bool
 
 
 def route_for_request(
@@ -49,9 +47,9 @@ def route_for_request(
                 "This request carries an image, but this deployment serves no vision model. "
                 "Send text only.",
                 param="messages",
-                code="no_vision_model",
+                code=ErrorCode.NO_VISION_MODEL,
             )
-        return RouteDecision(model=entry.name, modality=entry.modality, explicit=False)
+        return RouteDecision(model=entry.name, modality=entry.modality)
 
     entry = next((e for e in catalog if e.name == requested), None)
     if entry is None:
@@ -65,9 +63,9 @@ def route_for_request(
         raise APIError.invalid_request(
             f"The model '{entry.name}' takes text only, but the request carries an image.{hint}",
             param="model",
-            code="model_cannot_take_images",
+            code=ErrorCode.MODEL_CANNOT_TAKE_IMAGES,
         )
-    return RouteDecision(model=entry.name, modality=entry.modality, explicit=True)
+    return RouteDecision(model=entry.name, modality=entry.modality)
 
 
 def _printable(value: str, limit: int = 80) -> str:

@@ -1,32 +1,25 @@
-"""Parsing and validation of a chat request against the limits in config, before routing.
+"""Parsing and validation of a chat request: the body into a schema-checked request, then, once
+the route is known, every limit of config against it.
 
-Order matters: cheap checks first (size, encoding, JSON shape), then the schema, then the limits;
+Order matters: cheap checks first (encoding, JSON shape), then the schema, then the limits;
 images (CPU-bound decoding) last and off the event loop. Every failure is an `APIError` with a
-4xx status and a message that names the offending field.
+4xx status, a code from `ErrorCode`, and a `param` that names the field as the client wrote it.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 from pydantic import ValidationError
 
 from configs.schema import ModelConfig, RequestLimits
-from deployments.engine_protocol import SamplingOptions
-from router.errors import APIError
+from router.errors import APIError, ErrorCode
 from router.images import check_image_url
 from router.protocol import ChatCompletionRequest, ChatMessage
 
 _INT64_MAX = 2**63 - 1
-
-
-def check_content_type(content_type: str | None) -> None:
-    media_type = (content_type or "").split(";")[0].strip().lower()
-    if media_type != "application/json":
-        raise APIError.unsupported_media_type(
-            "Send the request body as JSON with the header 'Content-Type: application/json'."
-        )
 
 
 def parse_chat_request(body: bytes) -> ChatCompletionRequest:
@@ -36,7 +29,7 @@ def parse_chat_request(body: bytes) -> ChatCompletionRequest:
     except UnicodeDecodeError:
         raise APIError.invalid_request("The request body is not valid UTF-8.") from None
     try:
-        payload = json.loads(text)
+        payload = json.loads(text, parse_int=_parse_int)
     except json.JSONDecodeError as exc:
         raise APIError.invalid_request(
             f"The request body is not valid JSON: {exc.msg} at line {exc.lineno} column "
@@ -51,76 +44,84 @@ def parse_chat_request(body: bytes) -> ChatCompletionRequest:
     try:
         return ChatCompletionRequest.model_validate(payload)
     except ValidationError as exc:
-        raise APIError.invalid_request(
-            _describe_validation_error(exc), param=_first_param(exc)
-        ) from None
+        errors = _client_errors(exc, payload)
+        raise APIError.invalid_request(_describe(errors), param=errors[0][0]) from None
     except RecursionError:
         raise APIError.invalid_request("The request body is nested too deeply.") from None
 
 
-def _loc(parts: tuple[Any, ...]) -> str:
-    """A pydantic error location as the client wrote it: messages[0].content[1].text."""
-    text = ""
-    after_index = False
-    for part in parts:
-        if isinstance(part, int):
-            text += f"[{part}]"
-            after_index = True
+def _parse_int(digits: str) -> int | float:
+    """JSON integers; one past CPython's int-string limit (4300 digits) becomes infinity, which
+    every numeric field refuses by name ("must be finite"), instead of a ValueError from
+    json.loads that names nothing."""
+    try:
+        return int(digits)
+    except ValueError:
+        return -math.inf if digits.startswith("-") else math.inf
+
+
+def client_path(loc: tuple[Any, ...], payload: Any, missing: bool = False) -> str:
+    """A pydantic error location as the client wrote it (`messages[0].content[1].text`).
+
+    Pydantic inserts segments the client never wrote (union members such as `str`, discriminator
+    tags such as `image_url`, validator names); walking the client's own JSON alongside the
+    location keeps exactly the keys and indexes that exist in it, whatever pydantic names the
+    rest. For a `missing` error the last segment is the required key the client left out.
+    """
+    path = ""
+    node = payload
+    for position, part in enumerate(loc):
+        if isinstance(part, int) and isinstance(node, list) and 0 <= part < len(node):
+            path += f"[{part}]"
+            node = node[part]
+        elif isinstance(part, str) and isinstance(node, dict) and (
+            part in node or (missing and position == len(loc) - 1)
+        ):
+            path += f".{part}" if path else part
+            node = node.get(part)
+        # Anything else is a segment pydantic inserted.
+    return path or "body"
+
+
+def _client_errors(exc: ValidationError, payload: dict) -> list[tuple[str, str]]:
+    """(client path, message) of each error worth reporting, most specific first.
+
+    A field with alternatives (`content`: a string or a list of parts) fails once per
+    alternative; when one alternative failed deeper inside what the client sent, that deeper
+    error is the one the client needs, and the shallow "not a string" one is dropped.
+    """
+    located = [(client_path(e["loc"], payload, missing=e["type"] == "missing"), e)
+               for e in exc.errors()]
+    paths = {path for path, _ in located}
+
+    def has_deeper(path: str) -> bool:
+        return any(other != path and other.startswith((path + ".", path + "[")) for other in paths)
+
+    kept: list[tuple[str, str]] = []
+    for path, error in located:
+        if has_deeper(path) and error["type"] not in ("extra_forbidden", "missing"):
             continue
-        # Pydantic inserts union members ('str', 'list[...]') and, right after a list index,
-        # the discriminator tag of a content part ('text', 'image_url'); clients never wrote those.
-        union_member = part == "str" or part.startswith(("list[", "function-"))
-        discriminator_tag = after_index and part in ("text", "image_url")
-        after_index = False
-        if not (union_member or discriminator_tag):
-            text += f".{part}" if text else part
-    return text or "body"
-
-
-def _relevant_errors(exc: ValidationError) -> list[dict[str, Any]]:
-    """Pydantic's errors minus the 'not a string' alternative of `content` when the client sent
-    a list of parts that failed deeper down (that deeper error is the one to report)."""
-    errors = exc.errors()
-
-    def failed_deeper(error: dict[str, Any]) -> bool:
-        prefix = error["loc"][:-1]
-        return any(
-            len(other["loc"]) > len(prefix) + 1 and other["loc"][: len(prefix)] == prefix
-            for other in errors
-        )
-
-    return [e for e in errors if not (e["loc"] and e["loc"][-1] == "str" and failed_deeper(e))]
-
-
-def _first_param(exc: ValidationError) -> str | None:
-    errors = _relevant_errors(exc)
-    return _loc(errors[0]["loc"]) if errors else None
-
-
-def _describe_validation_error(exc: ValidationError) -> str:
-    described = []
-    seen: set[str] = set()
-    for error in _relevant_errors(exc):
-        where = _loc(error["loc"])
         if error["type"] == "extra_forbidden":
-            message = f"{where}: unsupported field"
-        elif error["type"] == "union_tag_invalid":
-            message = (
-                f"{where}: unsupported content part type; supported types are 'text' and "
-                "'image_url'"
-            )
+            message = f"{path}: unsupported field"
+        elif error["type"] in ("union_tag_invalid", "union_tag_not_found"):
+            message = (f"{path}: unsupported content part type; supported types are 'text' "
+                       "and 'image_url'")
         else:
-            message = f"{where}: {error['msg']}"
-        if message not in seen:
-            seen.add(message)
-            described.append(message)
-    shown = "; ".join(described[:3])
-    more = f" (and {len(described) - 3} more problems)" if len(described) > 3 else ""
+            message = f"{path}: {error['msg']}"
+        if (path, message) not in kept:
+            kept.append((path, message))
+    return kept
+
+
+def _describe(errors: list[tuple[str, str]]) -> str:
+    shown = "; ".join(message for _, message in errors[:3])
+    more = f" (and {len(errors) - 3} more problems)" if len(errors) > 3 else ""
     return f"Invalid request: {shown}{more}."
 
 
-def check_request_limits(request: ChatCompletionRequest, limits: RequestLimits) -> None:
-    """Structure and size checks that do not depend on the chosen model."""
+def check_request(request: ChatCompletionRequest, model: ModelConfig,
+                  limits: RequestLimits) -> None:
+    """Every bound of config on a routed request, except image decoding (`check_images`)."""
     messages = request.messages
     if not messages:
         raise APIError.invalid_request("messages must contain at least one message.",
@@ -131,55 +132,27 @@ def check_request_limits(request: ChatCompletionRequest, limits: RequestLimits) 
             "Trim older turns of the conversation.", param="messages",
         )
     total_chars = 0
-    image_count = 0
     for i, message in enumerate(messages):
         _check_message(message, i)
         for text in message.text_parts():
             total_chars += len(text)
             _check_unicode(text, f"messages[{i}].content")
-        image_count += len(message.image_parts())
     if total_chars > limits.max_text_chars:
         raise APIError.invalid_request(
             f"The messages hold {total_chars} characters of text; at most "
             f"{limits.max_text_chars} are accepted.", param="messages",
         )
-    if image_count > limits.max_images:
+    if len(request.images) > limits.max_images:
         raise APIError.invalid_request(
-            f"The request carries {image_count} images; at most {limits.max_images} are "
-            "accepted.", param="messages", code="too_many_images",
+            f"The request carries {len(request.images)} images; at most {limits.max_images} "
+            "are accepted.", param="messages", code=ErrorCode.TOO_MANY_IMAGES,
         )
     if request.n != 1:
         raise APIError.invalid_request("Only n=1 is supported.", param="n")
-    stops = request.stop_list()
-    if len(stops) > limits.max_stop_sequences:
-        raise APIError.invalid_request(
-            f"At most {limits.max_stop_sequences} stop sequences are accepted.", param="stop"
-        )
-    for stop in stops:
-        if not stop or len(stop) > limits.max_stop_chars:
-            raise APIError.invalid_request(
-                f"Each stop sequence must have 1 to {limits.max_stop_chars} characters.",
-                param="stop",
-            )
-        _check_unicode(stop, "stop")
-    if request.temperature is not None and not 0.0 <= request.temperature <= 2.0:
-        raise APIError.invalid_request("temperature must be between 0 and 2.",
-                                       param="temperature")
-    if request.top_p is not None and not 0.0 < request.top_p <= 1.0:
-        raise APIError.invalid_request("top_p must be greater than 0 and at most 1.",
-                                       param="top_p")
-    if request.seed is not None and not -_INT64_MAX - 1 <= request.seed <= _INT64_MAX:
-        raise APIError.invalid_request("seed must fit in a signed 64-bit integer.", param="seed")
-    kwargs = request.chat_template_kwargs or {}
-    not_allowed = sorted(set(kwargs) - set(limits.chat_template_kwargs_allowed))
-    if not_allowed:
-        raise APIError.invalid_request(
-            f"chat_template_kwargs may only set {list(limits.chat_template_kwargs_allowed)}; "
-            f"got {len(not_allowed)} other key(s).", param="chat_template_kwargs",
-        )
-    if "enable_thinking" in kwargs and not isinstance(kwargs["enable_thinking"], bool):
-        raise APIError.invalid_request("chat_template_kwargs.enable_thinking must be a boolean.",
-                                       param="chat_template_kwargs")
+    _check_stops(request.stop_list(), limits)
+    _check_sampling(request)
+    _check_max_tokens(request, model, limits)
+    _check_template_kwargs(request, limits)
 
 
 def _check_message(message: ChatMessage, index: int) -> None:
@@ -200,6 +173,65 @@ def _check_message(message: ChatMessage, index: int) -> None:
         )
 
 
+def _check_stops(stops: list[str], limits: RequestLimits) -> None:
+    if len(stops) > limits.max_stop_sequences:
+        raise APIError.invalid_request(
+            f"At most {limits.max_stop_sequences} stop sequences are accepted.", param="stop"
+        )
+    for stop in stops:
+        if not stop or len(stop) > limits.max_stop_chars:
+            raise APIError.invalid_request(
+                f"Each stop sequence must have 1 to {limits.max_stop_chars} characters.",
+                param="stop",
+            )
+        _check_unicode(stop, "stop")
+
+
+def _check_sampling(request: ChatCompletionRequest) -> None:
+    if request.temperature is not None and not 0.0 <= request.temperature <= 2.0:
+        raise APIError.invalid_request("temperature must be between 0 and 2.",
+                                       param="temperature")
+    if request.top_p is not None and not 0.0 < request.top_p <= 1.0:
+        raise APIError.invalid_request("top_p must be greater than 0 and at most 1.",
+                                       param="top_p")
+    if request.seed is not None and not -_INT64_MAX - 1 <= request.seed <= _INT64_MAX:
+        raise APIError.invalid_request("seed must fit in a signed 64-bit integer.", param="seed")
+
+
+def _check_max_tokens(request: ChatCompletionRequest, model: ModelConfig,
+                      limits: RequestLimits) -> None:
+    max_tokens = request.requested_max_tokens()
+    if max_tokens is None:
+        return  # the model's default applies (router/engine_params.py), within the limit
+    param = "max_completion_tokens" if request.max_completion_tokens is not None else "max_tokens"
+    if max_tokens <= 0:
+        raise APIError.invalid_request(f"{param} must be at least 1.", param=param)
+    if max_tokens > limits.max_completion_tokens:
+        raise APIError.invalid_request(
+            f"{param}={max_tokens} is larger than this server's limit of "
+            f"{limits.max_completion_tokens}.", param=param,
+        )
+    if max_tokens >= model.engine.max_model_len:
+        raise APIError.invalid_request(
+            f"{param}={max_tokens} leaves no room for the prompt in the model's context of "
+            f"{model.engine.max_model_len} tokens.", param=param,
+            code=ErrorCode.CONTEXT_LENGTH_EXCEEDED,
+        )
+
+
+def _check_template_kwargs(request: ChatCompletionRequest, limits: RequestLimits) -> None:
+    kwargs = request.chat_template_kwargs or {}
+    not_allowed = sorted(set(kwargs) - set(limits.chat_template_kwargs_allowed))
+    if not_allowed:
+        raise APIError.invalid_request(
+            f"chat_template_kwargs may only set {list(limits.chat_template_kwargs_allowed)}; "
+            f"got {len(not_allowed)} other key(s).", param="chat_template_kwargs",
+        )
+    if "enable_thinking" in kwargs and not isinstance(kwargs["enable_thinking"], bool):
+        raise APIError.invalid_request("chat_template_kwargs.enable_thinking must be a boolean.",
+                                       param="chat_template_kwargs")
+
+
 def _check_unicode(text: str, param: str) -> None:
     # JSON escapes can produce lone surrogates, which no tokenizer can encode.
     try:
@@ -211,58 +243,7 @@ def _check_unicode(text: str, param: str) -> None:
         ) from None
 
 
-def image_params(request: ChatCompletionRequest) -> list[tuple[str, str]]:
-    """(url, param path) of every image part, in order."""
-    found = []
-    for i, message in enumerate(request.messages):
-        if isinstance(message.content, list):
-            for j, part in enumerate(message.content):
-                if part.type == "image_url":
-                    found.append((part.image_url.url, f"messages[{i}].content[{j}].image_url"))
-    return found
-
-
 def check_images(request: ChatCompletionRequest, limits: RequestLimits) -> None:
     """Decode-check every image (CPU-bound: run in a worker thread)."""
-    for url, param in image_params(request):
-        check_image_url(url, limits, param)
-
-
-def sampling_for(
-    request: ChatCompletionRequest, model: ModelConfig, limits: RequestLimits
-) -> SamplingOptions:
-    """The request's sampling with the model's defaults filled in and output bounds checked."""
-    max_tokens = request.requested_max_tokens()
-    param = "max_completion_tokens" if request.max_completion_tokens is not None else "max_tokens"
-    if max_tokens is None:
-        max_tokens = min(model.sampling.max_tokens, limits.max_completion_tokens)
-    elif max_tokens <= 0:
-        raise APIError.invalid_request(f"{param} must be at least 1.", param=param)
-    elif max_tokens > limits.max_completion_tokens:
-        raise APIError.invalid_request(
-            f"{param}={max_tokens} is larger than this server's limit of "
-            f"{limits.max_completion_tokens}.", param=param,
-        )
-    if max_tokens >= model.engine.max_model_len:
-        raise APIError.invalid_request(
-            f"{param}={max_tokens} leaves no room for the prompt in the model's context of "
-            f"{model.engine.max_model_len} tokens.", param=param, code="context_length_exceeded",
-        )
-    temperature = request.temperature
-    top_p = request.top_p
-    return SamplingOptions(
-        max_tokens=max_tokens,
-        temperature=model.sampling.temperature if temperature is None else temperature,
-        top_p=model.sampling.top_p if top_p is None else top_p,
-        stop=tuple(request.stop_list()),
-        seed=request.seed,
-        presence_penalty=request.presence_penalty or 0.0,
-        frequency_penalty=request.frequency_penalty or 0.0,
-    )
-
-
-def chat_template_kwargs_for(request: ChatCompletionRequest, model: ModelConfig) -> dict[str, Any]:
-    """Template switches for the engine: thinking off unless the request turns it on."""
-    kwargs = dict(request.chat_template_kwargs or {})
-    kwargs.setdefault("enable_thinking", model.sampling.enable_thinking)
-    return kwargs
+    for image in request.images:
+        check_image_url(image.url, limits, image.param)

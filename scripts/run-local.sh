@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Set up (idempotently) and start the local stack on CPU; prints the URL once it answers.
-# Ctrl-C stops it. Options: PORT (default 8000), CONFIG (default configs/local-cpu.yaml).
+# Ctrl-C (or SIGTERM) stops it and every process it started, Ray and engines included.
+# Options: PORT (default 8000), CONFIG (default configs/local-cpu.yaml), STOP_TIMEOUT_S (30).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
 
 PORT=${PORT:-8000}
 CONFIG=${CONFIG:-configs/local-cpu.yaml}
+STOP_TIMEOUT_S=${STOP_TIMEOUT_S:-30}
 mkdir -p .run
 if [[ "$PORT" != 8000 ]]; then
   sed "s/^  port: 8000$/  port: $PORT/" "$CONFIG" > .run/local-config.yaml
@@ -16,9 +18,33 @@ URL="http://127.0.0.1:$PORT"
 LOG=.run/serve.log
 started=$(date +%s)
 echo "run-local: starting Ray Serve with $CONFIG (log: $LOG); the text engine takes 1-2 minutes on 2 cores"
+# Job control on: `serve run` gets its own process group, and with it the default SIGINT
+# handling that bash takes away from background jobs of a non-interactive shell (it would
+# ignore Ctrl-C, and so would Python). Ray's processes are started inside that group.
+set -m
 .venv/bin/serve run "$CONFIG" >"$LOG" 2>&1 &
 serve_pid=$!
-trap 'kill -INT $serve_pid 2>/dev/null; wait $serve_pid 2>/dev/null' INT TERM EXIT
+set +m
+
+stop_stack() {
+  trap - INT TERM EXIT
+  kill -0 "$serve_pid" 2>/dev/null || return 0
+  echo
+  echo "run-local: stopping the stack (Ray shuts down its processes; up to ${STOP_TIMEOUT_S}s)"
+  # Ctrl-C for serve run: it deletes the app and shuts down the Ray instance it started.
+  kill -INT "$serve_pid" 2>/dev/null || true
+  for _ in $(seq $((STOP_TIMEOUT_S * 2))); do
+    kill -0 "$serve_pid" 2>/dev/null || break
+    sleep 0.5
+  done
+  # Whatever is left of the group (a hung shutdown) is killed, engines included.
+  kill -KILL -- "-$serve_pid" 2>/dev/null || true
+  wait "$serve_pid" 2>/dev/null || true
+  echo "run-local: stopped"
+}
+trap 'stop_stack; exit 130' INT
+trap 'stop_stack; exit 143' TERM
+trap stop_stack EXIT
 
 until curl -sf "$URL/ready" >/dev/null 2>&1; do
   if ! kill -0 "$serve_pid" 2>/dev/null; then

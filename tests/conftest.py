@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import base64
 import io
-from pathlib import Path
-
 import pytest
 
-from configs.schema import AppConfig, app_config_from_serve_config, load_serve_config
+from configs.schema import (
+    APP_NAME,
+    PROJECT_ROOT,
+    AppConfig,
+    ModelConfig,
+    app_config_from_serve_config,
+    load_serve_config,
+)
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
 LOCAL_CONFIG = PROJECT_ROOT / "configs" / "local-cpu.yaml"
 PRODUCTION_CONFIG = PROJECT_ROOT / "configs" / "production-gpu.yaml"
-APP_NAME = "cs-assistant"
 
 
 def image_bytes(width: int = 64, height: int = 48, fmt: str = "PNG", color=(200, 30, 30)) -> bytes:
@@ -41,6 +44,11 @@ def image_message(text: str = "Is this the item in the listing?", url: str | Non
 @pytest.fixture(scope="session")
 def local_config() -> AppConfig:
     return app_config_from_serve_config(load_serve_config(LOCAL_CONFIG), APP_NAME)
+
+
+def model_for(config: AppConfig, modality: str) -> ModelConfig:
+    """The model of `config` serving `modality` (tests ask for it by what it does)."""
+    return next(m for m in config.models if m.modality == modality)
 
 
 def pytest_collection_modifyitems(items):

@@ -15,7 +15,7 @@ from prometheus_client import CollectorRegistry
 from configs.schema import AppConfig
 from deployments.engine_protocol import (
     ChatEngine,
-    EngineInputError,
+    ContextLengthError,
     EngineRequest,
     GenerationChunk,
     ReplicaAccepted,
@@ -28,7 +28,7 @@ class FakeBehaviour:
     reply: tuple[str, ...] = ("Your ", "order ", "ships ", "today.")
     token_delay_s: float = 0.0
     fail_at_token: int | None = None  # raise RuntimeError before yielding this token index
-    reject_input: bool = False  # raise EngineInputError before the first token
+    reject_input: bool = False  # raise ContextLengthError before the first token
     healthy: bool = True
     fail_start: bool = False
 
@@ -54,7 +54,7 @@ class FakeChatEngine(ChatEngine):
         self.requests.append(request)
         b = self.behaviour
         if b.reject_input:
-            raise EngineInputError("prompt is too long for the fake context", code="context_length_exceeded")
+            raise ContextLengthError("prompt is too long for the fake context")
         prompt_tokens = sum(len(str(m.get("content", ""))) for m in request.messages)
         reply = b.reply[: request.sampling.max_tokens]
         try:
@@ -94,7 +94,7 @@ def recording_metrics(config: AppConfig) -> tuple[IngressMetrics, CollectorRegis
 
 
 class FakeDeploymentHandle:
-    """Stands in for a model's DeploymentHandle as `router.ingress.handle_streamer` uses it
+    """Stands in for a model's DeploymentHandle as `router.admission.handle_streamer` uses it
     (`handle.options(stream=True).chat.remote(request)`), in one of three states:
     - "serving": a replica takes each request (`ReplicaAccepted`), then `engine` answers;
     - "queue_full": Serve refuses each call with the BackPressureError it raises when

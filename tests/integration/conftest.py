@@ -9,7 +9,6 @@ own variant (see the variants' docstrings). Everything else is the deployment op
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -21,7 +20,7 @@ import yaml
 
 from configs.schema import load_serve_config
 from loadtests.prometheus_api import PrometheusAPI
-from loadtests.server_process import ServerProcess, ServerStartError, url_answers
+from loadtests.server_process import ServerProcess, ServerStartError, free_port, url_answers
 from tests.conftest import LOCAL_CONFIG, PROJECT_ROOT
 
 STARTUP_TIMEOUT_S = 420
@@ -31,12 +30,6 @@ RAY_SESSION = Path("/tmp/ray/session_latest")
 TINY_MODELS = {"text": ".models/tiny-qwen3", "vision": ".models/tiny-qwen2.5-vl"}
 PROMETHEUS_CONFIGS = PROJECT_ROOT / "configs" / "prometheus"
 PROMETHEUS_STARTUP_TIMEOUT_S = 60
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def write_test_config(dest: Path, port: int, customize=None) -> Path:

@@ -43,6 +43,8 @@ VISION_MAX_ONGOING = 2
 VISION_MAX_QUEUED = 2
 VISION_IDLE_TO_ZERO_S = 20
 BURST_IMAGES = 24
+# Text TTFT p50 during a vision burst over before it: shared cores only (see the test).
+TEXT_TTFT_RATIO_DURING_VISION_BURST = 20
 # The calendar event's window opens this long after the config is written (the stack is up and
 # tests 1-2 are done by then) and stays open WINDOW_S.
 PREWARM_OPENS_AFTER_S = 240
@@ -201,6 +203,11 @@ def test_vision_burst_gets_fast_429s_while_text_is_unaffected(scaling, request):
     slowest_admitted = max(took for _, took in admitted)
     # Refusals come back while admitted images are still being generated: they never queue.
     assert statistics.median(refused_s) < slowest_admitted
+    # Text has its own pool and queue: while vision is saturated, its TTFT may grow from the
+    # shared cores (seen: 32-78 ms before, 111-365 ms during), but a text request queued behind
+    # the vision burst would wait for a 512-token generation (tens of seconds), > 100x.
+    ttft_ratio = statistics.median(during) / statistics.median(baseline)
+    assert ttft_ratio < TEXT_TTFT_RATIO_DURING_VISION_BURST, (baseline, during)
     counted = stack.wait_for_metric(
         "ray_cs_requests_rejected_total", rejected_before + len(refused), route="vision",
         reason="queue_full")
@@ -211,7 +218,7 @@ def test_vision_burst_gets_fast_429s_while_text_is_unaffected(scaling, request):
            f"(median {statistics.median(refused_s) * 1000:.0f} ms, max "
            f"{refused_s[-1] * 1000:.0f} ms); text TTFT p50 before "
            f"{statistics.median(baseline) * 1000:.0f} ms, during "
-           f"{statistics.median(during) * 1000:.0f} ms, 10/10 answered")
+           f"{statistics.median(during) * 1000:.0f} ms (x{ttft_ratio:.1f}), 10/10 answered")
 
 
 def run_text_spike(stack, workdir: Path):

@@ -22,7 +22,7 @@ import pytest
 from loadtests.prometheus_api import PromQLError, PrometheusAPI
 from loadtests.stats import percentile
 from loadtests.sse_client import StreamResult, measure_sse
-from router.metrics import KNOWN_REASONS, NO_MODEL, OTHER_REASON
+from router.metrics import NO_MODEL, REASONS
 from tests.conftest import image_message
 from tests.integration.conftest import LocalStack
 from tests.observability import dashboard_queries, rules, series_names
@@ -251,7 +251,7 @@ def test_ingress_label_values_are_bounded(prometheus, stack, measured_run):
     allowed = {
         "model": {TEXT_MODEL, VISION_MODEL, NO_MODEL},
         "route": {"text", "vision", NO_MODEL},
-        "reason": KNOWN_REASONS | {OTHER_REASON},
+        "reason": REASONS,
         "stream": {"true", "false"},
     }
     seen = Counter()

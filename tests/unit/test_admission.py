@@ -1,4 +1,4 @@
-"""Admission at the Serve boundary (`router.ingress.handle_streamer`), over HTTP with fake
+"""Admission at the Serve boundary (`router.admission.handle_streamer`), over HTTP with fake
 deployment handles: a full queue is a fast 429 with Retry-After, no replica within the wait bound
 is a 503 with Retry-After, both in the OpenAI envelope, counted by model and reason, and a vision
 pool in either state leaves text requests alone."""
@@ -15,8 +15,9 @@ from configs.schema import ReplicaWait
 from deployments.engine_protocol import EngineRequest, SamplingOptions
 from router.chat_service import ChatService
 from router.errors import APIError
-from router.ingress import build_api, handle_streamer
-from tests.conftest import image_message
+from router.admission import handle_streamer
+from router.ingress import build_api
+from tests.conftest import image_message, model_for
 from tests.fakes import FakeChatEngine, FakeDeploymentHandle, recording_metrics
 
 URL = "/v1/chat/completions"
@@ -45,7 +46,7 @@ class Ingress:
         self.client = TestClient(api, raise_server_exceptions=False)
 
     def model(self, modality: str) -> str:
-        return self.config.model_for(modality).name
+        return model_for(self.config, modality).name
 
     def counted(self, name: str, **labels) -> float:
         return self.registry.get_sample_value(name, labels) or 0.0
@@ -118,7 +119,7 @@ def test_accepted_calls_stream_the_engine_and_finished_calls_are_not_cancelled(l
 
 
 def test_a_stream_closed_early_cancels_the_replica_call(local_config):
-    model = local_config.model_for("text")
+    model = model_for(local_config, "text")
     handle = FakeDeploymentHandle(FakeChatEngine(model, "/fake", ()))
     stream = handle_streamer(handle, model)
     request = EngineRequest("r1", [{"role": "user", "content": "hi"}],
@@ -135,13 +136,13 @@ def test_a_stream_closed_early_cancels_the_replica_call(local_config):
 
 
 def test_replica_wait_must_end_before_the_request_deadline(local_config):
-    text = local_config.model_for("text")
+    text = model_for(local_config, "text")
     too_long = text.model_copy(update={"replica_wait": ReplicaWait(
         timeout_s=local_config.limits.request_timeout_s, retry_after_s=5)})
     with pytest.raises(ValueError, match="replica_wait.timeout_s"):
         type(local_config).model_validate({
             **local_config.model_dump(),
-            "models": [too_long.model_dump(), local_config.model_for("vision").model_dump()],
+            "models": [too_long.model_dump(), model_for(local_config, "vision").model_dump()],
         })
 
 

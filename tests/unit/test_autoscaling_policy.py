@@ -11,6 +11,7 @@ from ray.serve.autoscaling_policy import _apply_autoscaling_config
 from ray.serve.config import AutoscalingConfig, AutoscalingContext
 
 from deployments.autoscaling_policy import SalesCalendarPolicy, parse_events
+from tests.conftest import APP_NAME
 
 CST = timezone(timedelta(hours=8))
 START = datetime(2026, 12, 12, 0, 0, tzinfo=CST)
@@ -33,7 +34,7 @@ def context(now: float, deployment: str = "TextModel", running: int = 1, ongoing
                                     target_ongoing_requests=target, upscale_delay_s=0,
                                     downscale_delay_s=0, **config)
     return AutoscalingContext(
-        deployment_id=None, deployment_name=deployment, app_name="cs-assistant",
+        deployment_id=None, deployment_name=deployment, app_name=APP_NAME,
         current_num_replicas=running, target_num_replicas=running,
         running_replicas=[], total_num_requests=ongoing, total_queued_requests=0.0,
         aggregated_metrics={}, raw_metrics={}, capacity_adjusted_min_replicas=0,

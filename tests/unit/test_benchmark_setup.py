@@ -4,13 +4,9 @@ engine environment of the Serve stack's text model, and the Serve stack runs tha
 from __future__ import annotations
 
 from configs.schema import AppConfig
-from loadtests.benchmark import (
-    MODEL_DIR,
-    benchmark_serve_config,
-    markdown,
-    text_model_settings,
-    vllm_serve_command,
-)
+from loadtests.benchmark import MODEL_DIR, TextModelSettings, markdown
+
+SETTINGS = TextModelSettings.load()
 
 
 def flag(command: list[str], name: str) -> str:
@@ -18,7 +14,7 @@ def flag(command: list[str], name: str) -> str:
 
 
 def test_serve_stack_runs_only_the_text_model_with_dummy_weights():
-    config = benchmark_serve_config(port=12345)
+    config = SETTINGS.serve_config_for_benchmark(port=12345)
     app = config["applications"][0]
     args = AppConfig.model_validate(app["args"])  # still a valid app config
     (model,) = args.models
@@ -29,19 +25,19 @@ def test_serve_stack_runs_only_the_text_model_with_dummy_weights():
 
 
 def test_bare_vllm_gets_the_same_engine_arguments_and_environment():
-    _, model, env = text_model_settings()
-    served = AppConfig.model_validate(benchmark_serve_config(1)["applications"][0]["args"])
+    served = AppConfig.model_validate(
+        SETTINGS.serve_config_for_benchmark(1)["applications"][0]["args"])
     engine = served.models[0].engine
-    command, vllm_env = vllm_serve_command(port=1)
+    command = SETTINGS.vllm_serve_command(port=1)
     assert command[1:3] == ["-m", "vllm.entrypoints.openai.api_server"]
     assert flag(command, "--model") == str(MODEL_DIR)
-    assert flag(command, "--served-model-name") == model["name"]
+    assert flag(command, "--served-model-name") == SETTINGS.model.name
     assert int(flag(command, "--max-model-len")) == engine.max_model_len
     assert flag(command, "--dtype") == engine.dtype
     assert int(flag(command, "--max-num-seqs")) == engine.max_num_seqs
     assert flag(command, "--load-format") == engine.load_format == "dummy"
     assert ("--enforce-eager" in command) == engine.enforce_eager
-    assert vllm_env == env and "VLLM_CPU_OMP_THREADS_BIND" in env
+    assert "VLLM_CPU_OMP_THREADS_BIND" in SETTINGS.engine_env
 
 
 def test_report_table_shows_ratios_and_differences():
@@ -64,8 +60,7 @@ def test_report_table_shows_ratios_and_differences():
 def test_both_servers_get_the_same_explicit_sampling():
     """Server-side defaults differ (the ingress applies the config's, vLLM the model's), so the
     benchmark must send them itself."""
-    from loadtests.benchmark import sampling
-
-    _, model, _ = text_model_settings()
-    assert sampling() == {"temperature": model["sampling"]["temperature"],
-                          "top_p": model["sampling"]["top_p"]}
+    raw_model = next(m for m in SETTINGS.serve_config["applications"][0]["args"]["models"]
+                     if m["modality"] == "text")
+    assert SETTINGS.sampling() == {"temperature": raw_model["sampling"]["temperature"],
+                                   "top_p": raw_model["sampling"]["top_p"]}

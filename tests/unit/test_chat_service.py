@@ -13,7 +13,7 @@ from configs.schema import RequestLimits
 from router.chat_service import ChatService
 from router.errors import APIError, api_error_for
 from router.metrics import IngressMetrics
-from tests.conftest import image_message
+from tests.conftest import image_message, model_for
 from tests.fakes import FakeBehaviour, fake_streamers, recording_metrics
 
 
@@ -70,14 +70,14 @@ def test_non_streaming_response(local_config):
         return await sut.service.complete(chat)
 
     response = asyncio.run(run())
-    assert response.model == local_config.model_for("text").name
+    assert response.model == model_for(local_config, "text").name
     assert response.choices[0].message.content == "Your order ships today."
     assert response.choices[0].finish_reason == "stop"
     assert response.usage.completion_tokens == 4
     assert response.usage.total_tokens == response.usage.prompt_tokens + 4
     sent = sut.engines["text"].requests[0]
     assert sent.chat_template_kwargs == {"enable_thinking": False}
-    assert sent.sampling.temperature == local_config.model_for("text").sampling.temperature
+    assert sent.sampling.temperature == model_for(local_config, "text").sampling.temperature
 
 
 def test_image_request_goes_to_the_vision_engine(local_config):
@@ -88,7 +88,7 @@ def test_image_request_goes_to_the_vision_engine(local_config):
         return await sut.service.complete(chat)
 
     response = asyncio.run(run())
-    assert response.model == local_config.model_for("vision").name
+    assert response.model == model_for(local_config, "vision").name
     assert len(sut.engines["vision"].requests) == 1 and not sut.engines["text"].requests
 
 

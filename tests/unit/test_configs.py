@@ -7,7 +7,7 @@ from pydantic import ValidationError
 from ray.serve.schema import ServeDeploySchema
 
 from configs.schema import AppConfig, app_config_from_serve_config, load_serve_config
-from tests.conftest import APP_NAME, LOCAL_CONFIG, PRODUCTION_CONFIG
+from tests.conftest import APP_NAME, LOCAL_CONFIG, PRODUCTION_CONFIG, model_for
 
 CONFIGS = [LOCAL_CONFIG, PRODUCTION_CONFIG]
 
@@ -32,8 +32,8 @@ def test_app_args_and_deployments_agree(path):
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
 def test_real_model_ids(path):
     config = app_config_from_serve_config(load_serve_config(path), APP_NAME)
-    assert config.model_for("text").source == "Qwen/Qwen3-0.6B"
-    assert config.model_for("vision").source == "Qwen/Qwen2.5-VL-3B-Instruct"
+    assert model_for(config, "text").source == "Qwen/Qwen3-0.6B"
+    assert model_for(config, "vision").source == "Qwen/Qwen2.5-VL-3B-Instruct"
 
 
 def test_production_runs_one_gpu_per_model_replica_and_no_substitutes():

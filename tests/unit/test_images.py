@@ -61,6 +61,21 @@ def test_bad_data_urls(url, code):
     assert "PIL" not in error.message and "Traceback" not in error.message
 
 
+def test_pixel_cap_of_the_config_is_reached_before_pils_guard():
+    # 3000 x 2000 = 6 M pixels: over this config's 4 M cap, far below PIL's own bomb guard
+    # (89 M warns, 179 M raises), so the refusal is ours, with the size in the message.
+    error = rejected(data_url(png_header_only(3000, 2000)))
+    assert error.code == "image_too_large"
+    assert "3000x2000" in error.message
+
+
+def test_image_formats_outside_the_allowed_set_are_refused():
+    # TIFF decodes in PIL but is not a format the vision processor is given.
+    error = rejected(data_url(image_bytes(64, 48, "TIFF"), "image/tiff"))
+    assert error.code == "invalid_image"
+    assert "Unsupported image format" in error.message
+
+
 @pytest.mark.parametrize(
     "url",
     [

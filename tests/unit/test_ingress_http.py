@@ -10,7 +10,7 @@ from fastapi.testclient import TestClient
 
 from router.chat_service import ChatService
 from router.ingress import build_api
-from tests.conftest import image_message
+from tests.conftest import image_message, model_for
 from tests.fakes import FakeBehaviour, fake_streamers, recording_metrics
 
 URL = "/v1/chat/completions"
@@ -54,14 +54,14 @@ def test_text_request(client, local_config):
     response = client.post(URL, json={"messages": [{"role": "user", "content": "能退货吗？"}]})
     assert response.status_code == 200
     assert response.headers["x-route"] == "text"
-    assert response.json()["model"] == local_config.model_for("text").name
+    assert response.json()["model"] == model_for(local_config, "text").name
 
 
 def test_image_request(client, local_config):
     response = client.post(URL, json={"messages": [image_message()]})
     assert response.status_code == 200
     assert response.headers["x-route"] == "vision"
-    assert response.json()["model"] == local_config.model_for("vision").name
+    assert response.json()["model"] == model_for(local_config, "vision").name
 
 
 def test_stream_content_type_and_done(client):
@@ -72,29 +72,46 @@ def test_stream_content_type_and_done(client):
     assert lines[-1] == "data: [DONE]"
 
 
+def _user(**fields) -> bytes:
+    return json.dumps({"messages": [{"role": "user", "content": "x"}], **fields}).encode()
+
+
+# (body, status, error code, param): every refusal names its cause and, where there is one, the
+# field as the client wrote it.
 BAD_BODIES = [
-    (b"{not json", 400),
-    (b"[]", 400),
-    (b"\xff\xff", 400),
-    (b"{}", 400),
-    (json.dumps({"messages": []}).encode(), 400),
-    (json.dumps({"messages": [{"role": "robot", "content": "x"}]}).encode(), 400),
-    (json.dumps({"messages": [{"role": "user", "content": [{"type": "video", "video": 1}]}]}).encode(), 400),
-    (json.dumps({"model": "nope", "messages": [{"role": "user", "content": "x"}]}).encode(), 404),
-    (json.dumps({"messages": [{"role": "user", "content": "x"}], "max_tokens": 0}).encode(), 400),
-    (json.dumps({"messages": [{"role": "user", "content": "x"}], "max_tokens": 10**9}).encode(), 400),
-    (json.dumps({"messages": [{"role": "user", "content": "x"}], "n": 10**6}).encode(), 400),
-    (json.dumps({"messages": [{"role": "user", "content": "x"}], "top_logprobs": 10**6}).encode(), 400),
-    (b'{"messages": [{"role": "user", "content": "x"}], "temperature": -Infinity}', 400),
-    (json.dumps({"messages": [image_message(url="data:image/png;base64,%%%")]}).encode(), 400),
-    (json.dumps({"messages": [image_message(url="http://127.0.0.1:6379/x.png")]}).encode(), 400),
-    (b'{"messages": [{"role": "user", "content": "\\udc00\\ud800"}]}', 400),
+    (b"{not json", 400, "invalid_request", None),
+    (b"[]", 400, "invalid_request", None),
+    (b"\xff\xff", 400, "invalid_request", None),
+    (b"[" * 100_000 + b"]" * 100_000, 400, "invalid_request", None),
+    (b"{}", 400, "invalid_request", "messages"),
+    (json.dumps({"messages": []}).encode(), 400, "invalid_request", "messages"),
+    (json.dumps({"messages": [{"role": "robot", "content": "x"}]}).encode(), 400,
+     "invalid_request", "messages[0].role"),
+    (json.dumps({"messages": [{"role": "user", "content": [{"type": "video", "video": 1}]}]}).encode(),
+     400, "invalid_request", "messages[0].content[0]"),
+    (_user(model="nope"), 404, "model_not_found", "model"),
+    (_user(max_tokens=0), 400, "invalid_request", "max_tokens"),
+    (_user(max_tokens=10**9), 400, "invalid_request", "max_tokens"),
+    # Past CPython's 4300-digit int-string limit json.loads raises ValueError, not a decode error.
+    (b'{"messages": [{"role": "user", "content": "x"}], "max_tokens": ' + b"9" * 5000 + b"}",
+     400, "invalid_request", "max_tokens"),
+    (_user(n=10**6), 400, "invalid_request", "n"),
+    (_user(top_logprobs=10**6), 400, "invalid_request", "top_logprobs"),
+    (b'{"messages": [{"role": "user", "content": "x"}], "temperature": -Infinity}', 400,
+     "invalid_request", "temperature"),
+    (json.dumps({"messages": [image_message(url="data:image/png;base64,%%%")]}).encode(), 400,
+     "invalid_image", "messages[0].content[1].image_url"),
+    (json.dumps({"messages": [image_message(url="http://127.0.0.1:6379/x.png")]}).encode(), 400,
+     "image_url_not_allowed", "messages[0].content[1].image_url"),
+    (b'{"messages": [{"role": "user", "content": "\\udc00\\ud800"}]}', 400, "invalid_request",
+     "messages[0].content"),
 ]
 
 
-@pytest.mark.parametrize(("raw", "status"), BAD_BODIES)
-def test_bad_input_gets_the_openai_envelope(client, raw, status):
-    assert_envelope(client.post(URL, content=raw, headers=JSON), status)
+@pytest.mark.parametrize(("raw", "status", "code", "param"), BAD_BODIES)
+def test_bad_input_gets_the_openai_envelope(client, raw, status, code, param):
+    error = assert_envelope(client.post(URL, content=raw, headers=JSON), status)
+    assert (error["code"], error["param"]) == (code, param)
 
 
 def test_wrong_content_type_is_415(client):
@@ -124,8 +141,8 @@ def test_engine_input_error_before_streaming_is_400(local_config):
 
 
 def test_unknown_route_and_method(client):
-    assert_envelope(client.get("/v1/nothing"), 404)
-    assert_envelope(client.get(URL), 405)
+    assert assert_envelope(client.get("/v1/nothing"), 404)["code"] == "not_found"
+    assert assert_envelope(client.get(URL), 405)["code"] == "method_not_allowed"
 
 
 def test_models_health_ready(local_config, client):

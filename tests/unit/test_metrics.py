@@ -14,15 +14,9 @@ from starlette.requests import ClientDisconnect
 
 from router.chat_service import ChatService
 from router.ingress import ChatStreamResponse, build_api
-from router.metrics import (
-    INGRESS_METRICS,
-    KNOWN_REASONS,
-    NO_MODEL,
-    OTHER_REASON,
-    RAY_EXPORT_PREFIX,
-    reason_for,
-)
-from tests.conftest import image_message
+from router.errors import ErrorCode
+from router.metrics import INGRESS_METRICS, NO_MODEL, RAY_EXPORT_PREFIX, REASONS
+from tests.conftest import image_message, model_for
 from tests.fakes import FakeBehaviour, fake_streamers, recording_metrics
 from tests.unit.test_ingress_http import BAD_BODIES, FakeHandle
 
@@ -110,17 +104,15 @@ def test_latency_buckets_cover_gpu_and_cpu():
     assert 2.0 in ttft and 10.0 in ttft
 
 
-def test_unknown_error_codes_become_other():
-    assert reason_for("context_length_exceeded") == "context_length_exceeded"
-    assert reason_for("something_an_engine_made_up") == OTHER_REASON
-    assert reason_for(None) == OTHER_REASON
-    assert OTHER_REASON not in KNOWN_REASONS
+def test_reason_labels_are_exactly_the_error_code_table():
+    assert REASONS == {code.value for code in ErrorCode}
+    assert "client_disconnect" in REASONS and "not_found" in REASONS
 
 
 # --- what requests record ------------------------------------------------------------------------
 
 def test_non_streaming_text_request(stack, local_config):
-    model = local_config.model_for("text").name
+    model = model_for(local_config, "text").name
     response = stack.client.post(URL, json=text_body())
     assert response.status_code == 200
     usage = response.json()["usage"]
@@ -135,7 +127,7 @@ def test_non_streaming_text_request(stack, local_config):
 
 
 def test_streamed_request_records_ttft_and_each_gap(stack, local_config):
-    model = local_config.model_for("text").name
+    model = model_for(local_config, "text").name
     with stack.client.stream("POST", URL, json=text_body(stream=True)) as response:
         assert response.status_code == 200
         list(response.iter_lines())
@@ -149,7 +141,7 @@ def test_streamed_request_records_ttft_and_each_gap(stack, local_config):
 
 
 def test_vision_request_counts_images_and_preprocessing(stack, local_config):
-    model = local_config.model_for("vision").name
+    model = model_for(local_config, "vision").name
     message = image_message()
     message["content"].append(dict(message["content"][-1]))  # two images
     response = stack.client.post(URL, json={"messages": [message]})
@@ -160,23 +152,24 @@ def test_vision_request_counts_images_and_preprocessing(stack, local_config):
     assert stack.value("cs_requests_total", model=model, route="vision", status="200") == 1
 
 
-@pytest.mark.parametrize(("raw", "status"), BAD_BODIES)
-def test_every_rejection_is_counted_once_with_bounded_labels(stack, local_config, raw, status):
+@pytest.mark.parametrize(("raw", "status", "code", "param"), BAD_BODIES)
+def test_every_rejection_is_counted_once_with_bounded_labels(stack, local_config, raw, status,
+                                                             code, param):
     response = stack.client.post(URL, content=raw, headers={"Content-Type": "application/json"})
     assert response.status_code == status
-    code = response.json()["error"]["code"]
+    assert response.json()["error"]["code"] == code
     assert stack.requests() == 1
     assert stack.requests(status=str(status)) == 1
     rejected = [
         s for m in stack.registry.collect() for s in m.samples
         if s.name == "cs_requests_rejected_total"
     ]
-    assert [(s.labels["reason"], s.value) for s in rejected] == [(reason_for(code), 1.0)]
+    assert [(s.labels["reason"], s.value) for s in rejected] == [(code, 1.0)]
     labels = stack.label_values()
     served = {m.name for m in local_config.models}
     assert labels["model"] <= served | {NO_MODEL}
     assert labels["route"] <= {"text", "vision", NO_MODEL}
-    assert labels["reason"] <= KNOWN_REASONS | {OTHER_REASON}
+    assert labels["reason"] <= REASONS
     assert all(value == 0 for value in _in_flight(stack))
 
 
@@ -185,6 +178,15 @@ def test_unknown_model_name_never_becomes_a_label(stack):
     assert response.status_code == 404
     assert stack.value("cs_requests_total", model=NO_MODEL, route=NO_MODEL, status="404") == 1
     assert not any("DROP" in value for values in stack.label_values().values() for value in values)
+
+
+def test_unknown_paths_and_methods_are_counted(stack):
+    assert stack.client.get("/v1/nothing").status_code == 404
+    assert stack.client.get(URL).status_code == 405
+    labels = {"model": NO_MODEL, "route": NO_MODEL}
+    assert stack.value("cs_requests_rejected_total", reason="not_found", **labels) == 1
+    assert stack.value("cs_requests_rejected_total", reason="method_not_allowed", **labels) == 1
+    assert stack.requests(status="404") == 1 and stack.requests(status="405") == 1
 
 
 def test_transport_rejections_are_counted(stack):
@@ -200,7 +202,7 @@ def test_transport_rejections_are_counted(stack):
 def test_engine_failure_before_streaming_is_a_failed_500(local_config):
     stack = Stack(local_config, FakeBehaviour(fail_at_token=0))
     assert stack.client.post(URL, json=text_body()).status_code == 500
-    labels = {"model": local_config.model_for("text").name, "route": "text"}
+    labels = {"model": model_for(local_config, "text").name, "route": "text"}
     assert stack.value("cs_requests_total", status="500", **labels) == 1
     assert stack.value("cs_requests_failed_total", reason="internal_error", **labels) == 1
     assert stack.value("cs_requests_rejected_total", reason="internal_error", **labels) == 0
@@ -214,7 +216,7 @@ def test_mid_stream_failure_counts_the_in_band_status(local_config):
         assert response.status_code == 200  # the header was sent before the failure
         lines = [line for line in response.iter_lines() if line]
     assert json.loads(lines[-2][len("data: "):])["error"]["code"] == "internal_error"
-    labels = {"model": local_config.model_for("text").name, "route": "text"}
+    labels = {"model": model_for(local_config, "text").name, "route": "text"}
     assert stack.value("cs_requests_total", status="500", **labels) == 1
     assert stack.value("cs_requests_total", status="200", **labels) == 0
     assert stack.value("cs_requests_failed_total", reason="internal_error", **labels) == 1
@@ -225,7 +227,7 @@ def test_mid_stream_failure_counts_the_in_band_status(local_config):
 def test_engine_input_error_is_a_rejection(local_config):
     stack = Stack(local_config, FakeBehaviour(reject_input=True))
     assert stack.client.post(URL, json=text_body(stream=True)).status_code == 400
-    labels = {"model": local_config.model_for("text").name, "route": "text"}
+    labels = {"model": model_for(local_config, "text").name, "route": "text"}
     assert stack.value("cs_requests_rejected_total", reason="context_length_exceeded", **labels) == 1
     assert stack.value("cs_requests_in_flight", **labels) == 0
 
@@ -234,7 +236,7 @@ def test_client_gone_before_the_first_byte_aborts_and_counts_once(local_config):
     """The response's close path: the SSE generator never ran, yet the engine request is
     cancelled and the request is counted once, as 499."""
     stack = Stack(local_config, FakeBehaviour(token_delay_s=0.05))
-    labels = {"model": local_config.model_for("text").name, "route": "text"}
+    labels = {"model": model_for(local_config, "text").name, "route": "text"}
 
     async def run():
         measured = stack.metrics.start()
@@ -266,7 +268,7 @@ def test_client_gone_before_the_first_byte_aborts_and_counts_once(local_config):
 
 def test_in_flight_gauge_counts_concurrent_requests(local_config):
     stack = Stack(local_config, FakeBehaviour(token_delay_s=0.05))
-    labels = {"model": local_config.model_for("text").name, "route": "text"}
+    labels = {"model": model_for(local_config, "text").name, "route": "text"}
 
     async def run():
         chats = [

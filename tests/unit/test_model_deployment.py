@@ -10,6 +10,7 @@ from deployments.engine_protocol import EngineRequest, ReplicaAccepted, Sampling
 from deployments.model_deployment import ModelDeployment
 from deployments.model_source import ModelNotAvailableError
 from tests.fakes import FakeChatEngine
+from tests.conftest import model_for
 
 DeploymentClass = ModelDeployment.func_or_class
 
@@ -18,7 +19,7 @@ def make(local_config, tmp_path, engine_cls=FakeChatEngine):
     ckpt = tmp_path / "ckpt"
     ckpt.mkdir(exist_ok=True)
     (ckpt / "config.json").write_text("{}")
-    model = local_config.model_for("text").model_copy(update={"source": str(ckpt)})
+    model = model_for(local_config, "text").model_copy(update={"source": str(ckpt)})
     replica = DeploymentClass.__new__(DeploymentClass)
     asyncio.run(replica.__init__(model, local_config.limits, engine_cls))
     return replica
@@ -48,7 +49,7 @@ def test_missing_model_fails_before_the_engine_is_built(local_config, tmp_path, 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty"))
     monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(tmp_path / "empty"))
-    model = local_config.model_for("text").model_copy(update={"local_substitute": str(tmp_path / "none")})
+    model = model_for(local_config, "text").model_copy(update={"local_substitute": str(tmp_path / "none")})
     replica = DeploymentClass.__new__(DeploymentClass)
     built = []
 

@@ -22,13 +22,13 @@ def req(messages, model=None) -> ChatCompletionRequest:
 
 
 @pytest.mark.parametrize(
-    ("name", "messages", "model", "expected_model", "expected_modality", "explicit"),
+    ("name", "messages", "model", "expected_model", "expected_modality"),
     [
-        ("plain text", [{"role": "user", "content": "when will it ship?"}], None, TEXT.name, "text", False),
-        ("text parts only", [{"role": "user", "content": [{"type": "text", "text": "hi"}]}], None, TEXT.name, "text", False),
-        ("auto with text", [{"role": "user", "content": "hi"}], "auto", TEXT.name, "text", False),
-        ("image part", [{"role": "user", "content": [{"type": "text", "text": "this?"}, IMG]}], None, VISION.name, "vision", False),
-        ("image only", [{"role": "user", "content": [IMG]}], "auto", VISION.name, "vision", False),
+        ("plain text", [{"role": "user", "content": "when will it ship?"}], None, TEXT.name, "text"),
+        ("text parts only", [{"role": "user", "content": [{"type": "text", "text": "hi"}]}], None, TEXT.name, "text"),
+        ("auto with text", [{"role": "user", "content": "hi"}], "auto", TEXT.name, "text"),
+        ("image part", [{"role": "user", "content": [{"type": "text", "text": "this?"}, IMG]}], None, VISION.name, "vision"),
+        ("image only", [{"role": "user", "content": [IMG]}], "auto", VISION.name, "vision"),
         (
             "image in an earlier turn",
             [
@@ -36,18 +36,16 @@ def req(messages, model=None) -> ChatCompletionRequest:
                 {"role": "assistant", "content": "That is the grey one."},
                 {"role": "user", "content": "and in size M?"},
             ],
-            None, VISION.name, "vision", False,
+            None, VISION.name, "vision",
         ),
-        ("explicit text model", [{"role": "user", "content": "hi"}], TEXT.name, TEXT.name, "text", True),
-        ("explicit vision model, text only", [{"role": "user", "content": "hi"}], VISION.name, VISION.name, "vision", True),
-        ("explicit vision model, image", [{"role": "user", "content": [IMG]}], VISION.name, VISION.name, "vision", True),
+        ("explicit text model", [{"role": "user", "content": "hi"}], TEXT.name, TEXT.name, "text"),
+        ("explicit vision model, text only", [{"role": "user", "content": "hi"}], VISION.name, VISION.name, "vision"),
+        ("explicit vision model, image", [{"role": "user", "content": [IMG]}], VISION.name, VISION.name, "vision"),
     ],
 )
-def test_route(name, messages, model, expected_model, expected_modality, explicit):
+def test_route(name, messages, model, expected_model, expected_modality):
     decision = route_for_request(req(messages, model), BOTH)
-    assert (decision.model, decision.modality, decision.explicit) == (
-        expected_model, expected_modality, explicit
-    ), name
+    assert (decision.model, decision.modality) == (expected_model, expected_modality), name
 
 
 def test_image_to_text_model_is_400_naming_the_vision_model():

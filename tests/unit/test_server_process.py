@@ -2,18 +2,11 @@
 
 from __future__ import annotations
 
-import socket
 import sys
 
 import pytest
 
-from loadtests.server_process import ServerProcess, ServerStartError, url_answers
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from loadtests.server_process import ServerProcess, ServerStartError, free_port, url_answers
 
 
 def test_waits_for_the_server_and_stops_it(tmp_path):

@@ -1,0 +1,97 @@
+"""The README's main command: `scripts/run-local.sh` starts the stack, and Ctrl-C stops every
+process it started (Ray and the engines included) within seconds.
+
+Runs last (own_stack): it starts its own Ray instance, so the shared stack is stopped first.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+
+import pytest
+
+from loadtests.server_process import free_port
+from tests.conftest import PROJECT_ROOT
+from tests.integration.conftest import STARTUP_TIMEOUT_S, one_replica_each, write_test_config
+
+pytestmark = [pytest.mark.integration, pytest.mark.own_stack]
+# run-local gives `serve run` STOP_TIMEOUT_S (30 s) before it kills what is left; Ray's own
+# shutdown takes about 15 s on 2 cores.
+STOPPED_WITHIN_S = 45
+
+
+def process_table() -> dict[int, tuple[int, str]]:
+    """{pid: (parent pid, command line)} of every process on the machine."""
+    out = subprocess.run(["ps", "-eo", "pid=,ppid=,args="], capture_output=True, text=True).stdout
+    table = {}
+    for line in out.splitlines():
+        pid, ppid, *args = line.split(None, 2)
+        table[int(pid)] = (int(ppid), args[0] if args else "")
+    return table
+
+
+def descendants(root: int) -> dict[int, str]:
+    table = process_table()
+    found: dict[int, str] = {}
+    frontier = [root]
+    while frontier:
+        parent = frontier.pop()
+        for pid, (ppid, args) in table.items():
+            if ppid == parent and pid not in found:
+                found[pid] = args
+                frontier.append(pid)
+    return found
+
+
+def ray_processes() -> dict[int, str]:
+    markers = ("raylet", "gcs_server", "ServeReplica", "ServeController", "EngineCore",
+               "ray::", "dashboard.py", "serve run")
+    return {pid: args for pid, (_, args) in process_table().items()
+            if any(m in args for m in markers)}
+
+
+def test_ctrl_c_stops_everything_run_local_started(stacks, tmp_path):
+    stacks.stop()  # one Ray instance per machine
+    assert not ray_processes(), ray_processes()
+    port = free_port()
+    config = write_test_config(tmp_path / "serve-config.yaml", port, one_replica_each)
+    log_path = tmp_path / "run-local.log"
+    with open(log_path, "w") as log:
+        # A session of its own, like a terminal's foreground job: Ctrl-C is SIGINT to the
+        # script's whole process group.
+        script = subprocess.Popen(
+            ["bash", "scripts/run-local.sh"], cwd=PROJECT_ROOT, stdout=log,
+            stderr=subprocess.STDOUT, start_new_session=True,
+            env={**os.environ, "PORT": str(port), "CONFIG": str(config)},
+        )
+    try:
+        deadline = time.monotonic() + STARTUP_TIMEOUT_S
+        while "ready after" not in log_path.read_text():
+            assert script.poll() is None, log_path.read_text()[-3000:]
+            assert time.monotonic() < deadline, "run-local did not become ready"
+            time.sleep(2)
+        started = descendants(script.pid)
+        assert any("raylet" in args for args in started.values()), started
+        assert any("EngineCore" in args or "ServeReplica" in args for args in started.values())
+
+        os.killpg(script.pid, signal.SIGINT)
+        interrupted_at = time.monotonic()
+        exit_code = script.wait(timeout=STOPPED_WITHIN_S + 30)
+        stopped_s = time.monotonic() - interrupted_at
+        time.sleep(2)  # reparented orphans would still show now
+        alive = {pid: args for pid, args in started.items() if pid in process_table()}
+        assert not alive, alive
+        assert not ray_processes(), ray_processes()
+        assert stopped_s < STOPPED_WITHIN_S
+        assert exit_code == 130  # the script reports the interrupt, as a shell does
+        assert "run-local: stopped" in log_path.read_text()
+        print(f"\n[integration] run-local: {len(started)} processes stopped {stopped_s:.1f}s "
+              "after Ctrl-C")
+    finally:
+        if script.poll() is None:
+            os.killpg(script.pid, signal.SIGKILL)
+        subprocess.run([str(PROJECT_ROOT / ".venv" / "bin" / "ray"), "stop", "--force"],
+                       capture_output=True)
