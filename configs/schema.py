@@ -19,6 +19,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from shop.config import ShopsConfig
+
 Modality = Literal["text", "vision"]
 
 # Keys of `chat_template_kwargs` a client may set. Everything else (and `chat_template` itself)
@@ -185,6 +187,10 @@ class AppConfig(_Strict):
     models: tuple[ModelConfig, ...] = Field(..., min_length=1)
     limits: RequestLimits = Field(default_factory=RequestLimits)
     ingress_deployment_name: str = Field("Ingress", description="Serve name of the ingress.")
+    shops: ShopsConfig | None = Field(
+        None, description="The shops served (persona, knowledge base, hand-off rules): the "
+        "customer-service assistant. Without it the app is a plain OpenAI-compatible proxy to "
+        "the models (benchmarks use that).")
 
     @model_validator(mode="after")
     def _one_model_per_modality(self) -> AppConfig:

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 from configs.schema import AppConfig, ModelConfig
 from deployments.engine_protocol import EngineRequest, GenerationChunk
-from router.errors import api_error_for, sse_error_event
+from router.errors import APIError, api_error_for, sse_error_event
 from router.metrics import RequestMetrics
 from router.protocol import (
     AssistantMessage,
@@ -42,6 +42,8 @@ from router.protocol import (
 from router.engine_params import chat_template_kwargs_for, sampling_for
 from router.routing import CatalogEntry, RouteDecision, route_for_request
 from router.validation import check_images, check_request, parse_chat_request
+from shop.assistant import ShopPlan, ShopRequestError
+from shop.directory import ShopDirectory, UnknownShopError
 
 logger = logging.getLogger("cs_assistant.chat_service")
 
@@ -59,10 +61,21 @@ class PreparedChat:
     created: int
     deadline: float  # time.monotonic() by which the request must finish
     metrics: RequestMetrics
+    shop_plan: ShopPlan | None = None  # None when the app serves no shops
 
     @property
     def request_id(self) -> str:
         return self.engine_request.request_id
+
+    @property
+    def fixed_reply(self) -> str | None:
+        """The shop's answer when no model is asked (a hand-off, "I will check")."""
+        return self.shop_plan.reply if self.shop_plan else None
+
+    @property
+    def service(self) -> dict | None:
+        """The response's `service` object, None without shops."""
+        return self.shop_plan.service.as_dict() if self.shop_plan else None
 
 
 def new_request_id() -> str:
@@ -72,7 +85,8 @@ def new_request_id() -> str:
 class ChatService:
     """Serves /v1/chat/completions and /v1/models for the configured models."""
 
-    def __init__(self, config: AppConfig, streamers: dict[str, ChatStreamer]):
+    def __init__(self, config: AppConfig, streamers: dict[str, ChatStreamer],
+                 shops: ShopDirectory | None = None):
         missing = {m.modality for m in config.models} - set(streamers)
         if missing:
             raise ValueError(f"no replica handle for modalities {sorted(missing)}")
@@ -82,6 +96,7 @@ class ChatService:
         self._models: dict[str, ModelConfig] = {m.name: m for m in config.models}
         self._catalog = tuple(CatalogEntry(m.name, m.modality) for m in config.models)
         self._started = int(time.time())
+        self.shops = shops
 
     def model_list(self) -> ModelList:
         return ModelList(
@@ -95,15 +110,19 @@ class ChatService:
         )
 
     async def prepare(
-        self, body: bytes, request_id: str, metrics: RequestMetrics
+        self, body: bytes, request_id: str, metrics: RequestMetrics,
+        shop_id: str | None = None,
     ) -> PreparedChat:
-        """Parse, route and validate a request body; raise APIError (4xx) on any problem.
+        """Parse, route and validate a request body, then let its shop plan the answer; raise
+        APIError (4xx) on any problem.
 
         Each step runs once: the schema, then the route (which limits apply depends on the
-        model), then every limit, then the images (their list is computed once, on the request).
+        model), then every limit, then the images (their list is computed once, on the
+        request), then the shop layer (persona, facts, hand-off).
         """
         started = time.monotonic()
         request = parse_chat_request(body)
+        assistant = self._shop_for(shop_id)
         route = route_for_request(request, self._catalog)
         metrics.routed(route.model, route.modality, stream=request.stream)
         model = self._models[route.model]
@@ -113,11 +132,23 @@ class ChatService:
             checking = time.monotonic()
             await asyncio.to_thread(check_images, request, self._limits)
             metrics.images_checked(len(request.images), time.monotonic() - checking)
+        messages = [m.model_dump(exclude_none=True) for m in request.messages]
+        plan = None
+        defaults, thinking = model.sampling, model.sampling.enable_thinking
+        if assistant is not None:
+            try:
+                plan = assistant.plan(
+                    messages, (request.chat_template_kwargs or {}).get("enable_thinking"))
+            except ShopRequestError as exc:
+                raise APIError.invalid_request(exc.message, param=exc.param) from None
+            metrics.shop_planned(assistant.config.id, plan)
+            messages = plan.messages or []
+            defaults, thinking = plan.sampling, plan.enable_thinking
         engine_request = EngineRequest(
             request_id=request_id,
-            messages=[m.model_dump(exclude_none=True) for m in request.messages],
-            sampling=sampling_for(request, model, self._limits),
-            chat_template_kwargs=chat_template_kwargs_for(request, model),
+            messages=messages,
+            sampling=sampling_for(request, defaults, self._limits),
+            chat_template_kwargs=chat_template_kwargs_for(request, thinking),
         )
         return PreparedChat(
             request=request,
@@ -126,13 +157,28 @@ class ChatService:
             created=int(time.time()),
             deadline=started + self._limits.request_timeout_s,
             metrics=metrics,
+            shop_plan=plan,
         )
+
+    def _shop_for(self, shop_id: str | None):
+        if self.shops is None:
+            if shop_id is not None:
+                raise APIError.shop_not_found(shop_id)
+            return None
+        try:
+            return self.shops.get(shop_id)
+        except UnknownShopError:
+            raise APIError.shop_not_found(shop_id or "") from None
+
+    def refresh_knowledge(self) -> list[str]:
+        """Reload changed knowledge bases (blocking I/O and indexing: run off the loop)."""
+        return self.shops.refresh() if self.shops is not None else []
 
     async def complete(self, chat: PreparedChat) -> ChatCompletionResponse:
         """Run a non-streaming request to the end."""
         pieces: list[str] = []
         last: GenerationChunk | None = None
-        stream = self._streamers[chat.route.modality](chat.engine_request)
+        stream = self._engine_stream(chat)
         try:
             while True:
                 chunk = await _next_before(stream, chat.deadline)
@@ -156,11 +202,19 @@ class ChatService:
                 )
             ],
             usage=_usage(last),
+            service=chat.service,
         )
+
+    def _engine_stream(self, chat: PreparedChat) -> AsyncIterator[GenerationChunk]:
+        """The answer's chunks: from the model's replica, or the shop's fixed reply as one
+        chunk with no tokens (no model was asked)."""
+        if chat.fixed_reply is not None:
+            return _single_chunk(GenerationChunk(chat.fixed_reply, 0, 0, "stop"))
+        return self._streamers[chat.route.modality](chat.engine_request)
 
     async def open_stream(self, chat: PreparedChat) -> ChatStream:
         """Start a streaming request; raise (mapped to a status code) if its first chunk fails."""
-        stream = self._streamers[chat.route.modality](chat.engine_request)
+        stream = self._engine_stream(chat)
         try:
             first = await _next_before(stream, chat.deadline)
         except BaseException:
@@ -192,7 +246,7 @@ class ChatStream:
         include_usage = bool(options and options.include_usage)
 
         def event(delta: Delta, finish_reason: str | None = None,
-                  usage: Usage | None = None, choices: bool = True) -> str:
+                  usage: Usage | None = None, choices: bool = True, last: bool = False) -> str:
             chunk = ChatCompletionChunk(
                 id=chat.request_id,
                 created=chat.created,
@@ -206,6 +260,9 @@ class ChatStream:
                 choice["delta"] = {k: v for k, v in choice["delta"].items() if v is not None}
             if payload["usage"] is None:
                 del payload["usage"]
+            if last and chat.service is not None:
+                # The last chunk before [DONE] says what happened (sources, hand-off).
+                payload["service"] = chat.service
             return sse_data(payload)
 
         last: GenerationChunk | None = None
@@ -219,10 +276,11 @@ class ChatStream:
                     measured.content_sent()
                     yield event(Delta(content=chunk.text))
                 if chunk.finish_reason is not None:
-                    yield event(Delta(), finish_reason=chunk.finish_reason)
+                    yield event(Delta(), finish_reason=chunk.finish_reason,
+                                last=not include_usage)
                 chunk = await _next_before(self._stream, chat.deadline)
             if include_usage and last is not None:
-                yield event(Delta(), usage=_usage(last), choices=False)
+                yield event(Delta(), usage=_usage(last), choices=False, last=True)
             measured.succeeded()
         except asyncio.CancelledError:
             raise  # client went away: nothing more can be sent; close() records it
@@ -245,6 +303,10 @@ def _usage(chunk: GenerationChunk) -> Usage:
         completion_tokens=chunk.completion_tokens,
         total_tokens=chunk.prompt_tokens + chunk.completion_tokens,
     )
+
+
+async def _single_chunk(chunk: GenerationChunk) -> AsyncIterator[GenerationChunk]:
+    yield chunk
 
 
 async def _next_before(

@@ -4,25 +4,34 @@ router/validation.py."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol
 
-from configs.schema import ModelConfig, RequestLimits
+from configs.schema import RequestLimits
 from deployments.engine_protocol import SamplingOptions
 from router.protocol import ChatCompletionRequest
 
 
+class SamplingDefaultsLike(Protocol):
+    """A model's (configs/schema.py) or a shop's (shop/config.py) sampling defaults."""
+
+    temperature: float
+    top_p: float
+    max_tokens: int
+
+
 def sampling_for(
-    request: ChatCompletionRequest, model: ModelConfig, limits: RequestLimits
+    request: ChatCompletionRequest, defaults: SamplingDefaultsLike, limits: RequestLimits
 ) -> SamplingOptions:
-    """The request's sampling, each unset field taken from the model's service defaults."""
+    """The request's sampling, each unset field taken from the defaults: the shop's service
+    defaults when a shop answers, else the model's."""
     max_tokens = request.requested_max_tokens()
     if max_tokens is None:
-        max_tokens = min(model.sampling.max_tokens, limits.max_completion_tokens)
+        max_tokens = min(defaults.max_tokens, limits.max_completion_tokens)
     return SamplingOptions(
         max_tokens=max_tokens,
-        temperature=model.sampling.temperature if request.temperature is None
+        temperature=defaults.temperature if request.temperature is None
         else request.temperature,
-        top_p=model.sampling.top_p if request.top_p is None else request.top_p,
+        top_p=defaults.top_p if request.top_p is None else request.top_p,
         stop=tuple(request.stop_list()),
         seed=request.seed,
         presence_penalty=request.presence_penalty or 0.0,
@@ -30,8 +39,10 @@ def sampling_for(
     )
 
 
-def chat_template_kwargs_for(request: ChatCompletionRequest, model: ModelConfig) -> dict[str, Any]:
-    """Template switches for the engine: thinking off unless the request turns it on."""
+def chat_template_kwargs_for(request: ChatCompletionRequest,
+                             enable_thinking: bool) -> dict[str, Any]:
+    """Template switches for the engine: the request's, with thinking as decided by the shop or
+    the model's default when the request does not say."""
     kwargs = dict(request.chat_template_kwargs or {})
-    kwargs.setdefault("enable_thinking", model.sampling.enable_thinking)
+    kwargs["enable_thinking"] = kwargs.get("enable_thinking", enable_thinking)
     return kwargs

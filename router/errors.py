@@ -49,6 +49,8 @@ class ErrorCode(StrEnum):
     MODEL_NOT_FOUND = "model_not_found"
     MODEL_CANNOT_TAKE_IMAGES = "model_cannot_take_images"
     NO_VISION_MODEL = "no_vision_model"
+    # Shops (404)
+    SHOP_NOT_FOUND = "shop_not_found"
     # HTTP-level errors outside the chat route (404 unknown path, 405, other Starlette errors)
     NOT_FOUND = "not_found"
     METHOD_NOT_ALLOWED = "method_not_allowed"
@@ -101,6 +103,13 @@ class APIError(Exception):
     @classmethod
     def model_not_found(cls, message: str) -> APIError:
         return cls(404, message, "invalid_request_error", ErrorCode.MODEL_NOT_FOUND, "model")
+
+    @classmethod
+    def shop_not_found(cls, shop_id: str) -> APIError:
+        return cls(404, f"The shop '{printable(shop_id)}' does not exist. GET /v1/shops lists "
+                   "the shops; send one of their ids as the X-Shop-Id header, or none for the "
+                   "default shop.", "invalid_request_error", ErrorCode.SHOP_NOT_FOUND,
+                   "X-Shop-Id")
 
     @classmethod
     def payload_too_large(cls, message: str) -> APIError:
@@ -173,6 +182,12 @@ _HTTP_ERRORS = {
     404: (ErrorCode.NOT_FOUND, "No such route."),
     405: (ErrorCode.METHOD_NOT_ALLOWED, "Method not allowed on this route."),
 }
+
+
+def printable(value: str, limit: int = 80) -> str:
+    """A client-supplied string made safe to echo in an error message (short, no controls)."""
+    cleaned = "".join(ch if ch.isprintable() else "?" for ch in value[:limit])
+    return cleaned + ("..." if len(value) > limit else "")
 
 
 def api_error_for(exc: BaseException, request_id: str) -> APIError:

@@ -19,17 +19,19 @@ from ray.serve.handle import DeploymentHandle
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import Receive, Scope, Send
 
-from configs.schema import AppConfig
+from configs.schema import PROJECT_ROOT, AppConfig
 from router.admission import handle_streamer
 from router.chat_service import ChatService, ChatStream, new_request_id
 from router.errors import APIError, api_error_for
 from router.metrics import IngressMetrics
 from router.request_body import check_content_type, read_body
 from router.serve_instruments import gauge_refresh_period_s, serve_instruments
+from shop.directory import ShopDirectory
 
 logger = logging.getLogger("cs_assistant.ingress")
 
 READINESS_TIMEOUT_S = 5.0
+SHOP_HEADER = "x-shop-id"
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
@@ -71,11 +73,18 @@ class Ingress:
         }
         self._config = config
         self._text_model = text_model
+        shop_ids = [shop.id for shop in config.shops.catalog] if config.shops else []
         self._metrics = IngressMetrics(
-            serve_instruments, {m.name: m.modality for m in config.models}
+            serve_instruments, {m.name: m.modality for m in config.models}, shop_ids
         )
-        self._service = ChatService(config, streamers)
-        self._gauge_refresher = asyncio.get_running_loop().create_task(self._refresh_gauges())
+        # Indexing the knowledge bases takes about a second per shop; it happens once here.
+        shops = ShopDirectory(config.shops, PROJECT_ROOT) if config.shops else None
+        self._service = ChatService(config, streamers, shops)
+        loop = asyncio.get_running_loop()
+        self._background = [loop.create_task(self._refresh_gauges())]
+        if config.shops:
+            self._background.append(loop.create_task(
+                self._refresh_knowledge(config.shops.reload_check_s)))
 
     async def _refresh_gauges(self) -> None:
         period = gauge_refresh_period_s()
@@ -85,6 +94,16 @@ class Ingress:
                 self._metrics.refresh_gauges()
             except Exception:  # noqa: BLE001 - metrics must never take the ingress down
                 logger.warning("refreshing gauges failed", exc_info=True)
+
+    async def _refresh_knowledge(self, period_s: float) -> None:
+        """Pick up edited knowledge-base files without a restart; rebuilding runs in a worker
+        thread, requests keep using the previous version until the new one is swapped in."""
+        while True:
+            await asyncio.sleep(period_s)
+            try:
+                await asyncio.to_thread(self._service.refresh_knowledge)
+            except Exception:  # noqa: BLE001 - a reload problem must never take the ingress down
+                logger.warning("refreshing the knowledge bases failed", exc_info=True)
 
     def __serve_build_asgi_app__(self) -> FastAPI:
         return build_api(self._service, self._metrics, self._config, self._text_model)
@@ -117,7 +136,8 @@ def build_api(
         try:
             check_content_type(request.headers.get("content-type"))
             body = await read_body(request, config.limits.max_body_bytes)
-            chat = await service.prepare(body, request_id, measured)
+            chat = await service.prepare(body, request_id, measured,
+                                         request.headers.get(SHOP_HEADER))
             # Serve sets x-request-id itself; x-route tells clients and logs which model answered.
             headers = {"x-route": chat.route.modality}
             if chat.request.stream:
@@ -126,7 +146,7 @@ def build_api(
                 return ChatStreamResponse(await service.open_stream(chat), headers)
             response = await service.complete(chat)
             measured.succeeded()
-            return JSONResponse(response.model_dump(), headers=headers)
+            return JSONResponse(response.body(), headers=headers)
         except asyncio.CancelledError:
             measured.client_disconnected()
             raise
@@ -134,6 +154,12 @@ def build_api(
             error = api_error_for(exc, request_id)
             measured.errored(error.status, error.code)
             return error_response(error)
+
+    @api.get("/v1/shops")
+    async def list_shops() -> JSONResponse:
+        """The shops a client may name in X-Shop-Id: ids, names and languages."""
+        shops = service.shops.listing() if service.shops is not None else []
+        return JSONResponse({"object": "list", "data": shops})
 
     @api.get("/v1/models")
     async def list_models() -> JSONResponse:

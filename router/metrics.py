@@ -48,6 +48,7 @@ ITL_BUCKETS_S = (0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5,
                  2.0, 5.0)
 E2E_BUCKETS_S = (0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 7.5, 10.0, 15.0, 20.0, 30.0, 45.0, 60.0,
                  90.0, 120.0, 180.0)
+RETRIEVAL_BUCKETS_S = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1)
 IMAGE_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
 # The `reason` label of refusals and failures: exactly the API's error codes (router/errors.py),
@@ -114,8 +115,26 @@ IMAGE_PREPROCESS = MetricSpec(
 IMAGES = MetricSpec(
     "cs_images", "counter", "Vision route: images received in routed requests.", ("model",))
 
+SHOP_REQUESTS = MetricSpec(
+    "cs_shop_requests", "counter",
+    "Requests a shop's assistant planned, by shop and how they were answered: model (the model "
+    "was asked), handoff (a fixed hand-off reply, no model call).",
+    ("shop", "answer"))
+SHOP_HANDOFFS = MetricSpec(
+    "cs_shop_handoffs", "counter",
+    "Conversations handed to a human, by shop and reason (requested, complaint, sensitive, "
+    "no_answer, repeated_failure).", ("shop", "handoff_reason"))
+SHOP_NO_RELEVANT_ENTRY = MetricSpec(
+    "cs_shop_no_relevant_entry", "counter",
+    "Questions for which the knowledge base had no entry above the shop's relevance "
+    "threshold (answered with the no-answer message).", ("shop",))
+SHOP_RETRIEVAL = MetricSpec(
+    "cs_shop_retrieval_seconds", "histogram",
+    "Time to search a shop's knowledge base for one request.", ("shop",), RETRIEVAL_BUCKETS_S)
+
 INGRESS_METRICS = (REQUESTS, REJECTED, FAILED, TTFT, ITL, E2E, PROMPT_TOKENS, COMPLETION_TOKENS,
-                   IN_FLIGHT, IMAGE_PREPROCESS, IMAGES)
+                   IN_FLIGHT, IMAGE_PREPROCESS, IMAGES, SHOP_REQUESTS, SHOP_HANDOFFS,
+                   SHOP_NO_RELEVANT_ENTRY, SHOP_RETRIEVAL)
 
 
 class Instrument(Protocol):
@@ -130,9 +149,12 @@ class IngressMetrics:
     """The ingress's instruments, created once per replica, and the in-flight counts behind the
     gauge (each replica reports its own; dashboards sum over replicas)."""
 
-    def __init__(self, factory: InstrumentFactory, models: dict[str, str]):
-        """`models` maps each served model name to its route (modality)."""
+    def __init__(self, factory: InstrumentFactory, models: dict[str, str],
+                 shops: list[str] | tuple[str, ...] = ()):
+        """`models` maps each served model name to its route (modality); `shops` are the
+        configured shop ids, the only values of the `shop` label."""
         self._instruments = {spec.name: factory(spec) for spec in INGRESS_METRICS}
+        self.shops = frozenset(shops)
         self._in_flight = {(name, route): 0 for name, route in models.items()}
         self.refresh_gauges()
 
@@ -176,6 +198,20 @@ class RequestMetrics:
         self._model, self._route, self._stream = model, route, stream
         self._routed = True
         self._metrics._in_flight_changed(model, route, +1)
+
+    def shop_planned(self, shop: str, plan) -> None:
+        """The shop layer's decision for this request (a `shop.assistant.ShopPlan`)."""
+        m = self._metrics
+        if shop not in m.shops:
+            return  # label values come from the configured ids only
+        handoff = plan.service.handoff
+        m.record(SHOP_REQUESTS, 1, shop=shop, answer="handoff" if plan.reply else "model")
+        if handoff is not None:
+            m.record(SHOP_HANDOFFS, 1, shop=shop, handoff_reason=handoff.reason)
+        if plan.no_relevant_entry:
+            m.record(SHOP_NO_RELEVANT_ENTRY, 1, shop=shop)
+        if plan.retrieval_s > 0:
+            m.record(SHOP_RETRIEVAL, plan.retrieval_s, shop=shop)
 
     def images_checked(self, count: int, seconds: float) -> None:
         self._metrics.record(IMAGE_PREPROCESS, seconds, model=self._model)

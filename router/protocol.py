@@ -150,6 +150,12 @@ class ChatCompletionResponse(BaseModel):
     model: str
     choices: list[Choice]
     usage: Usage
+    # What the shop layer did (shop, sources, hand-off, cache): OpenAI clients ignore it, a
+    # shop's chat system reads it. Left out of the body when the app serves no shops.
+    service: dict[str, Any] | None = None
+
+    def body(self) -> dict[str, Any]:
+        return self.model_dump(exclude={"service"} if self.service is None else None)
 
 
 class Delta(BaseModel):

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from configs.schema import Modality
-from router.errors import APIError, ErrorCode
+from router.errors import APIError, ErrorCode, printable
 from router.protocol import ChatCompletionRequest
 
 AUTO_MODEL = "auto"
@@ -55,7 +55,7 @@ def route_for_request(
     if entry is None:
         available = ", ".join([AUTO_MODEL] + [e.name for e in catalog])
         raise APIError.model_not_found(
-            f"The model '{_printable(requested)}' does not exist. Available models: {available}."
+            f"The model '{printable(requested)}' does not exist. Available models: {available}."
         )
     if needs_vision and entry.modality != "vision":
         vision = next((e.name for e in catalog if e.modality == "vision"), None)
@@ -66,9 +66,3 @@ def route_for_request(
             code=ErrorCode.MODEL_CANNOT_TAKE_IMAGES,
         )
     return RouteDecision(model=entry.name, modality=entry.modality)
-
-
-def _printable(value: str, limit: int = 80) -> str:
-    """A client-supplied string made safe to echo in an error message (short, no controls)."""
-    cleaned = "".join(ch if ch.isprintable() else "?" for ch in value[:limit])
-    return cleaned + ("..." if len(value) > limit else "")

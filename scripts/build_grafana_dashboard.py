@@ -152,6 +152,28 @@ ROWS: list[tuple[str, list[Panel]]] = [
               "Ingress time to decode and check all images of one request, p50/p95/p99.",
               quantiles("ray_cs_image_preprocess_seconds", "model", MODEL), unit="s"),
     ]),
+    ("Shops", [
+        Panel("Requests/s by shop and answer",
+              "Requests each shop's assistant planned: answered by the model, or by a fixed "
+              "hand-off reply (no model call, no GPU time).",
+              [(f"sum by (shop, answer) (rate(ray_cs_shop_requests_total[{RATE}]))",
+                "{{shop}} {{answer}}")], unit="reqps"),
+        Panel("Hand-offs/s by shop and reason",
+              "Conversations handed to a human: requested, complaint, sensitive, no_answer "
+              "(nothing relevant in the knowledge base), repeated_failure. The shop's chat "
+              "system transfers these.",
+              [(f"sum by (shop, handoff_reason) (rate(ray_cs_shop_handoffs_total[{RATE}]))",
+                "{{shop}} {{handoff_reason}}")], unit="reqps"),
+        Panel("No relevant entry (share of requests)",
+              "Share of a shop's requests whose question found nothing in its knowledge base: "
+              "a rising share means shoppers ask what the FAQ does not cover.",
+              [(f"sum by (shop) (rate(ray_cs_shop_no_relevant_entry_total[{RATE}])) / "
+                f"sum by (shop) (rate(ray_cs_shop_requests_total[{RATE}]))", "{{shop}}")],
+              unit="percentunit"),
+        Panel("Knowledge-base retrieval time",
+              "Time to search a shop's knowledge base for one request, p50/p95/p99.",
+              quantiles("ray_cs_shop_retrieval_seconds", "shop", 'shop=~".+"'), unit="s"),
+    ]),
 ]
 
 

@@ -21,7 +21,7 @@ from tests.fakes import FakeBehaviour, fake_streamers, recording_metrics
 from tests.unit.test_ingress_http import BAD_BODIES, FakeHandle
 
 URL = "/v1/chat/completions"
-BOUNDED_LABELS = {"model", "route", "status", "reason", "stream"}
+BOUNDED_LABELS = {"model", "route", "status", "reason", "stream", "shop", "answer", "handoff_reason"}
 SERVE_RESERVED = {"deployment", "replica", "application"}
 
 

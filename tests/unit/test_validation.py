@@ -141,19 +141,20 @@ def test_max_tokens_must_leave_room_for_the_prompt(local_config):
 
 def test_sampling_defaults_come_from_the_model_config(local_config):
     model = model_for(local_config, "text")
-    sampling = sampling_for(parse_chat_request(body()), model, LIMITS)
+    sampling = sampling_for(parse_chat_request(body()), model.sampling, LIMITS)
     assert sampling.temperature == model.sampling.temperature
     assert sampling.top_p == model.sampling.top_p
     assert sampling.max_tokens == min(model.sampling.max_tokens, LIMITS.max_completion_tokens)
-    explicit = sampling_for(parse_chat_request(body(max_tokens=7, temperature=0.0, max_completion_tokens=9)), model, LIMITS)
+    explicit = sampling_for(parse_chat_request(body(max_tokens=7, temperature=0.0, max_completion_tokens=9)), model.sampling, LIMITS)
     assert (explicit.max_tokens, explicit.temperature) == (9, 0.0)  # max_completion_tokens wins
 
 
 def test_thinking_is_off_unless_requested(local_config):
     model = model_for(local_config, "text")
-    assert chat_template_kwargs_for(parse_chat_request(body()), model) == {"enable_thinking": False}
+    default = model.sampling.enable_thinking
+    assert chat_template_kwargs_for(parse_chat_request(body()), default) == {"enable_thinking": False}
     on = parse_chat_request(body(chat_template_kwargs={"enable_thinking": True}))
-    assert chat_template_kwargs_for(on, model) == {"enable_thinking": True}
+    assert chat_template_kwargs_for(on, default) == {"enable_thinking": True}
 
 
 # One case per shape of pydantic error location: a plain field, a missing field, a wrong type

@@ -1,0 +1,146 @@
+"""One shop's assistant: from a conversation to a plan, either a fixed reply sent without a model
+(a hand-off, or "I will check" when the knowledge base has nothing relevant), or the messages to
+send to the model, grounded in the retrieved facts, with the `service` object that tells the
+shop's chat system what happened.
+
+Order of decisions, cheapest and most certain first:
+1. hand-off rules on the latest message (shop/handoff.py): answered at once, no model call;
+2. retrieval on the latest message plus, with less weight, the shopper's previous one;
+3. no entry relevant enough, and the message is neither small talk nor about an image: the
+   no-answer message (a `no_answer` hand-off), no model call;
+4. otherwise the model answers from the persona and the facts.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from shop.config import ShopConfig, ShopSampling
+from shop.conversation import Conversation, is_small_talk
+from shop.handoff import HandoffDecision, HandoffRules
+from shop.knowledge.base import KnowledgeBase
+from shop.knowledge.index import ScoredEntry, WeightedQuery
+from shop.prompt import build_messages
+from shop.text import Language
+
+Clock = Callable[[], datetime]
+# Entries after the first are given to the model when they reach this share of the shop's
+# relevance threshold: near misses help the model with "and the other one?" at little risk.
+SECONDARY_FACT_RATIO = 0.5
+
+
+def utc_now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class ShopRequestError(ValueError):
+    """The request asks the shop for something its config does not allow (a 400)."""
+
+    def __init__(self, message: str, param: str):
+        super().__init__(message)
+        self.message = message
+        self.param = param
+
+
+@dataclass(frozen=True)
+class Source:
+    id: str
+    title: str
+
+
+@dataclass(frozen=True)
+class ServiceInfo:
+    """The response's `service` object: what the shop's chat system acts on."""
+
+    shop: str
+    sources: tuple[Source, ...] = ()
+    handoff: HandoffDecision | None = None
+    cache: str = "bypass"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "shop": self.shop,
+            "sources": [{"id": s.id, "title": s.title} for s in self.sources],
+            "handoff": None if self.handoff is None
+            else {"reason": self.handoff.reason, "message": self.handoff.message},
+            "cache": self.cache,
+        }
+
+
+@dataclass(frozen=True)
+class ShopPlan:
+    """What to do with one request."""
+
+    service: ServiceInfo
+    language: Language
+    reply: str | None  # a fixed reply: no model is called
+    messages: list[dict[str, Any]] | None  # otherwise, the model's input
+    sampling: ShopSampling
+    enable_thinking: bool
+    retrieval_s: float  # time spent searching the knowledge base
+    knowledge_version: str
+    retrieved: tuple[ScoredEntry, ...] = field(default=())  # best candidates, for evaluation
+
+    @property
+    def no_relevant_entry(self) -> bool:
+        return self.service.handoff is not None and self.service.handoff.reason == "no_answer"
+
+
+class ShopAssistant:
+    """The assistant of one shop; stateless per request, shared by all of its requests."""
+
+    def __init__(self, config: ShopConfig, knowledge: KnowledgeBase, clock: Clock = utc_now):
+        self.config = config
+        self.knowledge = knowledge
+        self._clock = clock
+        self._rules = HandoffRules(
+            config.handoff, (config.messages.no_answer.en, config.messages.no_answer.zh))
+
+    def plan(self, messages: list[dict[str, Any]], thinking: bool | None = None) -> ShopPlan:
+        """Decide how to answer `messages` (OpenAI-shaped dicts). `thinking` is the request's
+        `enable_thinking`, None when it did not say."""
+        shop = self.config
+        if thinking and not shop.thinking.client_may_enable:
+            raise ShopRequestError(
+                f"The shop '{shop.id}' does not allow thinking mode; leave "
+                "chat_template_kwargs.enable_thinking unset or false.",
+                param="chat_template_kwargs")
+        conversation = Conversation.from_messages(messages)
+        language = conversation.reply_language(shop.languages, shop.default_language)
+        enable_thinking = shop.thinking.default if thinking is None else thinking
+
+        def fixed(reason, text: str, sources=(), retrieval_s=0.0, version="", found=()):
+            return ShopPlan(
+                ServiceInfo(shop.id, tuple(sources), HandoffDecision(reason, text)), language,
+                text, None, shop.sampling, enable_thinking, retrieval_s, version, tuple(found))
+
+        reason = self._rules.reason_for(conversation.latest, list(conversation.assistant_turns))
+        if reason is not None:
+            return fixed(reason, shop.messages.handoff.get(language),
+                         version=self.knowledge.version)
+
+        started = time.perf_counter()
+        queries = [WeightedQuery(conversation.latest)]
+        if conversation.earlier_user_turns and shop.retrieval.history_weight > 0:
+            queries.append(WeightedQuery(conversation.earlier_user_turns[-1],
+                                         shop.retrieval.history_weight))
+        version, found = self.knowledge.search(queries, self._clock(), shop.retrieval.top_k)
+        retrieval_s = time.perf_counter() - started
+
+        threshold = shop.retrieval.min_relevance
+        grounded = bool(found) and found[0].relevance >= threshold
+        facts = [hit.entry for hit in found
+                 if grounded and hit.relevance >= threshold * SECONDARY_FACT_RATIO]
+        if not grounded and not conversation.has_images and not is_small_talk(
+                conversation.latest):
+            return fixed("no_answer", shop.messages.no_answer.get(language),
+                         retrieval_s=retrieval_s, version=version, found=found)
+        sources = tuple(Source(e.id, e.title[language]) for e in facts)
+        return ShopPlan(
+            ServiceInfo(shop.id, sources), language, None,
+            build_messages(shop, conversation, facts, language), shop.sampling,
+            enable_thinking, retrieval_s, version, tuple(found))

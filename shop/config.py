@@ -1,0 +1,157 @@
+"""Typed configuration of the shops an application serves (`shops:` in the app config).
+
+Pydantic with `extra="forbid"` and a description on every field, like configs/schema.py, which
+embeds `ShopsConfig` as `AppConfig.shops`. This module is part of the shop layer, so it imports
+neither Ray nor vLLM nor the router.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from shop.text import LANGUAGES, Language
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class LocalizedText(_Strict):
+    """A text in each language the assistant speaks."""
+
+    en: str = Field(..., min_length=1, description="English.")
+    zh: str = Field(..., min_length=1, description="Simplified Chinese.")
+
+    def get(self, language: Language) -> str:
+        return getattr(self, language)
+
+
+class LocalizedList(_Strict):
+    en: tuple[str, ...] = Field((), description="English items.")
+    zh: tuple[str, ...] = Field((), description="Simplified Chinese items.")
+
+    def get(self, language: Language) -> tuple[str, ...]:
+        return getattr(self, language)
+
+
+class Persona(_Strict):
+    """Who the assistant is. Rendered into the first system message of every prompt
+    (shop/prompt.py); clients cannot remove or replace it."""
+
+    assistant_name: LocalizedText = Field(..., description="The name the assistant uses.")
+    tone: LocalizedText = Field(..., description="How it speaks, e.g. 'warm, brief, practical'.")
+    never_promise: LocalizedList = Field(
+        default_factory=LocalizedList,
+        description="What it must never promise or do, e.g. discounts not in the facts, refunds "
+        "outside the policy, delivery dates the facts do not give.",
+    )
+    extra_instructions: LocalizedList = Field(
+        default_factory=LocalizedList, description="Further rules, one sentence each.")
+
+
+class ShopSampling(_Strict):
+    """Sampling for this shop's service replies when the request does not set it."""
+
+    temperature: float = Field(0.2, ge=0.0, le=2.0, description="Low: replies follow the facts.")
+    top_p: float = Field(0.8, gt=0.0, le=1.0, description="Nucleus-sampling mass.")
+    max_tokens: int = Field(256, gt=0, description="Completion length when the request sets "
+                            "none (service replies are short).")
+
+
+class ThinkingPolicy(_Strict):
+    """Qwen3 'thinking' for this shop's replies."""
+
+    default: bool = Field(False, description="Thinking on when the request does not say. Off: "
+                          "it adds hundreds of tokens of latency to every reply.")
+    client_may_enable: bool = Field(
+        False, description="Whether a request may turn it on (chat_template_kwargs."
+        "enable_thinking); if not, asking is a 400.")
+
+
+class RetrievalConfig(_Strict):
+    """How the knowledge base grounds an answer."""
+
+    top_k: int = Field(3, ge=1, le=10, description="Entries given to the model at most.")
+    min_relevance: float = Field(
+        0.3, gt=0.0, description="Relevance (share of the question's information an entry "
+        "covers, shop/knowledge/index.py) below which an entry is not relevant. When no entry "
+        "reaches it, the model is not asked: the shop's no-answer message is sent instead.")
+    history_weight: float = Field(
+        0.5, ge=0.0, le=1.0, description="Weight of the previous shopper turn in the search, so "
+        "'and in grey?' or '那这个呢' resolve against what was asked before.")
+
+
+class HandoffConfig(_Strict):
+    """When a conversation goes to a human. The built-in rules (shop/handoff.py) apply to every
+    shop; these settings add to them."""
+
+    extra_patterns: dict[str, LocalizedList] = Field(
+        default_factory=dict, description="More regular expressions per reason (requested, "
+        "complaint, sensitive), per language, matched on the normalised latest message.")
+    repeated_failure_turns: int = Field(
+        2, ge=1, description="Hand off when the assistant's last this-many replies were the "
+        "no-answer message.")
+
+    @model_validator(mode="after")
+    def _known_reasons(self) -> HandoffConfig:
+        unknown = set(self.extra_patterns) - {"requested", "complaint", "sensitive"}
+        if unknown:
+            raise ValueError(f"extra_patterns has unknown reasons {sorted(unknown)}")
+        return self
+
+
+class ShopMessages(_Strict):
+    """Fixed replies, sent without asking a model."""
+
+    handoff: LocalizedText = Field(..., description="Sent when the conversation is handed to a "
+                                   "human (requested, complaint, sensitive, repeated failure).")
+    no_answer: LocalizedText = Field(..., description="Sent when the knowledge base has nothing "
+                                     "relevant: the assistant will check, or offers a person.")
+
+
+class ShopConfig(_Strict):
+    """One shop: its persona, facts, sampling and hand-off rules."""
+
+    id: str = Field(..., pattern=r"^[a-z0-9][a-z0-9-]{0,63}$",
+                    description="Sent by clients as the X-Shop-Id header.")
+    name: str = Field(..., min_length=1, description="Display name (GET /v1/shops).")
+    languages: tuple[Language, ...] = Field(
+        LANGUAGES, min_length=1, description="Languages the shop answers in.")
+    default_language: Language = Field(
+        "zh", description="Reply language when the shopper's message shows none (only digits, "
+        "emoji, an image) or is in a language the shop does not list.")
+    persona: Persona
+    sampling: ShopSampling = Field(default_factory=ShopSampling)
+    thinking: ThinkingPolicy = Field(default_factory=ThinkingPolicy)
+    knowledge_base: str = Field(
+        ..., min_length=1, description="Folder of faq.yaml, policies.md, products.json and "
+        "promotions.yaml (docs/design/shop-knowledge-base.md). Relative paths are resolved "
+        "against the project root. Changes are picked up without a restart.")
+    retrieval: RetrievalConfig = Field(default_factory=RetrievalConfig)
+    handoff: HandoffConfig = Field(default_factory=HandoffConfig)
+    messages: ShopMessages
+
+    @model_validator(mode="after")
+    def _default_language_is_spoken(self) -> ShopConfig:
+        if self.default_language not in self.languages:
+            raise ValueError(f"default_language {self.default_language!r} is not in languages")
+        return self
+
+
+class ShopsConfig(_Strict):
+    """The shops of the application; requests choose one with the X-Shop-Id header."""
+
+    default: str = Field(..., description="Shop id used when a request sends no X-Shop-Id.")
+    catalog: tuple[ShopConfig, ...] = Field(..., min_length=1)
+    reload_check_s: float = Field(
+        2.0, gt=0, description="How often each ingress replica checks the knowledge-base "
+        "folders for changes.")
+
+    @model_validator(mode="after")
+    def _ids(self) -> ShopsConfig:
+        ids = [shop.id for shop in self.catalog]
+        if len(set(ids)) != len(ids):
+            raise ValueError(f"shop ids must be unique, got {ids}")
+        if self.default not in ids:
+            raise ValueError(f"default shop {self.default!r} is not in the catalog {ids}")
+        return self

@@ -1,0 +1,34 @@
+"""The knowledge base's unit: one entry, with a stable source id, what it says in each language,
+and the texts a shopper's question is matched against."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Literal
+
+from shop.text import Language
+
+EntryKind = Literal["faq", "policy", "product", "promo"]
+
+
+@dataclass(frozen=True)
+class KnowledgeEntry:
+    """One fact the assistant may use: a FAQ answer, a policy section, a product, a promotion."""
+
+    id: str  # "<kind>/<id>", e.g. "faq/returns-7-days": the source id in prompts and responses
+    kind: EntryKind
+    title: dict[Language, str]
+    text: dict[Language, str]  # what the model is given, per language
+    # Texts matched against a question: phrasings, title, and the text itself. Each is indexed
+    # as its own document, and an entry scores as its best-matching document.
+    match_texts: tuple[str, ...]
+    valid_from: datetime | None = None  # promotions: retrieved only while valid
+    valid_until: datetime | None = None
+    # Issue 14's curated answers read this: FAQ answers are approved by the shop as written.
+    approved_answer: dict[Language, str] = field(default_factory=dict)
+
+    def valid_at(self, now: datetime) -> bool:
+        if self.valid_from is not None and now < self.valid_from:
+            return False
+        return self.valid_until is None or now < self.valid_until

@@ -1,0 +1,93 @@
+"""BM25 retrieval over a shop's entries (bm25s), with a relevance that can be compared to a
+threshold.
+
+Each match text of an entry (every phrasing of a FAQ question, titles, the answer) is its own
+BM25 document, and an entry scores as its best document: a question matches the phrasing closest
+to it instead of being diluted by a long answer. BM25 scores grow with the query's length, so the
+score is divided by the query's information, the sum of its terms' IDF: `relevance` is then
+about the share of the question's meaning that the entry covers, comparable across short and
+long questions, and a term the knowledge base never uses (a product the shop does not sell)
+lowers it, which is what makes "nothing relevant" detectable.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from dataclasses import dataclass
+from datetime import datetime
+
+import numpy as np
+
+from shop.knowledge.entries import KnowledgeEntry
+from shop.text import Tokenizer
+
+
+@dataclass(frozen=True)
+class ScoredEntry:
+    entry: KnowledgeEntry
+    relevance: float
+
+
+@dataclass(frozen=True)
+class WeightedQuery:
+    """Text to search for and its weight (the latest turn 1, earlier turns less)."""
+
+    text: str
+    weight: float = 1.0
+
+
+class KnowledgeIndex:
+    """An immutable index of one version of a knowledge base."""
+
+    def __init__(self, entries: list[KnowledgeEntry], tokenizer: Tokenizer):
+        import bm25s
+
+        self.entries = tuple(entries)
+        self._tokenizer = tokenizer
+        documents: list[list[str]] = []
+        starts: list[int] = []
+        for entry in self.entries:
+            starts.append(len(documents))
+            documents.extend(tokenizer.tokens(text) for text in entry.match_texts)
+        self._starts = np.array(starts, dtype=np.int64)
+        self._retriever = bm25s.BM25()
+        self._empty = not documents
+        if not self._empty:
+            self._retriever.index(documents, show_progress=False)
+        # IDF as bm25s's default (Lucene) computes it, for the query-information denominator.
+        n = len(documents)
+        frequency = Counter(term for doc in documents for term in set(doc))
+        self._idf = {term: math.log(1 + (n - df + 0.5) / (df + 0.5))
+                     for term, df in frequency.items()}
+        self._unknown_idf = math.log(1 + (n + 0.5) / 0.5)
+        self._dated = np.array([e.valid_from is not None or e.valid_until is not None
+                                for e in self.entries], dtype=bool)
+
+    def search(self, queries: list[WeightedQuery], now: datetime, limit: int) -> list[ScoredEntry]:
+        """The best `limit` entries valid at `now`, most relevant first (relevance > 0)."""
+        if self._empty or not self.entries:
+            return []
+        combined = np.zeros(len(self.entries), dtype=np.float64)
+        information = 0.0
+        for query in queries:
+            terms = self._tokenizer.tokens(query.text)
+            if not terms or query.weight <= 0:
+                continue
+            information += query.weight * sum(self._idf.get(t, self._unknown_idf) for t in terms)
+            known = [t for t in terms if t in self._idf]
+            if known:
+                scores = self._retriever.get_scores(known)
+                combined += query.weight * np.maximum.reduceat(scores, self._starts)
+        if information == 0.0:
+            return []
+        if self._dated.any():
+            for i in np.flatnonzero(self._dated):
+                if not self.entries[i].valid_at(now):
+                    combined[i] = 0.0
+        relevance = combined / information
+        count = min(limit, len(relevance))
+        best = np.argpartition(-relevance, count - 1)[:count]
+        best = best[np.argsort(-relevance[best], kind="stable")]
+        return [ScoredEntry(self.entries[i], float(relevance[i])) for i in best
+                if relevance[i] > 0]
