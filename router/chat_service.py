@@ -42,7 +42,7 @@ from router.protocol import (
 from router.engine_params import chat_template_kwargs_for, sampling_for
 from router.routing import CatalogEntry, RouteDecision, route_for_request
 from router.validation import check_images, check_request, parse_chat_request
-from shop.assistant import ShopPlan, ShopRequestError
+from shop.assistant import ShopAssistant, ShopPlan, ShopRequestError
 from shop.directory import ShopDirectory, UnknownShopError
 
 logger = logging.getLogger("cs_assistant.chat_service")
@@ -62,6 +62,7 @@ class PreparedChat:
     deadline: float  # time.monotonic() by which the request must finish
     metrics: RequestMetrics
     shop_plan: ShopPlan | None = None  # None when the app serves no shops
+    shop: ShopAssistant | None = None
 
     @property
     def request_id(self) -> str:
@@ -72,10 +73,14 @@ class PreparedChat:
         """The shop's answer when no model is asked (a hand-off, "I will check")."""
         return self.shop_plan.reply if self.shop_plan else None
 
-    @property
-    def service(self) -> dict | None:
-        """The response's `service` object, None without shops."""
-        return self.shop_plan.service.as_dict() if self.shop_plan else None
+    def service(self, answer: str) -> dict | None:
+        """The response's `service` object once `answer` is complete; None without shops."""
+        if self.shop is None or self.shop_plan is None:
+            return None
+        service = self.shop.review(self.shop_plan, answer)
+        if service is not self.shop_plan.service and service.handoff is not None:
+            self.metrics.shop_handed_off(self.shop.config.id, service.handoff.reason)
+        return service.as_dict()
 
 
 def new_request_id() -> str:
@@ -158,6 +163,7 @@ class ChatService:
             deadline=started + self._limits.request_timeout_s,
             metrics=metrics,
             shop_plan=plan,
+            shop=assistant,
         )
 
     def _shop_for(self, shop_id: str | None):
@@ -202,7 +208,7 @@ class ChatService:
                 )
             ],
             usage=_usage(last),
-            service=chat.service,
+            service=chat.service("".join(pieces)),
         )
 
     def _engine_stream(self, chat: PreparedChat) -> AsyncIterator[GenerationChunk]:
@@ -260,12 +266,15 @@ class ChatStream:
                 choice["delta"] = {k: v for k, v in choice["delta"].items() if v is not None}
             if payload["usage"] is None:
                 del payload["usage"]
-            if last and chat.service is not None:
+            if last:
                 # The last chunk before [DONE] says what happened (sources, hand-off).
-                payload["service"] = chat.service
+                service = chat.service("".join(pieces))
+                if service is not None:
+                    payload["service"] = service
             return sse_data(payload)
 
         last: GenerationChunk | None = None
+        pieces: list[str] = []
         try:
             yield event(Delta(role="assistant", content=""))
             chunk = self._first
@@ -274,6 +283,7 @@ class ChatStream:
                 measured.tokens(chunk.prompt_tokens, chunk.completion_tokens)
                 if chunk.text:
                     measured.content_sent()
+                    pieces.append(chunk.text)
                     yield event(Delta(content=chunk.text))
                 if chunk.finish_reason is not None:
                     yield event(Delta(), finish_reason=chunk.finish_reason,

@@ -213,6 +213,11 @@ class RequestMetrics:
         if plan.retrieval_s > 0:
             m.record(SHOP_RETRIEVAL, plan.retrieval_s, shop=shop)
 
+    def shop_handed_off(self, shop: str, reason: str) -> None:
+        """The model's answer turned into a hand-off (it replied with the no-answer message)."""
+        if shop in self._metrics.shops:
+            self._metrics.record(SHOP_HANDOFFS, 1, shop=shop, handoff_reason=reason)
+
     def images_checked(self, count: int, seconds: float) -> None:
         self._metrics.record(IMAGE_PREPROCESS, seconds, model=self._model)
         self._metrics.record(IMAGES, count, model=self._model)

@@ -8,11 +8,16 @@ Order of decisions, cheapest and most certain first:
 2. retrieval on the latest message plus, with less weight, the shopper's previous one;
 3. no entry relevant enough, and the message is neither small talk nor about an image: the
    no-answer message (a `no_answer` hand-off), no model call;
-4. otherwise the model answers from the persona and the facts.
+4. otherwise the model answers from the persona and the facts; when they do not answer the
+   question it is told to reply with the no-answer message, and `review` turns such a reply
+   into a `no_answer` hand-off (lexical relevance alone cannot tell an answerable colloquial
+   question from an unanswerable one: scripts/tune_retrieval.py).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import difflib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -25,9 +30,12 @@ from shop.handoff import HandoffDecision, HandoffRules
 from shop.knowledge.base import KnowledgeBase
 from shop.knowledge.index import ScoredEntry, WeightedQuery
 from shop.prompt import build_messages
-from shop.text import Language
+from shop.text import Language, normalize
 
 Clock = Callable[[], datetime]
+# A model reply this similar to the shop's no-answer message is that message (models add or drop
+# a word or a punctuation mark).
+NO_ANSWER_SIMILARITY = 0.85
 # Entries after the first are given to the model when they reach this share of the shop's
 # relevance threshold: near misses help the model with "and the other one?" at little risk.
 SECONDARY_FACT_RATIO = 0.5
@@ -144,3 +152,20 @@ class ShopAssistant:
             ServiceInfo(shop.id, sources), language, None,
             build_messages(shop, conversation, facts, language), shop.sampling,
             enable_thinking, retrieval_s, version, tuple(found))
+
+    def review(self, plan: ShopPlan, answer: str) -> ServiceInfo:
+        """The `service` object once the model has answered: a reply that is the shop's
+        no-answer message (the facts did not answer the question) is a `no_answer` hand-off."""
+        if plan.reply is not None or plan.service.handoff is not None:
+            return plan.service
+        said = normalize(answer).strip()
+        for language in ("en", "zh"):
+            message = self.config.messages.no_answer.get(language)
+            expected = normalize(message).strip()
+            if expected in said or difflib.SequenceMatcher(
+                    None, said, expected).ratio() >= NO_ANSWER_SIMILARITY:
+                return dataclasses.replace(
+                    plan.service, sources=(),
+                    handoff=HandoffDecision("no_answer",
+                                            self.config.messages.no_answer.get(plan.language)))
+        return plan.service

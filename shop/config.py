@@ -73,7 +73,7 @@ class RetrievalConfig(_Strict):
 
     top_k: int = Field(3, ge=1, le=10, description="Entries given to the model at most.")
     min_relevance: float = Field(
-        0.3, gt=0.0, description="Relevance (share of the question's information an entry "
+        0.08, gt=0.0, description="Relevance (share of the question's information an entry "
         "covers, shop/knowledge/index.py) below which an entry is not relevant. When no entry "
         "reaches it, the model is not asked: the shop's no-answer message is sent instead.")
     history_weight: float = Field(

@@ -62,28 +62,40 @@ def _has_letters(text: str) -> bool:
     return any(ch.isalpha() for ch in text)
 
 
-_SMALL_TALK = {
-    "en": re.compile(
-        r"^(?:(?:hi|hello|hey|hiya|yo|good (?:morning|afternoon|evening|night)|thanks?|"
-        r"thank you(?: (?:so|very) much)?|thx|ty|ok(?:ay)?|k|cool|great|awesome|perfect|nice|"
-        r"got it|understood|sure|alright|all right|bye|goodbye|see you|cheers|no problem|"
-        r"that'?s (?:all|great|helpful|perfect)|you'?re (?:great|the best)|appreciate it|"
-        r"have a nice day|love it|amazing|brilliant|wonderful|yes|no|yep|nope|sounds good)"
-        r"[\s,.!?~:)(\-]*)+$"),
-    "zh": re.compile(
-        r"^(?:(?:你好|您好|哈喽|嗨|在吗|在不在|在么|早上好|晚上好|下午好|谢谢|多谢|感谢|谢啦|"
-        r"好的|好滴|好嘞|好吧|好|嗯嗯?|哦+|噢|ok|收到|明白了?|知道了|懂了|拜拜|再见|没事了|"
-        r"没问题|太好了|太棒了|棒|赞|辛苦了|麻烦了|亲|哈哈+|可以|行|没有了|不用了|"
-        r"(?:非常|太)?感谢|谢谢(?:你|您|亲)?(?:啦|了)?)"
-        r"[\s,，.。!！?？~～:：)(）（\-]*)+$"),
-}
+# Small talk is a message made only of these (after punctuation and emoji are dropped): a
+# vocabulary, not sentence patterns, so "早上好呀～" and "awesome, thanks a lot!!!" need no
+# pattern of their own. Longest phrases first, so "thank you" goes before "thank".
+_SMALL_TALK_EN = sorted((
+    "hi", "hello", "hey", "hiya", "yo", "good morning", "good afternoon", "good evening",
+    "good night", "morning", "thanks", "thank you", "thank", "thx", "ty", "ok", "okay", "k",
+    "cool", "great", "awesome", "perfect", "nice", "got it", "understood", "sure", "alright",
+    "all right", "bye", "goodbye", "see you", "see ya", "cheers", "no problem", "that's all",
+    "thats all", "that's great", "that's helpful", "helpful", "you're great", "you're the best",
+    "appreciate it", "appreciated", "have a nice day", "have a good day", "love it", "amazing",
+    "brilliant", "wonderful", "fantastic", "yes", "no", "yep", "yeah", "nope", "sounds good",
+    "so much", "very much", "a lot", "lots", "again", "really", "super", "much", "so", "very",
+    "you", "guys", "folks", "there", "lol", "haha", "oh", "ah", "wow", "yay", "fine", "good",
+    "noted", "will do", "for your help", "for the help", "for helping", "help",
+), key=len, reverse=True)
+_SMALL_TALK_ZH = sorted((
+    "你好", "您好", "哈喽", "嗨", "在吗", "在不在", "在么", "早上好", "早安", "晚上好", "晚安",
+    "下午好", "中午好", "谢谢", "多谢", "感谢", "谢啦", "好的", "好滴", "好嘞", "好吧", "好",
+    "嗯", "哦", "噢", "收到", "明白", "知道", "懂了", "拜拜", "再见", "没事", "没问题", "太好",
+    "太棒", "棒", "赞", "辛苦", "麻烦", "亲", "哈", "可以", "行", "没有了", "不用了", "非常",
+    "太", "你", "您", "了", "啦", "呀", "啊", "呢", "哈哈", "嘻嘻", "ok", "客服", "小姐姐",
+    "宝", "耶", "真", "的", "很", "有用", "帮助", "帮忙",
+), key=len, reverse=True)
+_DROP = re.compile(r"[\s,，.。!！?？~～:：;；)(）（\-_*'\"“”‘’…、]+|[\U0001F300-\U0001FAFF\u2600-\u27BF]")
 
 
 def is_small_talk(text: str) -> bool:
     """Greetings, thanks, goodbyes and acknowledgements: answered by the persona without facts,
     and never a reason to say "I need to check that"."""
-    normalized = normalize(text).strip()
-    normalized = re.sub(r"[\U0001F300-\U0001FAFF\u2600-\u27BF]", "", normalized).strip()
-    if not normalized:
+    rest = normalize(text)
+    if not _DROP.sub("", rest):
         return False
-    return any(pattern.match(normalized) for pattern in _SMALL_TALK.values())
+    for phrase in _SMALL_TALK_EN:
+        rest = re.sub(rf"\b{re.escape(phrase)}\b", " ", rest)
+    for phrase in _SMALL_TALK_ZH:
+        rest = rest.replace(phrase, " ")
+    return not _DROP.sub("", rest)

@@ -57,6 +57,8 @@ PATTERNS: dict[str, dict[Language, tuple[str, ...]]] = {
                r"太差", r"什么破", r"气死", r"离谱", r"忍无可忍", r"无语", r"恶心", r"滚",
                r"有病", r"态度(太|真|极其|非常)?差", r"再也不(买|来)", r"退钱", r"搞什么"),
         "en": (r"\bcomplain(t|ts|ing|ed)?\b", r"\b12315\b", r"\breport (you|this shop|your)\b",
+               r"\breport(ing|ed)?\b.{0,25}\bto (the )?(platform|taobao|tmall|jd|12315|"
+               r"authorit\w*|regulators?|consumer)",
                r"\bridiculous\b", r"\bunacceptable\b", r"\bterrible\b", r"\bworst\b",
                r"\bscam(mer|mers|s)?\b", r"\bfraud(ulent)?\b", r"\brip[- ]?off\b",
                r"\bdisgust(ing|ed)\b", r"\bpathetic\b", r"\buseless\b", r"\bfed up\b",
@@ -74,7 +76,7 @@ PATTERNS: dict[str, dict[Language, tuple[str, ...]]] = {
                r"烧伤|割伤|划伤|触电|电到|流血|中毒|发炎)(了|啦|的)",
                r"(起|长)了?(疹子|红疹|包)", r"被(烫|烧|割|划|电)", r"误吞|吞(下|了)",
                r"(孩子|宝宝|小孩|儿子|女儿).{0,8}(受伤|过敏|吞|割|烫|出血|流血)",
-               r"差点(着火|烧|炸)"),
+               r"差点(着火|烧|炸)", r"(冒|打|出|迸)(火花|火星)", r"焦味|烧焦|熔化|融化了"),
         "en": (r"\blawyers?\b", r"\battorney\b", r"\bsu(e|ing)\b", r"\blawsuit\b",
                r"\bcourt\b", r"\blegal action\b", r"\bsolicitor\b", r"\bpolice\b",
                r"\bcharge ?back\b", r"\bdispute (the|this|a) (charge|payment|transaction)\b",
@@ -89,7 +91,8 @@ PATTERNS: dict[str, dict[Language, tuple[str, ...]]] = {
                r"sparking|melting)\b", r"\bexplod(ed|ing)\b", r"\bblew up\b",
                r"\b(swell(ed|ing)|swollen|bulg(ed|ing))\b", r"\belectric(al)? shock\b",
                r"\bshocked (me|him|her|my)\b", r"\bchok(ed|ing)\b", r"\bswallowed\b",
-               r"\bbleeding\b", r"\bsmoke (came|coming)\b"),
+               r"\bbleeding\b", r"\bsmoke (came|coming)\b", r"\bspark(ed|ing|s)\b",
+               r"\bmelt(ed|ing)\b", r"\bburn(t|ed)? marks?\b", r"\bscorch(ed|ing)?\b"),
     },
 }
 
@@ -98,9 +101,13 @@ EXCEPTIONS: dict[str, dict[Language, tuple[str, ...]]] = {
     "complaint": {
         "zh": (r"(怎么|如何|在哪|哪里|怎样|可以|能不能|能否|去哪)(里)?投诉",
                r"投诉(的)?(流程|渠道|方式|电话|入口|政策|规则|处理|多久|时效|途径|步骤)",
-               r"(不是|不想|不要|没有|不用|并非)(要)?投诉"),
-        "en": (r"\bhow (do|can|would|should) (i|we|you) (file|make|submit|raise|lodge|send|log)"
-               r" (a )?complaint\b", r"\bcomplaints? (process|procedure|policy|form|department|"
+               r"(不是|不想|不要|没有|不用|并非)(要)?投诉",
+               # A calm question about complaining ("能不能直接打12315投诉？") asks about the
+               # procedure; a threat carries a condition or urgency and is not excepted.
+               r"^(?!.*(再不|如果不|不处理|不给|马上|立刻|赶紧|[!！]))"
+               r"(?=.*(能不能|可不可以|可以|能否|是否|会不会|怎么|如何|要不要|哪里|在哪))"
+               r".*(投诉|12315).*([吗呢?？]|会怎样|会怎么样)"),
+        "en": (r"\bhow (do|can|would|should) (i|we)\b.{0,25}\bcomplain", r"\bcomplaints? (process|procedure|policy|form|department|"
                r"channel|handling)\b", r"\bwhere (do|can) i (complain|file|send)\b",
                r"\b(not|don't|do not|no need to|never) (want to |trying to |going to )?"
                r"complain", r"\bwhat happens (after|when|if) i complain\b",

@@ -26,10 +26,10 @@ _NEVER = {"en": "Never promise or do any of the following: {items}.",
           "zh": "绝不承诺或做以下事情：{items}。"}
 _FACTS_HEADER = {
     "en": ("Facts from {shop}'s knowledge base, each with its source id. Answer only from these "
-           "facts. If they do not answer the question, say that you will check with a colleague; "
-           "do not guess."),
-    "zh": "以下是{shop}知识库中的事实，每条带有来源编号。只能依据这些事实回答；如果事实中没有答案，"
-          "请说明会向同事核实，不要猜测。",
+           "facts; do not guess. If they do not answer the question, reply with exactly this "
+           "sentence and nothing else: {no_answer}"),
+    "zh": "以下是{shop}知识库中的事实，每条带有来源编号。只能依据这些事实回答，不要猜测。"
+          "如果事实中没有答案，请只回复这句话，不要加任何内容：{no_answer}",
 }
 _NO_FACTS = {
     "en": "There are no facts for this message: reply politely and briefly, and do not state any "
@@ -58,7 +58,8 @@ def persona_text(shop: ShopConfig, language: Language) -> str:
 def facts_block(shop: ShopConfig, facts: list[KnowledgeEntry], language: Language) -> str:
     if not facts:
         return _NO_FACTS[language]
-    lines = [_FACTS_HEADER[language].format(shop=shop.name)]
+    lines = [_FACTS_HEADER[language].format(
+        shop=shop.name, no_answer=shop.messages.no_answer.get(language))]
     for entry in facts:
         lines.append(f"[{entry.id}] {entry.title[language]}: {entry.text[language]}")
     return "\n".join(lines)

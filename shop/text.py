@@ -28,7 +28,7 @@ _ZH_STOP = frozenset(
     "和 与 请问 请 一下 可以 能 能不能 可不可以 会 要 想 问 亲 哈 呗 个 一个 下".split()
 )
 # Single characters that make a bigram noise ("货吗", "我的").
-_ZH_STOP_CHARS = frozenset("的了吗呢吧啊呀哦嘛么我你您他她它是这那就也都和与请个亲哈呗")
+_ZH_STOP_CHARS = frozenset("的了吗呢吧啊呀哦嘛么我你您他她它们是这那就也都和与请个亲哈呗")
 _EN_STOP = frozenset(
     "a an the i me my we our you your he she it its they them their is are was were be been "
     "am do does did doing have has had having to of in on at for from by with about as into "
@@ -80,8 +80,16 @@ class Tokenizer:
 
     def tokens(self, text: str) -> list[str]:
         """Index terms of `text`, in order (duplicates kept: BM25 counts them)."""
+        words, bigrams = self.words_and_bigrams(text)
+        return words + bigrams
+
+    def words_and_bigrams(self, text: str) -> tuple[list[str], list[str]]:
+        """(words, Chinese character bigrams) of `text`. The bigrams only help matching across
+        segmentation differences; they carry no meaning of their own (a relevance measure
+        must not count an unknown bigram as unknown meaning)."""
         self.warm_up()
-        terms: list[str] = []
+        words: list[str] = []
+        bigrams: list[str] = []
         english: list[str] = []
         for match in _RUNS.finditer(normalize(text)):
             chinese, word = match.groups()
@@ -89,13 +97,13 @@ class Tokenizer:
                 if word not in _EN_STOP:
                     english.append(word.replace("’", "'"))
                 continue
-            terms.extend(w for w in self._jieba.cut_for_search(chinese, HMM=True)
+            words.extend(w for w in self._jieba.cut_for_search(chinese, HMM=True)
                          if w not in _ZH_STOP and w.strip())
-            terms.extend(chinese[i:i + 2] for i in range(len(chinese) - 1)
-                         if chinese[i] not in _ZH_STOP_CHARS
-                         and chinese[i + 1] not in _ZH_STOP_CHARS)
-        terms.extend(self._stemmer.stemWords(english))
-        return terms
+            bigrams.extend(chinese[i:i + 2] for i in range(len(chinese) - 1)
+                           if chinese[i] not in _ZH_STOP_CHARS
+                           and chinese[i + 1] not in _ZH_STOP_CHARS)
+        words.extend(self._stemmer.stemWords(english))
+        return words, bigrams
 
 
 # Shop vocabulary jieba's general dictionary splits wrongly; added to every Tokenizer.

@@ -20,9 +20,11 @@ class KnowledgeEntry:
     kind: EntryKind
     title: dict[Language, str]
     text: dict[Language, str]  # what the model is given, per language
-    # Texts matched against a question: phrasings, title, and the text itself. Each is indexed
-    # as its own document, and an entry scores as its best-matching document.
-    match_texts: tuple[str, ...]
+    # What a question is matched against, each indexed as its own BM25 document: for a FAQ
+    # entry, its phrasings and title in one document per language (a question resembles its
+    # sibling phrasings more than any single one) and its answer per language; for the other
+    # kinds, their name or title and text.
+    documents: tuple[str, ...]
     valid_from: datetime | None = None  # promotions: retrieved only while valid
     valid_until: datetime | None = None
     # Issue 14's curated answers read this: FAQ answers are approved by the shop as written.

@@ -126,8 +126,9 @@ def _faq(path: Path) -> list[KnowledgeEntry]:
         answer = faq.answer.by_language()
         out.append(KnowledgeEntry(
             id=f"faq/{faq.id}", kind="faq", title=faq.title.by_language(), text=answer,
-            match_texts=(*faq.questions.en, *faq.questions.zh, faq.title.en, faq.title.zh,
-                         faq.answer.en, faq.answer.zh),
+            documents=(" ".join([*faq.questions.en, faq.title.en]),
+                       " ".join([*faq.questions.zh, faq.title.zh]),
+                       faq.answer.en, faq.answer.zh),
             approved_answer=answer,
         ))
     return out
@@ -159,7 +160,7 @@ def _policies(path: Path) -> list[KnowledgeEntry]:
         title = {"en": match["en"], "zh": match["zh"]}
         out.append(KnowledgeEntry(
             id=f"policy/{match['id']}", kind="policy", title=title, text=text,
-            match_texts=(title["en"], title["zh"], *paragraphs),
+            documents=(title["en"], title["zh"], *paragraphs),
         ))
     return out
 
@@ -181,7 +182,7 @@ def _products(path: Path) -> list[KnowledgeEntry]:
         out.append(KnowledgeEntry(
             id=f"product/{product.sku}", kind="product", title=product.name.by_language(),
             text=text,
-            match_texts=(product.name.en, product.name.zh,
+            documents=(product.name.en, product.name.zh,
                          f"{product.category.en} {product.name.en} {product.description.en}",
                          f"{product.category.zh} {product.name.zh} {product.description.zh}",
                          product.sku),
@@ -226,7 +227,7 @@ def _promotions(path: Path) -> list[KnowledgeEntry]:
         out.append(KnowledgeEntry(
             id=f"promo/{promo.id}", kind="promo", title=promo.title.by_language(),
             text=promo.details.by_language(),
-            match_texts=(promo.title.en, promo.title.zh, promo.details.en, promo.details.zh),
+            documents=(promo.title.en, promo.title.zh, promo.details.en, promo.details.zh),
             valid_from=promo.starts, valid_until=promo.ends,
         ))
     return out
