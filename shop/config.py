@@ -76,6 +76,9 @@ class RetrievalConfig(_Strict):
         0.08, gt=0.0, description="Relevance (share of the question's information an entry "
         "covers, shop/knowledge/index.py) below which an entry is not relevant. When no entry "
         "reaches it, the model is not asked: the shop's no-answer message is sent instead.")
+    max_fact_chars: int = Field(
+        600, ge=50, description="Longest text of one fact in the prompt; longer ones (policy "
+        "sections) are cut at a sentence end, so the facts block fits small context windows.")
     history_weight: float = Field(
         0.5, ge=0.0, le=1.0, description="Weight of the previous shopper turn in the search, so "
         "'and in grey?' or '那这个呢' resolve against what was asked before.")

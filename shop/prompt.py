@@ -10,6 +10,7 @@ remove or override the shop's rules.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from shop.config import ShopConfig
@@ -61,8 +62,23 @@ def facts_block(shop: ShopConfig, facts: list[KnowledgeEntry], language: Languag
     lines = [_FACTS_HEADER[language].format(
         shop=shop.name, no_answer=shop.messages.no_answer.get(language))]
     for entry in facts:
-        lines.append(f"[{entry.id}] {entry.title[language]}: {entry.text[language]}")
+        text = clip(entry.text[language], shop.retrieval.max_fact_chars)
+        lines.append(f"[{entry.id}] {entry.title[language]}: {text}")
     return "\n".join(lines)
+
+
+_SENTENCE_END = re.compile(r"(?<=[.!?。！？；;])\s*")
+
+
+def clip(text: str, limit: int) -> str:
+    """`text` cut to at most `limit` characters at the last sentence end before it (at the limit
+    itself when the first sentence is already longer)."""
+    if len(text) <= limit:
+        return text
+    cut = 0
+    for match in _SENTENCE_END.finditer(text, 0, limit):
+        cut = match.start()
+    return (text[:cut] if cut else text[:limit]).rstrip() + " …"
 
 
 def build_messages(shop: ShopConfig, conversation: Conversation, facts: list[KnowledgeEntry],

@@ -34,8 +34,9 @@ PROMETHEUS_STARTUP_TIMEOUT_S = 60
 
 def write_test_config(dest: Path, port: int, customize=None) -> Path:
     """The shipped local config with the test port and tiny models. The sales calendar is
-    emptied so the date the suite runs on cannot change replica counts; `customize(raw)` may
-    change more (the autoscaling tests use small bounds)."""
+    emptied so the date the suite runs on cannot change replica counts, and the shops read
+    copies of their knowledge bases beside `dest`; `customize(raw)` may change more (the
+    autoscaling tests use small bounds)."""
     raw = load_serve_config(LOCAL_CONFIG)
     raw["http_options"]["port"] = port
     app = raw["applications"][0]
@@ -46,6 +47,12 @@ def write_test_config(dest: Path, port: int, customize=None) -> Path:
         policy = deployment.get("autoscaling_config", {}).get("policy")
         if policy:
             policy["policy_kwargs"] = {"events": []}
+    # The stack reads copies of the knowledge bases, so a test may edit them while it runs.
+    for shop in app["args"].get("shops", {}).get("catalog", []):
+        copy = dest.parent / "shops" / shop["id"]
+        if not copy.exists():
+            shutil.copytree(PROJECT_ROOT / shop["knowledge_base"], copy)
+        shop["knowledge_base"] = str(copy)
     if customize is not None:
         customize(raw)
     dest.write_text(yaml.safe_dump(raw, sort_keys=False))

@@ -1,0 +1,122 @@
+"""The shop layer on the real local stack (Ray Serve + vLLM CPU engines, tiny models): answers
+grounded in the knowledge base with their sources in both languages, a hand-off answered with no
+engine call, `service` in the last stream chunk, an unknown shop, and a knowledge-base file
+edited while the stack runs."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.integration.test_local_stack import SAMPLE, TEXT_MODEL
+
+pytestmark = pytest.mark.integration
+ENGINE_FINISHED = "ray_vllm_request_success_total"
+SETTLE_S = 4.0  # 4 metric report intervals of the test stack
+RELOAD_TIMEOUT_S = 30.0  # reload_check_s (2 s) + indexing + margin
+
+
+def ask(stack, text: str, shop: str | None = None, **fields):
+    headers = {"X-Shop-Id": shop} if shop else {}
+    with stack.client() as client:
+        return client.post("/v1/chat/completions", headers=headers, json={
+            "messages": [{"role": "user", "content": text}], **SAMPLE, **fields})
+
+
+def settled(stack, name: str, **labels) -> float:
+    """A counter's value once it has not moved for SETTLE_S."""
+    last, since, deadline = stack.metric_sum(name, **labels), time.monotonic(), time.monotonic() + 60
+    while time.monotonic() < deadline:
+        time.sleep(0.5)
+        now = stack.metric_sum(name, **labels)
+        if now != last:
+            last, since = now, time.monotonic()
+        elif time.monotonic() - since >= SETTLE_S:
+            return now
+    pytest.fail(f"{name} still changing")
+
+
+@pytest.mark.parametrize(
+    ("shop", "question", "source"),
+    [("demo-apparel", "我的订单什么时候发货？", "faq/shipping-cutoff"),
+     ("demo-apparel", "Is shipping free?", "faq/shipping-fee"),
+     ("demo-electronics", "能开专票吗", "faq/invoice-vat-special"),
+     ("demo-electronics", "How long is the warranty on a power bank?", "faq/warranty-length")],
+)
+def test_questions_are_answered_by_the_model_with_their_sources(stack, shop, question, source):
+    response = ask(stack, question, shop)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["usage"]["completion_tokens"] >= 1 and body["model"] == TEXT_MODEL
+    service = body["service"]
+    assert service["shop"] == shop and service["handoff"] is None and service["cache"] == "bypass"
+    assert source in [s["id"] for s in service["sources"]]
+
+
+def test_a_handoff_is_answered_without_an_engine_call(stack):
+    before = settled(stack, ENGINE_FINISHED, model_name=TEXT_MODEL)
+    response = ask(stack, "我要投诉！转人工！")
+    assert response.status_code == 200
+    service = response.json()["service"]
+    assert service["handoff"]["reason"] == "complaint"
+    assert response.json()["choices"][0]["message"]["content"] == service["handoff"]["message"]
+    assert settled(stack, ENGINE_FINISHED, model_name=TEXT_MODEL) == before
+    # The counter does move for a question the model answers: the check above can fail.
+    assert ask(stack, "包邮吗").status_code == 200
+    assert settled(stack, ENGINE_FINISHED, model_name=TEXT_MODEL) == before + 1
+
+
+def test_the_last_stream_chunk_carries_service(stack):
+    with stack.client() as client, client.stream("POST", "/v1/chat/completions", json={
+        "messages": [{"role": "user", "content": "When will my order ship?"}], **SAMPLE,
+        "stream": True, "stream_options": {"include_usage": True},
+    }) as response:
+        assert response.status_code == 200
+        events = [line.removeprefix("data: ") for line in response.iter_lines() if line]
+    assert events[-1] == "[DONE]"
+    chunks = [json.loads(e) for e in events[:-1]]
+    assert "usage" in chunks[-1] and "service" in chunks[-1]
+    assert all("service" not in chunk for chunk in chunks[:-1])
+    assert "faq/shipping-cutoff" in [s["id"] for s in chunks[-1]["service"]["sources"]]
+
+
+def test_an_unknown_shop_is_a_404(stack):
+    response = ask(stack, "hi", shop="nobody")
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == "shop_not_found"
+    with stack.client() as client:
+        listed = client.get("/v1/shops").json()["data"]
+    assert [s["id"] for s in listed] == ["demo-apparel", "demo-electronics"]
+
+
+def test_a_knowledge_base_edit_is_served_without_a_restart(stack):
+    config = yaml.safe_load(Path(stack.config_path).read_text())
+    shop = next(s for s in config["applications"][0]["args"]["shops"]["catalog"]
+                if s["id"] == "demo-electronics")
+    faq = Path(shop["knowledge_base"]) / "faq.yaml"
+    question = "Do you sell solar-powered charging backpacks?"
+    assert "faq/solar-backpack" not in [s["id"] for s in
+                                        ask(stack, question, shop["id"]).json()["service"]["sources"]]
+    faq.write_text(faq.read_text(encoding="utf-8") + """
+  - id: solar-backpack
+    title: {en: "Solar charging backpack", zh: "太阳能充电背包"}
+    questions:
+      en: ["Do you sell solar-powered charging backpacks?", "solar backpack"]
+      zh: ["有太阳能充电背包吗"]
+    answer:
+      en: "Yes: the Voltway solar backpack arrives in January 2027."
+      zh: "有的，伏特路太阳能背包将于2027年1月上架。"
+""", encoding="utf-8")
+    edited_at = time.monotonic()
+    while time.monotonic() - edited_at < RELOAD_TIMEOUT_S:
+        sources = [s["id"] for s in ask(stack, question, shop["id"]).json()["service"]["sources"]]
+        if sources and sources[0] == "faq/solar-backpack":
+            print(f"\n[integration] knowledge-base edit served after "
+                  f"{time.monotonic() - edited_at:.1f}s")
+            return
+        time.sleep(1)
+    pytest.fail(f"the edited entry was not served within {RELOAD_TIMEOUT_S}s")

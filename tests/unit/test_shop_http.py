@@ -1,0 +1,147 @@
+"""The shop layer behind the HTTP API (in-process, fake replicas): X-Shop-Id, GET /v1/shops, the
+`service` object in bodies and in the last stream chunk, hand-offs answered without any engine
+call, and the shop metrics."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from fastapi.testclient import TestClient
+
+from configs.schema import PROJECT_ROOT
+from router.chat_service import ChatService
+from router.ingress import build_api
+from shop.directory import ShopDirectory
+from tests.fakes import FakeBehaviour, fake_streamers, recording_metrics
+from tests.unit.shop.conftest import SINGLES_DAY
+from tests.unit.test_ingress_http import FakeHandle
+
+URL = "/v1/chat/completions"
+
+
+class ShopStack:
+    def __init__(self, config, behaviour=None):
+        streamers, self.engines = fake_streamers(config, behaviour)
+        metrics, self.registry = recording_metrics(config)
+        shops = ShopDirectory(config.shops, PROJECT_ROOT, clock=lambda: SINGLES_DAY)
+        self.config = config
+        self.client = TestClient(
+            build_api(ChatService(config, streamers, shops), metrics, config, FakeHandle()),
+            raise_server_exceptions=False)
+
+    def engine_calls(self) -> int:
+        return sum(len(engine.requests) for engine in self.engines.values())
+
+    def value(self, name: str, **labels) -> float:
+        return self.registry.get_sample_value(name, labels) or 0.0
+
+    def stream(self, body: dict, **headers) -> list[dict]:
+        with self.client.stream("POST", URL, json={**body, "stream": True},
+                                headers=headers) as response:
+            assert response.status_code == 200, response.read()
+            lines = [line for line in response.iter_lines() if line]
+        assert lines[-1] == "data: [DONE]"
+        return [json.loads(line.removeprefix("data: ")) for line in lines[:-1]]
+
+
+@pytest.fixture
+def stack(local_config):
+    return ShopStack(local_config)
+
+
+def ask(text: str, **fields) -> dict:
+    return {"messages": [{"role": "user", "content": text}], **fields}
+
+
+def test_unknown_shop_is_404_in_the_openai_envelope(stack):
+    response = stack.client.post(URL, json=ask("hi"), headers={"X-Shop-Id": "no-such-shop"})
+    assert response.status_code == 404
+    error = response.json()["error"]
+    assert (error["code"], error["param"]) == ("shop_not_found", "X-Shop-Id")
+    assert stack.engine_calls() == 0
+
+
+def test_shops_are_listed_with_ids_names_and_languages_only(stack):
+    data = stack.client.get("/v1/shops").json()["data"]
+    assert [shop["id"] for shop in data] == ["demo-apparel", "demo-electronics"]
+    assert all(set(shop) == {"id", "name", "languages"} for shop in data)
+
+
+def test_an_answer_carries_its_sources_and_the_model_saw_persona_and_facts(stack):
+    response = stack.client.post(URL, json=ask("能开专票吗"),
+                                 headers={"X-Shop-Id": "demo-electronics"})
+    assert response.status_code == 200
+    service = response.json()["service"]
+    assert service["shop"] == "demo-electronics" and service["handoff"] is None
+    assert "faq/invoice-vat-special" in [s["id"] for s in service["sources"]]
+    (sent,) = stack.engines["text"].requests
+    assert sent.messages[0]["role"] == "system" and "[faq/invoice-vat-special]" in \
+        sent.messages[0]["content"]
+    assert sent.sampling.temperature == stack.config.shops.catalog[1].sampling.temperature
+
+
+def test_a_handoff_is_answered_without_any_engine_call(stack):
+    response = stack.client.post(URL, json=ask("转人工"))
+    assert response.status_code == 200
+    body = response.json()
+    assert stack.engine_calls() == 0
+    message = stack.config.shops.catalog[0].messages.handoff.zh
+    assert body["choices"][0]["message"]["content"] == message
+    assert body["choices"][0]["finish_reason"] == "stop"
+    assert body["service"]["handoff"] == {"reason": "requested", "message": message}
+    assert body["usage"] == {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
+    assert stack.value("cs_shop_handoffs_total", shop="demo-apparel",
+                       handoff_reason="requested") == 1
+    assert stack.value("cs_shop_requests_total", shop="demo-apparel", answer="handoff") == 1
+
+
+def test_the_last_stream_chunk_before_done_carries_service(stack):
+    chunks = stack.stream(ask("When will my order ship?"))
+    assert "service" in chunks[-1] and chunks[-1]["choices"][0]["finish_reason"] == "stop"
+    assert all("service" not in chunk for chunk in chunks[:-1])
+    assert "faq/shipping-cutoff" in [s["id"] for s in chunks[-1]["service"]["sources"]]
+    with_usage = stack.stream(ask("When will my order ship?",
+                                  stream_options={"include_usage": True}))
+    assert with_usage[-1]["choices"] == [] and "usage" in with_usage[-1]
+    assert "service" in with_usage[-1]
+    assert all("service" not in chunk for chunk in with_usage[:-1])
+
+
+def test_a_streamed_handoff_has_the_same_sse_shape(stack):
+    chunks = stack.stream(ask("I want to complain!!!"))
+    assert stack.engine_calls() == 0
+    assert chunks[0]["choices"][0]["delta"] == {"role": "assistant", "content": ""}
+    text = "".join(c["choices"][0]["delta"].get("content", "") for c in chunks if c["choices"])
+    assert text == stack.config.shops.catalog[0].messages.handoff.en
+    assert chunks[-1]["service"]["handoff"]["reason"] == "complaint"
+
+
+def test_a_model_reply_that_declines_becomes_a_no_answer_handoff(local_config):
+    declined = local_config.shops.catalog[0].messages.no_answer.en
+    stack = ShopStack(local_config, FakeBehaviour(reply=(declined[:20], declined[20:])))
+    body = stack.client.post(URL, json=ask("Is the trench coat lined?")).json()
+    assert body["service"]["handoff"]["reason"] == "no_answer"
+    assert body["service"]["sources"] == []
+    assert stack.value("cs_shop_handoffs_total", shop="demo-apparel",
+                       handoff_reason="no_answer") == 1
+    chunks = stack.stream(ask("Is the trench coat lined?"))
+    assert chunks[-1]["service"]["handoff"]["reason"] == "no_answer"
+
+
+def test_thinking_where_the_shop_forbids_it_is_a_400(stack):
+    response = stack.client.post(URL, json=ask("hi", chat_template_kwargs={"enable_thinking": True}))
+    assert response.status_code == 400
+    assert response.json()["error"]["param"] == "chat_template_kwargs"
+    allowed = stack.client.post(URL, json=ask("hi", chat_template_kwargs={"enable_thinking": True}),
+                                headers={"X-Shop-Id": "demo-electronics"})
+    assert allowed.status_code == 200
+    assert stack.engines["text"].requests[-1].chat_template_kwargs["enable_thinking"] is True
+
+
+def test_retrieval_time_and_no_relevant_entry_are_measured(stack):
+    stack.client.post(URL, json=ask("quantum zeppelin xylophone"))
+    stack.client.post(URL, json=ask("包邮吗"))
+    assert stack.value("cs_shop_retrieval_seconds_count", shop="demo-apparel") == 2
+    assert stack.value("cs_shop_no_relevant_entry_total", shop="demo-apparel") == 1
+    assert stack.value("cs_shop_requests_total", shop="demo-apparel", answer="model") == 1
