@@ -4,8 +4,11 @@ any difference is reported as lost (client sent, server never counted) or unacco
 counted more than the client sent) and fails the run.
 
 The window is two settled snapshots: before the first request and after the last, each taken once
-the counters have stopped moving for `quiet_s` (the Ray export interval plus Prometheus's scrape
-interval), so nothing is in transit. Other traffic to the same server in that window shows up as
+the server has no request in flight and its counters have stopped moving for `quiet_s` (the Ray
+export interval plus Prometheus's scrape interval), so nothing is in transit. The in-flight
+condition matters for requests the load generator cut off while they waited for their first
+token: the server notices the disconnect only when that token comes, and counts them (499) then,
+which can be well after its counters last moved. Other traffic to the same server in that window shows up as
 unaccounted requests, as it should.
 """
 
@@ -18,6 +21,7 @@ from dataclasses import dataclass, field
 from loadtests.prometheus_api import PrometheusAPI
 
 REQUESTS = "sum by (route, status) (ray_cs_requests_total)"
+IN_FLIGHT = "sum(ray_cs_requests_in_flight)"
 COMPLETION_TOKENS = "sum by (route) (ray_cs_completion_tokens_total)"
 
 
@@ -54,6 +58,7 @@ class ClientTally:
 class ServerSnapshot:
     requests: dict[tuple[str, str], float]  # (route, status) -> count
     completion_tokens: dict[str, float]
+    in_flight: float = 0.0  # requests the ingress replicas are serving now
 
     def total(self) -> float:
         return sum(self.requests.values())
@@ -63,18 +68,20 @@ def snapshot(prom: PrometheusAPI) -> ServerSnapshot:
     requests = {(r["metric"].get("route", ""), r["metric"].get("status", "")): r["value"]
                 for r in prom.query(REQUESTS)}
     tokens = {r["metric"].get("route", ""): r["value"] for r in prom.query(COMPLETION_TOKENS)}
-    return ServerSnapshot(requests, tokens)
+    in_flight = sum(r["value"] for r in prom.query(IN_FLIGHT))
+    return ServerSnapshot(requests, tokens, in_flight)
 
 
 def settled_snapshot(prom: PrometheusAPI, quiet_s: float, timeout_s: float,
                      poll_s: float = 1.0) -> ServerSnapshot:
-    """A snapshot once the counters have not changed for `quiet_s`."""
+    """A snapshot once nothing is in flight and the counters have not changed for `quiet_s`."""
     deadline = time.monotonic() + timeout_s
     current = snapshot(prom)
     stable_since = time.monotonic()
-    while time.monotonic() - stable_since < quiet_s:
+    while time.monotonic() - stable_since < quiet_s or current.in_flight > 0:
         if time.monotonic() > deadline:
-            raise TimeoutError(f"server counters still moving after {timeout_s:.0f}s")
+            raise TimeoutError(f"server counters still moving (or {current.in_flight:.0f} "
+                               f"requests in flight) after {timeout_s:.0f}s")
         time.sleep(poll_s)
         latest = snapshot(prom)
         if latest != current:

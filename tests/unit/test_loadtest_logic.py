@@ -244,3 +244,30 @@ def test_percentile_is_a_nearest_rank_observed_value():
     assert percentile(values, 0.5) == 0.3
     assert percentile(values, 0.95) == 0.5 and percentile(values, 0.2) == 0.1
     assert percentile([], 0.5) is None
+
+
+class ScriptedPrometheus:
+    """Answers the reconciliation queries from a script of (requests, in-flight) readings."""
+
+    def __init__(self, readings):
+        self.readings = list(readings)
+        self.reads = 0
+
+    def query(self, expr):
+        requests, in_flight = self.readings[min(self.reads // 3, len(self.readings) - 1)]
+        self.reads += 1
+        if "in_flight" in expr:
+            return [{"metric": {}, "value": in_flight}]
+        if "completion" in expr:
+            return [{"metric": {"route": "text"}, "value": 10.0}]
+        return [{"metric": {"route": "text", "status": "200"}, "value": requests}]
+
+
+def test_a_snapshot_is_not_settled_while_requests_are_in_flight():
+    from loadtests.reconcile import settled_snapshot
+
+    # Counters still for several polls while a cut-off request waits for its first token, then
+    # its 499 is counted: the snapshot must include it.
+    prom = ScriptedPrometheus([(5.0, 1.0)] * 4 + [(6.0, 0.0)] * 3)
+    taken = settled_snapshot(prom, quiet_s=0.0, timeout_s=5, poll_s=0.0)
+    assert taken.requests[("text", "200")] == 6.0 and taken.in_flight == 0
