@@ -74,6 +74,12 @@ class EngineConfig(_Strict):
     limit_images_per_prompt: int = Field(
         0, ge=0, description="Images one prompt may carry (vision models); 0 for text models."
     )
+    request_seed: bool = Field(
+        True, description="Pass a request's `seed` to the engine. The vLLM CPU build (0.32) "
+        "kills its engine when a seeded request's prompt is prefilled in more than one chunk "
+        "(its CPU random generators cannot rewind: 'CPU Generator does not use offset'), so "
+        "the CPU config turns this off: `seed` is then accepted but not applied.",
+    )
     extra_engine_kwargs: dict[str, Any] = Field(
         default_factory=dict,
         description="Further AsyncEngineArgs fields, passed through as-is (validated against "

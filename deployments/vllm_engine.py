@@ -116,7 +116,7 @@ class VLLMChatEngine(ChatEngine):
             temperature=s.temperature,
             top_p=s.top_p,
             stop=list(s.stop) or None,
-            seed=s.seed,
+            seed=s.seed if self._model.engine.request_seed else None,
             presence_penalty=s.presence_penalty,
             frequency_penalty=s.frequency_penalty,
             output_kind=RequestOutputKind.DELTA,
