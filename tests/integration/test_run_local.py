@@ -1,5 +1,6 @@
-"""The README's main command: `scripts/run-local.sh` starts the stack, and Ctrl-C stops every
-process it started (Ray and the engines included) within seconds.
+"""The README's main command as a user runs it: `scripts/run-local.sh` starts the shipped local
+stack (the SmolLM2 text substitute, the demo shops), a shopper's question gets a real answer with
+its sources, and Ctrl-C stops every process it started (Ray and the engines included).
 
 Runs last (own_stack): it starts its own Ray instance, so the shared stack is stopped first.
 """
@@ -11,11 +12,12 @@ import signal
 import subprocess
 import time
 
+import httpx
 import pytest
 
 from loadtests.server_process import free_port
 from tests.conftest import PROJECT_ROOT
-from tests.integration.conftest import STARTUP_TIMEOUT_S, one_replica_each, write_test_config
+from tests.integration.conftest import STARTUP_TIMEOUT_S
 
 pytestmark = [pytest.mark.integration, pytest.mark.own_stack]
 # run-local gives `serve run` STOP_TIMEOUT_S (30 s) before it kills what is left; Ray's own
@@ -53,11 +55,10 @@ def ray_processes() -> dict[int, str]:
             if any(m in args for m in markers)}
 
 
-def test_ctrl_c_stops_everything_run_local_started(stacks, tmp_path):
+def test_run_local_answers_and_ctrl_c_stops_everything_it_started(stacks, tmp_path):
     stacks.stop()  # one Ray instance per machine
     assert not ray_processes(), ray_processes()
     port = free_port()
-    config = write_test_config(tmp_path / "serve-config.yaml", port, one_replica_each)
     log_path = tmp_path / "run-local.log"
     with open(log_path, "w") as log:
         # A session of its own, like a terminal's foreground job: Ctrl-C is SIGINT to the
@@ -65,7 +66,7 @@ def test_ctrl_c_stops_everything_run_local_started(stacks, tmp_path):
         script = subprocess.Popen(
             ["bash", "scripts/run-local.sh"], cwd=PROJECT_ROOT, stdout=log,
             stderr=subprocess.STDOUT, start_new_session=True,
-            env={**os.environ, "PORT": str(port), "CONFIG": str(config)},
+            env={**os.environ, "PORT": str(port)},
         )
     try:
         deadline = time.monotonic() + STARTUP_TIMEOUT_S
@@ -73,6 +74,16 @@ def test_ctrl_c_stops_everything_run_local_started(stacks, tmp_path):
             assert script.poll() is None, log_path.read_text()[-3000:]
             assert time.monotonic() < deadline, "run-local did not become ready"
             time.sleep(2)
+        # A real answer from the real (small) model, grounded in the demo shop: no "assistant"
+        # role name in front of it (the engine once rendered prompts without the turn opener).
+        answer = httpx.post(f"http://127.0.0.1:{port}/v1/chat/completions", timeout=120, json={
+            "messages": [{"role": "user", "content": "Is shipping free?"}], "max_tokens": 40,
+            "temperature": 0}).json()
+        text = answer["choices"][0]["message"]["content"]
+        assert answer["usage"]["completion_tokens"] > 0 and text.strip()
+        assert not text.lstrip().lower().startswith("assistant"), text
+        assert "faq/shipping-fee" in [s["id"] for s in answer["service"]["sources"]]
+        print(f"\n[integration] run-local answer: {text!r}")
         started = descendants(script.pid)
         assert any("raylet" in args for args in started.values()), started
         assert any("EngineCore" in args or "ServeReplica" in args for args in started.values())
