@@ -26,7 +26,7 @@ import sys
 import time
 from pathlib import Path
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+from configs.schema import PROJECT_ROOT  # the project is installed in .venv by scripts/setup.sh
 DEFAULT_DEST = PROJECT_ROOT / ".models"
 COMPLETE_MARKER = ".complete"
 
