@@ -31,8 +31,9 @@ stop_stack() {
   kill -0 "$serve_pid" 2>/dev/null || return 0
   echo
   echo "run-local: stopping the stack (Ray shuts down its processes; up to ${STOP_TIMEOUT_S}s)"
-  # Ctrl-C for serve run: it deletes the app and shuts down the Ray instance it started.
-  kill -INT "$serve_pid" 2>/dev/null || true
+  # SIGTERM, not SIGINT: serve run shuts down the Ray instance it started on either, but a
+  # SIGINT ignored by whatever started this script would be ignored by serve run too.
+  kill -TERM "$serve_pid" 2>/dev/null || true
   for _ in $(seq $((STOP_TIMEOUT_S * 2))); do
     kill -0 "$serve_pid" 2>/dev/null || break
     sleep 0.5

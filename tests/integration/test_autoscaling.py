@@ -156,12 +156,15 @@ def test_first_image_wakes_the_vision_model_from_zero(scaling, request):
 
 def test_vision_burst_gets_fast_429s_while_text_is_unaffected(scaling, request):
     stack = scaling.stack
+    # Random-weight models: sample (temperature 1) so they emit tokens instead of an instant EOS
+    # (the shop's service default, 0.2, makes that likely and leaves no first token to time).
     text_body = {"messages": [{"role": "user", "content": "When will my order ship?"}],
-                 "max_tokens": 16}
+                 "max_tokens": 16, "temperature": 1.0}
 
     def text_ttfts(client, n):
         results = [stream_chat(client, text_body) for _ in range(n)]
-        assert all(status == 200 and result.ok for status, _, result, _ in results), results
+        assert all(status == 200 and result.ok and result.ttft_s is not None
+                   for status, _, result, _ in results), results
         return [result.ttft_s for _, _, result, _ in results]
 
     rejected_before = stack.metric_sum("ray_cs_requests_rejected_total", route="vision",

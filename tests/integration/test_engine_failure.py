@@ -22,7 +22,8 @@ RECOVERY_TIMEOUT_S = 420
 
 
 def processes() -> list[tuple[int, int, str]]:
-    out = subprocess.run(["ps", "-eo", "pid=,ppid=,args="], capture_output=True, text=True).stdout
+    out = subprocess.run(["ps", "-ww", "-eo", "pid=,ppid=,args="], capture_output=True,
+                         text=True).stdout
     rows = []
     for line in out.splitlines():
         pid, ppid, args = line.strip().split(None, 2)

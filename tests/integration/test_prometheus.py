@@ -124,9 +124,15 @@ def measured_run(stack: LocalStack, prometheus: PrometheusAPI) -> MeasuredRun:
         vision = pool.map(lambda _: stream(client, vision_body()), range(VISION_REQUESTS))
         results = {TEXT_MODEL: list(text), VISION_MODEL: list(vision)}
         rejected = 0
+        # Both are routed first (validation follows routing), so both count for the text
+        # model; a body that is not JSON is refused before routing and counts for "none".
         for bad in ({"messages": [{"role": "user", "content": "x"}], "max_tokens": 0},
-                    {"messages": []}):
-            assert client.post("/v1/chat/completions", json=bad).status_code == 400
+                    {"messages": []}, b"{oops"):
+            response = (client.post("/v1/chat/completions", content=bad,
+                                    headers={"Content-Type": "application/json"})
+                        if isinstance(bad, bytes) else
+                        client.post("/v1/chat/completions", json=bad))
+            assert response.status_code == 400
             rejected += 1
     ended = time.time()
 
@@ -151,9 +157,9 @@ def test_prometheus_counts_equal_what_the_client_saw(measured_run, prometheus, c
         assert all(r.ok for r in results), [r for r in results if not r.ok]
         delta = {name: run.after[name].get(model, 0) - run.before[name].get(model, 0)
                  for name in COUNTERS}
-        # The 400 for max_tokens=0 is counted against the text model (it was routed); the
-        # empty-messages 400 against "none".
-        expected_requests = len(results) + (1 if model == TEXT_MODEL else 0)
+        # The 400s for max_tokens=0 and empty messages are counted against the text model (they
+        # were routed); the malformed body's against "none".
+        expected_requests = len(results) + (2 if model == TEXT_MODEL else 0)
         assert delta["requests"] == expected_requests
         assert delta["completion"] == sum(r.completion_tokens for r in results)
         assert delta["prompt"] == sum(r.prompt_tokens for r in results)
@@ -173,7 +179,7 @@ def test_prometheus_counts_equal_what_the_client_saw(measured_run, prometheus, c
         lines.append(
             f"[metrics] {model}: requests prometheus {counted['requests']:.0f} "
             f"({counted['requests'] / run.window_s:.2f}/s) vs client {len(results)} answered"
-            f"{' + 1 rejected' if model == TEXT_MODEL else ''}; completion tokens prometheus "
+            f"{' + 2 rejected' if model == TEXT_MODEL else ''}; completion tokens prometheus "
             f"{counted['completion']:.0f} ({counted['completion'] / run.window_s:.1f}/s) vs "
             f"client {sum(r.completion_tokens for r in results)}; p95 TTFT prometheus "
             f"{prom_ttft[0]['value'] if prom_ttft else float('nan'):.3f}s (bucket-interpolated) "

@@ -26,12 +26,16 @@ STOPPED_WITHIN_S = 45
 
 
 def process_table() -> dict[int, tuple[int, str]]:
-    """{pid: (parent pid, command line)} of every process on the machine."""
-    out = subprocess.run(["ps", "-eo", "pid=,ppid=,args="], capture_output=True, text=True).stdout
+    """{pid: (parent pid, command line)} of every live process on the machine. `ww`: ps cuts
+    lines at 80 columns when COLUMNS says so (it does under pytest), which cut "raylet" off its
+    path. Zombies are left out: this sandbox's init does not reap orphans."""
+    out = subprocess.run(["ps", "-ww", "-eo", "pid=,ppid=,stat=,args="], capture_output=True,
+                         text=True).stdout
     table = {}
     for line in out.splitlines():
-        pid, ppid, *args = line.split(None, 2)
-        table[int(pid)] = (int(ppid), args[0] if args else "")
+        pid, ppid, stat, *args = line.split(None, 3)
+        if not stat.startswith("Z"):
+            table[int(pid)] = (int(ppid), args[0] if args else "")
     return table
 
 
@@ -102,7 +106,11 @@ def test_run_local_answers_and_ctrl_c_stops_everything_it_started(stacks, tmp_pa
         print(f"\n[integration] run-local: {len(started)} processes stopped {stopped_s:.1f}s "
               "after Ctrl-C")
     finally:
-        if script.poll() is None:
-            os.killpg(script.pid, signal.SIGKILL)
+        # Whatever a failed run left: the script's group, serve run's own group, Ray's workers.
+        for pid in [script.pid, *descendants(script.pid)]:
+            try:
+                os.killpg(pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
         subprocess.run([str(PROJECT_ROOT / ".venv" / "bin" / "ray"), "stop", "--force"],
                        capture_output=True)
