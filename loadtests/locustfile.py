@@ -128,10 +128,12 @@ class Shopper(HttpUser):
         request = state.workload.next_request()
         route = request.route
         outcome_recorded = False
+        answered = False  # response headers received: the server has the request
         started = time.perf_counter()
         try:
             with self.client.post("/v1/chat/completions", json=request.body, stream=True,
                                   catch_response=True, name=f"chat {route}") as response:
+                answered = True
                 route = response.headers.get("x-route", route) if response.headers else route
                 if response.status_code != 200:
                     response.failure(f"HTTP {response.status_code}")
@@ -151,7 +153,7 @@ class Shopper(HttpUser):
                 outcome_recorded = True
         except (GreenletExit, StopUser):
             if not outcome_recorded:  # Locust stopped this user mid-request
-                state.tally.record_interrupted(route)
+                state.tally.record_interrupted(route, answered)
             raise
         except BaseException as exc:
             if not outcome_recorded:  # broken mid-request: sent, not answered

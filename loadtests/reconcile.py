@@ -37,6 +37,10 @@ class ClientTally:
     # ramp-down or at the end). The server counts them (499), so reconciliation keeps them; they
     # are not server errors, so the error-rate SLO does not.
     interrupted: Counter = field(default_factory=Counter)
+    # Among `interrupted`: cut off before any response header came back. The server may never
+    # have seen these (still in the client's connection or Serve's proxy when the user stopped),
+    # so reconciliation accepts them missing from the server's counts.
+    unanswered: Counter = field(default_factory=Counter)
 
     def record(self, route: str, ok: bool, completion_tokens: int) -> None:
         self.sent[route] += 1
@@ -45,9 +49,11 @@ class ClientTally:
         else:
             self.failed[route] += 1
 
-    def record_interrupted(self, route: str) -> None:
+    def record_interrupted(self, route: str, answered: bool = True) -> None:
         self.record(route, ok=False, completion_tokens=0)
         self.interrupted[route] += 1
+        if not answered:
+            self.unanswered[route] += 1
 
     @property
     def server_failures(self) -> int:
@@ -98,10 +104,17 @@ class RouteReconciliation:
     server_failed: int
     client_tokens: int
     server_tokens: int
+    client_unanswered: int = 0  # cut off by the client before any answer (see ClientTally)
+
+    @property
+    def not_seen(self) -> int:
+        """Requests the client sent that the server never counted."""
+        return max(0, self.client_sent - self.server_counted)
 
     @property
     def lost(self) -> int:
-        return max(0, self.client_sent - self.server_counted)
+        """Not seen by the server, beyond those the client itself cut off before any answer."""
+        return max(0, self.not_seen - self.client_unanswered)
 
     @property
     def unaccounted(self) -> int:
@@ -115,17 +128,19 @@ class RouteReconciliation:
     @property
     def ok(self) -> bool:
         return (self.lost == 0 and self.unaccounted == 0
-                and self.client_failed == self.server_failed
+                and self.client_failed - self.not_seen == self.server_failed
                 and (not self.tokens_comparable or self.client_tokens == self.server_tokens))
 
     def describe(self) -> str:
         tokens = (f"tokens client {self.client_tokens} / server {self.server_tokens}"
                   if self.tokens_comparable else
                   f"tokens server {self.server_tokens} (not comparable: failed streams)")
+        unseen = (f", {self.not_seen} cut off by the client before any answer and not seen "
+                  "by the server" if self.not_seen and not self.lost else "")
         return (f"{'OK  ' if self.ok else 'FAIL'} route={self.route}: requests client "
                 f"{self.client_sent} / server {self.server_counted} (lost {self.lost}, "
-                f"unaccounted {self.unaccounted}); failures client {self.client_failed} / server "
-                f"{self.server_failed}; {tokens}")
+                f"unaccounted {self.unaccounted}{unseen}); failures client {self.client_failed} "
+                f"/ server {self.server_failed}; {tokens}")
 
 
 def reconcile(tally: ClientTally, before: ServerSnapshot,
@@ -147,6 +162,7 @@ def reconcile(tally: ClientTally, before: ServerSnapshot,
             client_failed=tally.failed[route],
             server_failed=delta_requests(route, True),
             client_tokens=tally.completion_tokens[route],
+            client_unanswered=tally.unanswered[route],
             server_tokens=round(after.completion_tokens.get(route, 0.0)
                                 - before.completion_tokens.get(route, 0.0)),
         )

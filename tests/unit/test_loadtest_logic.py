@@ -203,6 +203,23 @@ def test_requests_the_load_generator_cut_off_reconcile_but_are_not_server_errors
     assert tally.server_failures == 0 and sum(tally.sent.values()) == 2
 
 
+def test_a_request_cut_off_before_any_answer_may_be_missing_from_the_server():
+    tally = tally_of(("text", True, 10))
+    tally.record_interrupted("text", answered=False)  # stopped while Serve's proxy held it
+    unseen = snapshot({("text", "200"): 101.0, ("vision", "200"): 5.0},
+                      {"text": 1010.0, "vision": 50.0})
+    (text,) = reconcile(tally, BEFORE, unseen)
+    assert text.ok and text.lost == 0 and text.not_seen == 1
+    seen = snapshot({("text", "200"): 101.0, ("text", "499"): 1.0, ("vision", "200"): 5.0},
+                    {"text": 1010.0, "vision": 50.0})
+    assert reconcile(tally, BEFORE, seen)[0].ok  # or the server saw it and counted a 499
+    # A request that had its answer started cannot go missing: that is a loss.
+    answered = tally_of(("text", True, 10))
+    answered.record_interrupted("text", answered=True)
+    (text,) = reconcile(answered, BEFORE, unseen)
+    assert not text.ok and text.lost == 1
+
+
 # --- SSE measurement -------------------------------------------------------------------------------
 
 def clock(*times):
