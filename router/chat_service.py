@@ -73,8 +73,9 @@ class PreparedChat:
         """The shop's answer when no model is asked (a hand-off, "I will check")."""
         return self.shop_plan.reply if self.shop_plan else None
 
-    def service(self, answer: str) -> dict | None:
-        """The response's `service` object once `answer` is complete; None without shops."""
+    def service_after(self, answer: str) -> dict | None:
+        """The response's `service` object once `answer` is complete; None without shops.
+        Called once per request: a model reply that declines is counted as a hand-off here."""
         if self.shop is None or self.shop_plan is None:
             return None
         service = self.shop.review(self.shop_plan, answer)
@@ -208,7 +209,7 @@ class ChatService:
                 )
             ],
             usage=_usage(last),
-            service=chat.service("".join(pieces)),
+            service=chat.service_after("".join(pieces)),
         )
 
     def _engine_stream(self, chat: PreparedChat) -> AsyncIterator[GenerationChunk]:
@@ -268,7 +269,7 @@ class ChatStream:
                 del payload["usage"]
             if last:
                 # The last chunk before [DONE] says what happened (sources, hand-off).
-                service = chat.service("".join(pieces))
+                service = chat.service_after("".join(pieces))
                 if service is not None:
                     payload["service"] = service
             return sse_data(payload)
