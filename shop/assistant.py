@@ -121,9 +121,10 @@ class ShopAssistant:
         language = conversation.reply_language(shop.languages, shop.default_language)
         enable_thinking = shop.thinking.default if thinking is None else thinking
 
-        def fixed(reason, text: str, sources=(), retrieval_s=0.0, version="", found=()):
+        def fixed(reason, text: str, retrieval_s=0.0, version="", found=()) -> ShopPlan:
+            """A hand-off answered with `text`, no model call."""
             return ShopPlan(
-                ServiceInfo(shop.id, tuple(sources), HandoffDecision(reason, text)), language,
+                ServiceInfo(shop.id, (), HandoffDecision(reason, text)), language,
                 text, None, shop.sampling, enable_thinking, retrieval_s, version, tuple(found))
 
         reason = self._rules.reason_for(conversation.latest, list(conversation.assistant_turns))
