@@ -24,12 +24,15 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 
 import prometheus_client
 from prometheus_client import CollectorRegistry
 
 from router.errors import ErrorCode
+
+if TYPE_CHECKING:
+    from shop.assistant import ShopPlan
 
 MetricKind = Literal["counter", "gauge", "histogram"]
 
@@ -199,8 +202,8 @@ class RequestMetrics:
         self._routed = True
         self._metrics._in_flight_changed(model, route, +1)
 
-    def shop_planned(self, shop: str, plan) -> None:
-        """The shop layer's decision for this request (a `shop.assistant.ShopPlan`)."""
+    def shop_planned(self, shop: str, plan: ShopPlan) -> None:
+        """The shop layer's decision for this request."""
         m = self._metrics
         if shop not in m.shops:
             return  # label values come from the configured ids only
