@@ -378,7 +378,8 @@ def main(argv: list[str] | None = None) -> int:
 
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    with running("vllm serve", settings.vllm_serve_command(port), settings.engine_env, f"{url}/health", args.out / "vllm.log"):
+    with running("vllm serve", settings.vllm_serve_command(port), settings.engine_env,
+                 f"{url}/health", args.out / "vllm.log"):
         log("generation through bare vLLM ...")
         results["vllm"] = [asdict(r) for r in asyncio.run(
             run_levels(url, settings, levels, args.output_tokens, args.requests_per_level))]

@@ -8,8 +8,8 @@ the server has no request in flight and its counters have stopped moving for `qu
 export interval plus Prometheus's scrape interval), so nothing is in transit. The in-flight
 condition matters for requests the load generator cut off while they waited for their first
 token: the server notices the disconnect only when that token comes, and counts them (499) then,
-which can be well after its counters last moved. Other traffic to the same server in that window shows up as
-unaccounted requests, as it should.
+which can be well after its counters last moved. Other traffic to the same server in that window
+shows up as unaccounted requests, as it should.
 """
 
 from __future__ import annotations

@@ -26,7 +26,6 @@ import statistics
 import time
 from collections import Counter
 from datetime import datetime
-from pathlib import Path
 
 import yaml
 
@@ -160,7 +159,7 @@ def main() -> int:
             query.append(WeightedQuery(conversation.earlier_user_turns[-1], 0.5))
         queries.append(query)
     for shop_id, assistant in assistants.items():
-        index = assistant.knowledge._snapshot.index
+        index = assistant.knowledge.index
         times = search_times_ms(index, queries, clock, rounds=5)
         print(f"retrieval time, {shop_id} ({len(index.entries)} entries): p50 "
               f"{statistics.median(times):.2f} ms, p99 {percentile(times, 0.99):.2f} ms "

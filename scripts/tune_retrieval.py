@@ -91,7 +91,8 @@ def main() -> int:
             at3 = sum(any(h.entry.id == e for h in hits[:3]) for hits, e in grounded) / len(pos)
             rejected = sum(top1(hits) < threshold for hits in neg) / len(neg)
             balanced = (len(grounded) / len(pos) + rejected) / 2
-            print(f"  {threshold:5.2f}    {at1:5.2f}    {at3:5.2f}    {len(grounded) / len(pos):5.2f}"
+            share = len(grounded) / len(pos)
+            print(f"  {threshold:5.2f}    {at1:5.2f}    {at3:5.2f}    {share:5.2f}"
                   f"        {rejected:5.2f}       {balanced:5.2f}")
 
         cases = [c for c in labelled["cases"]

@@ -12,11 +12,13 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from shop.text import LANGUAGES, Language
 
 
-class _Strict(BaseModel):
+class StrictModel(BaseModel):
+    """The shop layer's schemas (config and knowledge-base files): unknown keys are errors."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class LocalizedText(_Strict):
+class LocalizedText(StrictModel):
     """A text in each language the assistant speaks."""
 
     en: str = Field(..., min_length=1, description="English.")
@@ -25,8 +27,11 @@ class LocalizedText(_Strict):
     def get(self, language: Language) -> str:
         return getattr(self, language)
 
+    def by_language(self) -> dict[Language, str]:
+        return {"en": self.en, "zh": self.zh}
 
-class LocalizedList(_Strict):
+
+class LocalizedList(StrictModel):
     en: tuple[str, ...] = Field((), description="English items.")
     zh: tuple[str, ...] = Field((), description="Simplified Chinese items.")
 
@@ -34,7 +39,7 @@ class LocalizedList(_Strict):
         return getattr(self, language)
 
 
-class Persona(_Strict):
+class Persona(StrictModel):
     """Who the assistant is. Rendered into the first system message of every prompt
     (shop/prompt.py); clients cannot remove or replace it."""
 
@@ -49,7 +54,7 @@ class Persona(_Strict):
         default_factory=LocalizedList, description="Further rules, one sentence each.")
 
 
-class ShopSampling(_Strict):
+class ShopSampling(StrictModel):
     """Sampling for this shop's service replies when the request does not set it."""
 
     temperature: float = Field(0.2, ge=0.0, le=2.0, description="Low: replies follow the facts.")
@@ -58,7 +63,7 @@ class ShopSampling(_Strict):
                             "none (service replies are short).")
 
 
-class ThinkingPolicy(_Strict):
+class ThinkingPolicy(StrictModel):
     """Qwen3 'thinking' for this shop's replies."""
 
     default: bool = Field(False, description="Thinking on when the request does not say. Off: "
@@ -68,7 +73,7 @@ class ThinkingPolicy(_Strict):
         "enable_thinking); if not, asking is a 400.")
 
 
-class RetrievalConfig(_Strict):
+class RetrievalConfig(StrictModel):
     """How the knowledge base grounds an answer."""
 
     top_k: int = Field(3, ge=1, le=10, description="Entries given to the model at most.")
@@ -84,7 +89,7 @@ class RetrievalConfig(_Strict):
         "'and in grey?' or '那这个呢' resolve against what was asked before.")
 
 
-class HandoffConfig(_Strict):
+class HandoffConfig(StrictModel):
     """When a conversation goes to a human. The built-in rules (shop/handoff.py) apply to every
     shop; these settings add to them."""
 
@@ -103,7 +108,7 @@ class HandoffConfig(_Strict):
         return self
 
 
-class ShopMessages(_Strict):
+class ShopMessages(StrictModel):
     """Fixed replies, sent without asking a model."""
 
     handoff: LocalizedText = Field(..., description="Sent when the conversation is handed to a "
@@ -112,7 +117,7 @@ class ShopMessages(_Strict):
                                      "relevant: the assistant will check, or offers a person.")
 
 
-class ShopConfig(_Strict):
+class ShopConfig(StrictModel):
     """One shop: its persona, facts, sampling and hand-off rules."""
 
     id: str = Field(..., pattern=r"^[a-z0-9][a-z0-9-]{0,63}$",
@@ -141,7 +146,7 @@ class ShopConfig(_Strict):
         return self
 
 
-class ShopsConfig(_Strict):
+class ShopsConfig(StrictModel):
     """The shops of the application; requests choose one with the X-Shop-Id header."""
 
     default: str = Field(..., description="Shop id used when a request sends no X-Shop-Id.")

@@ -107,8 +107,8 @@ EXCEPTIONS: dict[str, dict[Language, tuple[str, ...]]] = {
                r"^(?!.*(再不|如果不|不处理|不给|马上|立刻|赶紧|[!！]))"
                r"(?=.*(能不能|可不可以|可以|能否|是否|会不会|怎么|如何|要不要|哪里|在哪))"
                r".*(投诉|12315).*([吗呢?？]|会怎样|会怎么样)"),
-        "en": (r"\bhow (do|can|would|should) (i|we)\b.{0,25}\bcomplain", r"\bcomplaints? (process|procedure|policy|form|department|"
-               r"channel|handling)\b", r"\bwhere (do|can) i (complain|file|send)\b",
+        "en": (r"\bhow (do|can|would|should) (i|we)\b.{0,25}\bcomplain",
+               r"\bcomplaints? (process|procedure|policy|form|department|channel|handling)\b", r"\bwhere (do|can) i (complain|file|send)\b",
                r"\b(not|don't|do not|no need to|never) (want to |trying to |going to )?"
                r"complain", r"\bwhat happens (after|when|if) i complain\b",
                r"\bhow long (does|do) (a )?complaints?\b"),

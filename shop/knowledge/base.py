@@ -47,8 +47,13 @@ class KnowledgeBase:
         return self._snapshot.version
 
     @property
+    def index(self) -> KnowledgeIndex:
+        """The index serving now (replaced whole on a reload)."""
+        return self._snapshot.index
+
+    @property
     def entries(self):
-        return self._snapshot.index.entries
+        return self.index.entries
 
     def search(self, queries: list[WeightedQuery], now: datetime, limit: int
                ) -> tuple[str, list[ScoredEntry]]:

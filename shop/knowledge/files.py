@@ -13,12 +13,12 @@ from datetime import datetime
 from pathlib import Path
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator
 
+from shop.config import LocalizedList, LocalizedText, StrictModel
 from shop.knowledge.entries import KnowledgeEntry
 from shop.text import Language, language_of
 
-FILES = ("faq.yaml", "policies.md", "products.json", "promotions.yaml")
 _ID = r"^[a-z0-9][a-z0-9-]*$"
 
 
@@ -26,44 +26,27 @@ class KnowledgeBaseError(ValueError):
     """A knowledge-base file is missing a field, malformed, or contradicts itself."""
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class Bilingual(_Strict):
-    en: str = Field(..., min_length=1)
-    zh: str = Field(..., min_length=1)
-
-    def by_language(self) -> dict[Language, str]:
-        return {"en": self.en, "zh": self.zh}
-
-
-class Phrasings(_Strict):
-    en: list[str] = Field(default_factory=list)
-    zh: list[str] = Field(default_factory=list)
-
-
-class FaqEntry(_Strict):
+class FaqEntry(StrictModel):
     id: str = Field(..., pattern=_ID)
-    title: Bilingual
-    questions: Phrasings
-    answer: Bilingual
+    title: LocalizedText
+    questions: LocalizedList
+    answer: LocalizedText
 
 
-class FaqFile(_Strict):
+class FaqFile(StrictModel):
     entries: list[FaqEntry]
 
 
-class Product(_Strict):
+class Product(StrictModel):
     sku: str = Field(..., pattern=r"^[A-Za-z0-9][A-Za-z0-9-]*$")
-    name: Bilingual
-    category: Bilingual
+    name: LocalizedText
+    category: LocalizedText
     sizes: list[str] = Field(..., min_length=1)
-    colours: list[Bilingual] = Field(..., min_length=1)
+    colours: list[LocalizedText] = Field(..., min_length=1)
     stock: dict[str, int]
     price: float = Field(..., ge=0)
     currency: str = "CNY"
-    description: Bilingual
+    description: LocalizedText
 
     @field_validator("stock")
     @classmethod
@@ -73,12 +56,12 @@ class Product(_Strict):
         return stock
 
 
-class Promotion(_Strict):
+class Promotion(StrictModel):
     id: str = Field(..., pattern=_ID)
-    title: Bilingual
+    title: LocalizedText
     starts: datetime
     ends: datetime
-    details: Bilingual
+    details: LocalizedText
 
     @field_validator("starts", "ends")
     @classmethod
@@ -88,7 +71,7 @@ class Promotion(_Strict):
         return value
 
 
-class PromotionsFile(_Strict):
+class PromotionsFile(StrictModel):
     promotions: list[Promotion]
 
 
@@ -97,9 +80,7 @@ def load_entries(folder: Path) -> list[KnowledgeEntry]:
     if not folder.is_dir():
         raise KnowledgeBaseError(f"knowledge base folder {folder} does not exist")
     entries: list[KnowledgeEntry] = []
-    readers = {"faq.yaml": _faq, "policies.md": _policies, "products.json": _products,
-               "promotions.yaml": _promotions}
-    for name, read in readers.items():
+    for name, read in READERS.items():
         path = folder / name
         if not path.exists():
             continue
@@ -231,3 +212,9 @@ def _promotions(path: Path) -> list[KnowledgeEntry]:
             valid_from=promo.starts, valid_until=promo.ends,
         ))
     return out
+
+
+# The files of a knowledge-base folder and how each is read (knowledge/base.py watches these).
+READERS = {"faq.yaml": _faq, "policies.md": _policies, "products.json": _products,
+           "promotions.yaml": _promotions}
+FILES = tuple(READERS)

@@ -4,8 +4,8 @@ threshold.
 Each of an entry's documents (its FAQ phrasings per language, its answer, a product's name and
 description: shop/knowledge/entries.py) is a BM25 document, and an entry scores as its best
 document plus a tenth of the sum of all of them: the best match decides, and an entry that
-matches in several places (question and answer) wins a tie. BM25 scores grow with the query's length, so the
-score is divided by the query's information, the sum of its terms' IDF: `relevance` is then
+matches in several places (question and answer) wins a tie. BM25 scores grow with the query's
+length, so the score is divided by the query's information, the sum of its terms' IDF: `relevance` is then
 about the share of the question's meaning that the entry covers, comparable across short and
 long questions, and a term the knowledge base never uses (a product the shop does not sell)
 lowers it, which is what makes "nothing relevant" detectable.
