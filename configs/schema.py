@@ -12,6 +12,7 @@ without restarting engines; `deployment_name` below ties a model to its entry th
 
 from __future__ import annotations
 
+import ipaddress
 import math
 from pathlib import Path
 from typing import Any, Literal
@@ -163,9 +164,6 @@ class RequestLimits(_Strict):
     min_image_side: int = Field(
         28, gt=0, description="Smallest width/height; Qwen-VL patches are 28 px after merging."
     )
-    allowed_image_domains: tuple[str, ...] = Field(
-        (), description="Hosts whose http(s) image URLs are accepted. Empty: data URLs only."
-    )
     chat_template_kwargs_allowed: tuple[str, ...] = Field(
         DEFAULT_CHAT_TEMPLATE_KWARGS_ALLOWED,
         description="Keys of chat_template_kwargs a client may set.",
@@ -173,11 +171,19 @@ class RequestLimits(_Strict):
     request_timeout_s: float = Field(
         120.0, gt=0, description="Wall-clock bound of one request, queueing included."
     )
-
-    @field_validator("allowed_image_domains")
-    @classmethod
-    def _lowercase_domains(cls, domains: tuple[str, ...]) -> tuple[str, ...]:
-        return tuple(d.strip().lower() for d in domains)
+    body_timeout_s: float = Field(
+        30.0, gt=0, description="Longest time to receive a whole request body; a slower or "
+        "stalled upload is answered 408 and its connection's slot freed."
+    )
+    body_idle_timeout_s: float = Field(
+        10.0, gt=0, description="Longest pause between two pieces of a request body."
+    )
+    parse_in_worker_bytes: int = Field(
+        256 * 1024, ge=0, description="Bodies at least this large are parsed and validated in "
+        "a worker process, not on the ingress event loop: JSON decoding and schema checks hold "
+        "the GIL (a thread would not help), and a 16 MiB body of small objects takes ~1.6 s. "
+        "Chat text stays below this; large bodies are images or abuse."
+    )
 
     @field_validator("request_timeout_s")
     @classmethod
@@ -187,11 +193,98 @@ class RequestLimits(_Strict):
         return value
 
 
+class RemoteImages(_Strict):
+    """Image URLs the ingress fetches itself (router/remote_images.py), so the engine only ever
+    receives inline bytes. A URL is fetched only when its host is on an allow-list: this one
+    (every shop) or the shop's own `image_domains`."""
+
+    allowed_domains: tuple[str, ...] = Field(
+        (), description="Hosts whose image URLs are fetched for every shop. `cdn.example.com` "
+        "matches that host only; `.example.com` matches its subdomains."
+    )
+    allow_http: bool = Field(
+        False, description="Also fetch plain http:// URLs (https only by default)."
+    )
+    allowed_networks: tuple[str, ...] = Field(
+        (), description="CIDR blocks exempt from the refusal of private, loopback, link-local "
+        "and reserved addresses (a CDN inside the VPC; the tests' loopback server). Empty in "
+        "production."
+    )
+    connect_timeout_s: float = Field(3.0, gt=0, description="TCP + TLS connect bound.")
+    read_timeout_s: float = Field(5.0, gt=0, description="Longest wait for the next bytes.")
+    total_timeout_s: float = Field(
+        10.0, gt=0, description="Whole fetch, redirects included, of one image."
+    )
+    max_redirects: int = Field(3, ge=0, le=3, description="Redirects followed (each re-checked).")
+
+    @field_validator("allowed_domains")
+    @classmethod
+    def _lowercase_domains(cls, domains: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(d.strip().lower() for d in domains)
+
+    @field_validator("allowed_networks")
+    @classmethod
+    def _networks(cls, networks: tuple[str, ...]) -> tuple[str, ...]:
+        for network in networks:
+            ipaddress.ip_network(network)  # ValueError names the bad entry
+        return networks
+
+
+class RateLimits(_Strict):
+    """Per-key limits (router/access/rate_limits.py); an unset limit does not apply."""
+
+    requests_per_minute: int | None = Field(
+        None, gt=0, description="Requests in any 60 s (sliding window)."
+    )
+    tokens_per_minute: int | None = Field(
+        None, gt=0, description="Prompt + completion tokens per minute, charged when a request "
+        "ends (fixed one-minute windows); a key is refused once its window is spent."
+    )
+    concurrent_requests: int | None = Field(
+        None, gt=0, description="Chat requests (streamed or not) open at once."
+    )
+
+
+class AccessConfig(_Strict):
+    """Who may call /v1/* (router/access/): API keys from a file outside the config, and where
+    their rate-limit counters live."""
+
+    keys_file: str | None = Field(
+        None, description="YAML file of API keys (hashes, shops, role, limits; README \"API "
+        "keys\"), e.g. a mounted secret. Re-read when it changes. Relative paths are resolved "
+        "against the project root."
+    )
+    allow_anonymous: bool = Field(
+        False, description="Serve requests without an Authorization header, as the key id "
+        "`anonymous` (backend role, every shop, `anonymous_limits`). A config with neither "
+        "keys_file nor this refuses to start."
+    )
+    anonymous_limits: RateLimits = Field(
+        default_factory=RateLimits, description="Limits shared by all anonymous requests."
+    )
+    reload_check_s: float = Field(5.0, gt=0, description="How often keys_file is checked.")
+    rate_limit_store: str | None = Field(
+        None, description="redis://host:port/db shared by all ingress replicas. Unset: counters "
+        "in each replica's memory, exact only with one ingress replica."
+    )
+    store_timeout_s: float = Field(
+        0.25, gt=0, description="Bound of one call to the store. When the store fails, requests "
+        "are served (fail open) and the failure is logged and counted."
+    )
+
+
 class AppConfig(_Strict):
     """Arguments of the customer-service application (`applications[].args` in a Serve config)."""
 
     models: tuple[ModelConfig, ...] = Field(..., min_length=1)
     limits: RequestLimits = Field(default_factory=RequestLimits)
+    access: AccessConfig = Field(
+        default_factory=AccessConfig, description="API keys and per-key limits. A config "
+        "that sets neither access.keys_file nor access.allow_anonymous refuses to start.")
+    remote_images: RemoteImages = Field(default_factory=RemoteImages)
+    api_docs: bool = Field(
+        False, description="Serve /docs and /openapi.json (local development and the API "
+        "tests); off in production.")
     ingress_deployment_name: str = Field("Ingress", description="Serve name of the ingress.")
     shops: ShopsConfig | None = Field(
         None, description="The shops served (persona, knowledge base, hand-off rules): the "
@@ -213,6 +306,10 @@ class AppConfig(_Strict):
                     f"({model.replica_wait.timeout_s}) must be below limits.request_timeout_s "
                     f"({self.limits.request_timeout_s}), or a cold start ends in a 504"
                 )
+        if self.access.keys_file is None and not self.access.allow_anonymous:
+            raise ValueError(
+                "access: set keys_file (the API keys) or, for a private deployment, "
+                "allow_anonymous: true; an endpoint without keys must say so explicitly")
         modalities = sorted(m.modality for m in self.models)
         if modalities not in (["text"], ["text", "vision"]):
             raise ValueError(

@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 
 from ray import serve
 
-from configs.schema import ModelConfig, RequestLimits
+from configs.schema import ModelConfig
 from deployments.engine_protocol import (
     ChatEngine,
     EngineRequest,
@@ -31,7 +31,6 @@ class ModelDeployment:
     async def __init__(
         self,
         model: ModelConfig,
-        limits: RequestLimits,
         engine_cls: type[ChatEngine] | None = None,
     ):
         # Resolve before importing vLLM: a missing model fails the deploy with a clear message.
@@ -41,7 +40,7 @@ class ModelDeployment:
 
             engine_cls = VLLMChatEngine
         self._model = model
-        self._engine = engine_cls(model, model_path, limits.allowed_image_domains)
+        self._engine = engine_cls(model, model_path)
         await self._engine.start()
 
     async def chat(

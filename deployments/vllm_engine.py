@@ -23,14 +23,15 @@ from deployments.engine_protocol import (
 
 logger = logging.getLogger("cs_assistant.vllm_engine")
 
+ENGINE_FETCHES_NOTHING = "engine-never-fetches.invalid"
+
 
 class VLLMChatEngine(ChatEngine):
     """One vLLM `AsyncLLM` serving one model."""
 
-    def __init__(self, model: ModelConfig, model_path: str, allowed_media_domains: tuple[str, ...]):
+    def __init__(self, model: ModelConfig, model_path: str):
         self._model = model
         self._model_path = model_path
-        self._allowed_media_domains = allowed_media_domains
         self._engine = None
 
     def engine_args(self):
@@ -46,9 +47,10 @@ class VLLMChatEngine(ChatEngine):
             max_num_seqs=engine.max_num_seqs,
             enforce_eager=engine.enforce_eager,
             load_format=engine.load_format,
-            # vLLM may only fetch media from the hosts the ingress also accepts (CVE-2025-6242);
-            # with an empty list only data URLs reach it.
-            allowed_media_domains=list(self._allowed_media_domains),
+            # The engine never fetches: the ingress fetches image URLs itself, checked, and
+            # sends the bytes inline (router/remote_images.py). vLLM reads an empty list as
+            # "any host", so the list names one that cannot exist (RFC 2606 .invalid).
+            allowed_media_domains=[ENGINE_FETCHES_NOTHING],
         )
         if engine.gpu_memory_utilization is not None:
             kwargs["gpu_memory_utilization"] = engine.gpu_memory_utilization

@@ -23,7 +23,7 @@ def build_application(
     """Bind the deployment graph for `config`. Tests pass `engine_cls` to serve a fake engine."""
     bound = {
         model.modality: ModelDeployment.options(name=model.deployment_name).bind(
-            model, config.limits, engine_cls
+            model, engine_cls
         )
         for model in config.models
     }

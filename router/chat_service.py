@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
@@ -40,8 +39,12 @@ from router.protocol import (
     sse_data,
 )
 from router.engine_params import chat_template_kwargs_for, sampling_for
+from router.remote_images import RemoteImageFetcher
 from router.routing import CatalogEntry, RouteDecision, route_for_request
-from router.validation import check_images, check_request, parse_chat_request
+from router.access.api_keys import Caller
+from router.image_inputs import ImageInputs, replace_image_urls
+from router.parse_offload import BodyParser
+from router.validation import check_request
 from shop.assistant import ShopAssistant, ShopPlan, ShopRequestError
 from shop.directory import ShopDirectory, UnknownShopError
 
@@ -84,15 +87,11 @@ class PreparedChat:
         return service.as_dict()
 
 
-def new_request_id() -> str:
-    return f"chatcmpl-{uuid.uuid4().hex}"
-
-
 class ChatService:
     """Serves /v1/chat/completions and /v1/models for the configured models."""
 
     def __init__(self, config: AppConfig, streamers: dict[str, ChatStreamer],
-                 shops: ShopDirectory | None = None):
+                 shops: ShopDirectory | None = None, images: ImageInputs | None = None):
         missing = {m.modality for m in config.models} - set(streamers)
         if missing:
             raise ValueError(f"no replica handle for modalities {sorted(missing)}")
@@ -103,6 +102,9 @@ class ChatService:
         self._catalog = tuple(CatalogEntry(m.name, m.modality) for m in config.models)
         self._started = int(time.time())
         self.shops = shops
+        self.parser = BodyParser(config.limits.parse_in_worker_bytes)
+        self._images = images or ImageInputs(
+            config.limits, RemoteImageFetcher(config.remote_images, config.limits.max_image_bytes))
 
     def model_list(self) -> ModelList:
         return ModelList(
@@ -116,29 +118,32 @@ class ChatService:
         )
 
     async def prepare(
-        self, body: bytes, request_id: str, metrics: RequestMetrics,
+        self, body: bytes, request_id: str, metrics: RequestMetrics, caller: Caller,
         shop_id: str | None = None,
     ) -> PreparedChat:
         """Parse, route and validate a request body, then let its shop plan the answer; raise
         APIError (4xx) on any problem.
 
-        Each step runs once: the schema, then the route (which limits apply depends on the
-        model), then every limit, then the images (their list is computed once, on the
-        request), then the shop layer (persona, facts, hand-off).
+        Each step runs once: the schema (large bodies in a worker process), what the caller's
+        key allows (message roles, shop), the route (which limits apply depends on the model),
+        every limit, the images (their list is computed once, on the request; remote ones are
+        fetched here), then the shop layer (persona, facts, hand-off).
         """
         started = time.monotonic()
-        request = parse_chat_request(body)
-        assistant = self._shop_for(shop_id)
+        request = await self.parser.parse(body)
+        caller.check_roles([m.role for m in request.messages])
+        assistant = self._shop_for(caller, shop_id)
         route = route_for_request(request, self._catalog)
         metrics.routed(route.model, route.modality, stream=request.stream)
         model = self._models[route.model]
         check_request(request, model, self._limits)
-        if request.images:
-            # Image decoding is CPU-bound: keep it off the event loop serving other requests.
-            checking = time.monotonic()
-            await asyncio.to_thread(check_images, request, self._limits)
-            metrics.images_checked(len(request.images), time.monotonic() - checking)
         messages = [m.model_dump(exclude_none=True) for m in request.messages]
+        if request.images:
+            domains = self._config.remote_images.allowed_domains + (
+                assistant.config.image_domains if assistant is not None else ())
+            inline, checked_s = await self._images.inline(request.images, domains)
+            metrics.images_checked(len(request.images), checked_s)
+            replace_image_urls(messages, inline)
         plan = None
         defaults, thinking = model.sampling, model.sampling.enable_thinking
         if assistant is not None:
@@ -167,15 +172,25 @@ class ChatService:
             shop=assistant,
         )
 
-    def _shop_for(self, shop_id: str | None):
+    def _shop_for(self, caller: Caller, shop_id: str | None) -> ShopAssistant | None:
+        """The shop of the request (404 unknown, 403 not the key's); None without shops."""
         if self.shops is None:
             if shop_id is not None:
                 raise APIError.shop_not_found(shop_id)
             return None
+        if shop_id is not None and shop_id not in self.shops.ids:
+            raise APIError.shop_not_found(shop_id)
+        chosen = caller.shop_for(shop_id, self.shops.config.default)
         try:
-            return self.shops.get(shop_id)
+            return self.shops.get(chosen)
         except UnknownShopError:
-            raise APIError.shop_not_found(shop_id or "") from None
+            raise APIError.shop_not_found(chosen or "") from None
+
+    def shop_listing(self, caller: Caller) -> list[dict]:
+        """GET /v1/shops: the shops this key may use."""
+        if self.shops is None:
+            return []
+        return [shop for shop in self.shops.listing() if caller.may_use(shop["id"])]
 
     def refresh_knowledge(self) -> list[str]:
         """Reload changed knowledge bases (blocking I/O and indexing: run off the loop)."""

@@ -44,13 +44,26 @@ class ErrorCode(StrEnum):
     IMAGE_TOO_LARGE = "image_too_large"
     IMAGE_TOO_SMALL = "image_too_small"
     IMAGE_URL_NOT_ALLOWED = "image_url_not_allowed"
+    IMAGE_ADDRESS_BLOCKED = "image_address_blocked"
+    IMAGE_FETCH_FAILED = "image_fetch_failed"
+    IMAGE_FETCH_TIMEOUT = "image_fetch_timeout"
+    IMAGE_TOO_MANY_REDIRECTS = "image_too_many_redirects"
+    IMAGE_WRONG_CONTENT_TYPE = "image_wrong_content_type"
     TOO_MANY_IMAGES = "too_many_images"
     # Routing (400, 404)
     MODEL_NOT_FOUND = "model_not_found"
     MODEL_CANNOT_TAKE_IMAGES = "model_cannot_take_images"
     NO_VISION_MODEL = "no_vision_model"
-    # Shops (404)
+    # Shops (404, 400)
     SHOP_NOT_FOUND = "shop_not_found"
+    SHOP_REQUIRED = "shop_required"
+    # Access (401, 403, 429, 408)
+    INVALID_API_KEY = "invalid_api_key"
+    SHOP_NOT_ALLOWED = "shop_not_allowed"
+    MESSAGE_ROLE_NOT_ALLOWED = "message_role_not_allowed"
+    RATE_LIMIT_EXCEEDED = "rate_limit_exceeded"
+    BODY_TIMEOUT = "body_timeout"
+    INVALID_REQUEST_ID = "invalid_request_id"
     # HTTP-level errors outside the chat route (404 unknown path, 405, other Starlette errors)
     NOT_FOUND = "not_found"
     METHOD_NOT_ALLOWED = "method_not_allowed"
@@ -110,6 +123,39 @@ class APIError(Exception):
                    "the shops; send one of their ids as the X-Shop-Id header, or none for the "
                    "default shop.", "invalid_request_error", ErrorCode.SHOP_NOT_FOUND,
                    "X-Shop-Id")
+
+    @classmethod
+    def shop_required(cls, shops: list[str]) -> APIError:
+        return cls(400, "This API key serves several shops and the default shop is not one of "
+                   f"them; send the X-Shop-Id header (one of {shops}).",
+                   "invalid_request_error", ErrorCode.SHOP_REQUIRED, "X-Shop-Id")
+
+    @classmethod
+    def invalid_api_key(cls, message: str) -> APIError:
+        return cls(401, message, "invalid_request_error", ErrorCode.INVALID_API_KEY,
+                   headers={"WWW-Authenticate": "Bearer"})
+
+    @classmethod
+    def shop_not_allowed(cls, shop_id: str) -> APIError:
+        return cls(403, f"This API key may not use the shop '{printable(shop_id)}'.",
+                   "permission_error", ErrorCode.SHOP_NOT_ALLOWED, "X-Shop-Id")
+
+    @classmethod
+    def forbidden_role(cls, role: str) -> APIError:
+        return cls(403, f"This API key is for a public client and may not send '{role}' "
+                   "messages; only the shop's backend key may set instructions.",
+                   "permission_error", ErrorCode.MESSAGE_ROLE_NOT_ALLOWED, "messages")
+
+    @classmethod
+    def rate_limited(cls, limit: str, retry_after_s: int, headers: dict[str, str]) -> APIError:
+        return cls(429, f"Rate limit reached for this API key ({limit}). Retry after "
+                   f"{retry_after_s} s.", "rate_limit_error", ErrorCode.RATE_LIMIT_EXCEEDED,
+                   headers={**headers, "Retry-After": str(retry_after_s)})
+
+    @classmethod
+    def body_timeout(cls, seconds: float) -> APIError:
+        return cls(408, f"The request body did not arrive within {seconds:g} s.",
+                   "invalid_request_error", ErrorCode.BODY_TIMEOUT)
 
     @classmethod
     def payload_too_large(cls, message: str) -> APIError:

@@ -5,8 +5,8 @@ under byte and pixel caps, so garbage base64, truncated files, decompression bom
 small for the vision encoder (the 1x1 engine crash, CVE-2026-22773) are 400s at the edge. PIL's own
 error text is never returned (it can carry internals, CVE-2026-22778).
 
-Remote http(s) URLs are accepted only for hosts on the config allow-list (empty by default), and
-every other scheme is refused; nothing here fetches a URL.
+Remote http(s) URLs are fetched by router/remote_images.py, and their bytes go through the same
+checks (`check_image_bytes`).
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ import binascii
 import io
 import re
 import warnings
-from urllib.parse import urlsplit
 
 from configs.schema import RequestLimits
 from router.errors import APIError, ErrorCode
@@ -25,36 +24,21 @@ _DATA_URL = re.compile(r"^data:(?P<mime>image/[a-z0-9.+-]+)?(?P<params>(;[^,;]*)
 ALLOWED_FORMATS = {"PNG", "JPEG", "WEBP", "GIF", "BMP"}
 
 
-def check_image_url(url: str, limits: RequestLimits, param: str) -> None:
-    """Raise a 400 APIError unless `url` is an acceptable image for the vision model.
-
-    CPU-bound for data URLs (decodes the image): call it off the event loop.
-    """
-    if url[:5].lower() == "data:":
-        _check_data_url(url, limits, param)
-        return
-    parts = urlsplit(url)
-    if parts.scheme in ("http", "https"):
-        host = (parts.hostname or "").lower()
-        if host and host in limits.allowed_image_domains:
-            return
-        raise APIError.invalid_request(
-            "Remote image URLs are not accepted by this server"
-            + (f" (allowed hosts: {', '.join(limits.allowed_image_domains)})"
-               if limits.allowed_image_domains else "")
-            + ". Send the image inline as a data URL: data:image/jpeg;base64,<base64 bytes>.",
-            param=param,
-            code=ErrorCode.IMAGE_URL_NOT_ALLOWED,
-        )
-    raise APIError.invalid_request(
-        "Unsupported image URL scheme; send the image as a data URL "
-        "(data:image/png;base64,...).",
-        param=param,
-        code=ErrorCode.IMAGE_URL_NOT_ALLOWED,
-    )
+def is_data_url(url: str) -> bool:
+    return url[:5].lower() == "data:"
 
 
-def _check_data_url(url: str, limits: RequestLimits, param: str) -> None:
+def data_url(raw: bytes, mime: str) -> str:
+    return f"data:{mime};base64,{base64.b64encode(raw).decode('ascii')}"
+
+
+def check_data_url(url: str, limits: RequestLimits, param: str) -> None:
+    """Raise a 400 APIError unless the data URL holds an acceptable image (CPU-bound: decodes
+    the image; call it off the event loop)."""
+    check_image_bytes(_decoded(url, limits, param), limits, param)
+
+
+def _decoded(url: str, limits: RequestLimits, param: str) -> bytes:
     match = _DATA_URL.match(url)
     if match is None:
         raise APIError.invalid_request(
@@ -73,10 +57,10 @@ def _check_data_url(url: str, limits: RequestLimits, param: str) -> None:
         ) from None
     if len(raw) > limits.max_image_bytes:
         raise _too_large(limits, param)
-    _check_decoded_image(raw, limits, param)
+    return raw
 
 
-def _check_decoded_image(raw: bytes, limits: RequestLimits, param: str) -> None:
+def check_image_bytes(raw: bytes, limits: RequestLimits, param: str) -> None:
     from PIL import Image, UnidentifiedImageError
 
     try:

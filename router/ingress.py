@@ -4,13 +4,18 @@ Routes parse nothing themselves: they read the (size-capped) body, call `ChatSer
 every exception into the OpenAI error envelope through `api_error_for`, in one place. The FastAPI
 app is built per replica in `__serve_build_asgi_app__`, so no module-level app object holds state.
 Admission (429/503 before generation) is router/admission.py; metric instruments are
-router/serve_instruments.py.
+router/serve_instruments.py; API keys and per-key limits are router/access/.
+
+Every /v1 route authenticates first (401/403) and counts against the key's limits (429) before
+the body is even read, so a refused client costs almost nothing. /health and /ready are
+internal (load balancers, Serve): key-free, and not exposed to the internet (README "Ports").
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
@@ -20,11 +25,20 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import Receive, Scope, Send
 
 from configs.schema import PROJECT_ROOT, AppConfig
+from router.access.api_keys import Caller, KeyStore
+from router.access.rate_limits import Admission, RateLimiter
 from router.admission import handle_streamer
-from router.chat_service import ChatService, ChatStream, new_request_id
+from router.chat_service import ChatService, ChatStream
 from router.errors import APIError, api_error_for
 from router.metrics import IngressMetrics
-from router.request_body import check_content_type, read_body
+from router.openapi import CHAT_COMPLETIONS_OPENAPI, install_openapi
+from router.request_body import (
+    RequestIdMiddleware,
+    check_content_type,
+    new_request_id,
+    read_body,
+    request_id_of,
+)
 from router.serve_instruments import gauge_refresh_period_s, serve_instruments
 from shop.directory import ShopDirectory
 
@@ -43,16 +57,19 @@ class ChatStreamResponse(StreamingResponse):
     """An SSE response that always closes its `ChatStream`, even when the client disconnects
     before the body starts (the engine request is aborted and the disconnect counted)."""
 
-    def __init__(self, stream: ChatStream, headers: dict[str, str]):
+    def __init__(self, stream: ChatStream, headers: dict[str, str],
+                 on_closed: Callable[[], Awaitable[None]]):
         super().__init__(stream.events(), media_type="text/event-stream",
                          headers={**SSE_HEADERS, **headers})
         self._chat_stream = stream
+        self._on_closed = on_closed
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
             await super().__call__(scope, receive, send)
         finally:
             await self._chat_stream.close()
+            await asyncio.shield(self._on_closed())
 
 
 @serve.deployment
@@ -80,11 +97,19 @@ class Ingress:
         # Indexing the knowledge bases takes about a second per shop; it happens once here.
         shops = ShopDirectory(config.shops, PROJECT_ROOT) if config.shops else None
         self._service = ChatService(config, streamers, shops)
+        self._service.parser.start()
+        self._keys = KeyStore(config.access, PROJECT_ROOT, frozenset(shop_ids))
+        self._limiter = limiter_for(config, self._metrics)
         loop = asyncio.get_running_loop()
-        self._background = [loop.create_task(self._refresh_gauges())]
+        self._background = [
+            loop.create_task(self._refresh_gauges()),
+            loop.create_task(self._every(config.access.reload_check_s,
+                                         self._keys.refresh_if_changed, "API keys")),
+        ]
         if config.shops:
-            self._background.append(loop.create_task(
-                self._refresh_knowledge(config.shops.reload_check_s)))
+            self._background.append(loop.create_task(self._every(
+                config.shops.reload_check_s, self._service.refresh_knowledge,
+                "knowledge bases")))
 
     async def _refresh_gauges(self) -> None:
         period = gauge_refresh_period_s()
@@ -95,32 +120,52 @@ class Ingress:
             except Exception:  # noqa: BLE001 - metrics must never take the ingress down
                 logger.warning("refreshing gauges failed", exc_info=True)
 
-    async def _refresh_knowledge(self, period_s: float) -> None:
-        """Pick up edited knowledge-base files without a restart; rebuilding runs in a worker
-        thread, requests keep using the previous version until the new one is swapped in."""
+    async def _every(self, period_s: float, reload: Callable[[], object], what: str) -> None:
+        """Pick up edited files (knowledge bases, API keys) without a restart; reloading runs in
+        a worker thread, and requests use the previous version until the new one is in."""
         while True:
             await asyncio.sleep(period_s)
             try:
-                await asyncio.to_thread(self._service.refresh_knowledge)
+                await asyncio.to_thread(reload)
             except Exception:  # noqa: BLE001 - a reload problem must never take the ingress down
-                logger.warning("refreshing the knowledge bases failed", exc_info=True)
+                logger.warning("refreshing the %s failed", what, exc_info=True)
 
     def __serve_build_asgi_app__(self) -> FastAPI:
-        return build_api(self._service, self._metrics, self._config, self._text_model)
+        return build_api(self._service, self._metrics, self._config, self._text_model,
+                         self._keys, self._limiter)
+
+
+def limiter_for(config: AppConfig, metrics: IngressMetrics) -> RateLimiter:
+    # A lease outlives any request (request_timeout_s); one left by a dead replica then expires.
+    return RateLimiter(config.access, lease_ttl_s=config.limits.request_timeout_s + 30,
+                       on_limited=metrics.rate_limited,
+                       on_store_error=metrics.rate_limit_store_failed)
 
 
 def build_api(
     service: ChatService, metrics: IngressMetrics, config: AppConfig,
-    text_model: DeploymentHandle,
+    text_model: DeploymentHandle, keys: KeyStore | None = None,
+    limiter: RateLimiter | None = None,
 ) -> FastAPI:
-    """The FastAPI app: routes, and error handlers that keep every error in the OpenAI shape."""
+    """The FastAPI app: routes, and error handlers that keep every error in the OpenAI shape.
+    Without `keys`/`limiter` they are built from `config.access` (tests, tools)."""
+    keys = keys or KeyStore(config.access, PROJECT_ROOT, metrics.shops)
+    limiter = limiter or limiter_for(config, metrics)
+    docs = config.api_docs
     api = FastAPI(
         title="Customer-service assistant",
-        description="OpenAI-compatible chat completions, routed by content to text or vision "
-        "models.",
-        docs_url=None,
+        description="OpenAI-compatible chat completions for shops' customer service, routed by "
+        "content to text or vision models. Authorization: Bearer <API key>.",
+        docs_url="/docs" if docs else None,
         redoc_url=None,
+        openapi_url="/openapi.json" if docs else None,
     )
+    api.add_middleware(RequestIdMiddleware)
+    install_openapi(api)
+
+    async def admit(request: Request, chat: bool) -> tuple[Caller, Admission]:
+        caller = keys.authenticate(request.headers.get("authorization"))
+        return caller, await limiter.admit(caller, chat)
 
     @api.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -129,21 +174,31 @@ def build_api(
         metrics.start().errored(error.status, error.code)
         return error_response(error)
 
-    @api.post("/v1/chat/completions")
+    @api.post("/v1/chat/completions", openapi_extra=CHAT_COMPLETIONS_OPENAPI)
     async def chat_completions(request: Request) -> Response:
-        request_id = new_request_id()
+        """An OpenAI chat completion (streamed with `stream: true`) from the shop's assistant;
+        X-Shop-Id chooses the shop when the key serves several."""
+        request_id = new_request_id()  # replaced by the request's own id below
         measured = metrics.start()
+        admission: Admission | None = None
         try:
+            request_id = request_id_of(request)
+            caller, admission = await admit(request, chat=True)
+            measured.key_id = caller.key_id
             check_content_type(request.headers.get("content-type"))
-            body = await read_body(request, config.limits.max_body_bytes)
-            chat = await service.prepare(body, request_id, measured,
+            body = await read_body(request, config.limits)
+            chat = await service.prepare(body, request_id, measured, caller,
                                          request.headers.get(SHOP_HEADER))
-            # Serve sets x-request-id itself; x-route tells clients and logs which model answered.
-            headers = {"x-route": chat.route.modality}
+            # x-route tells clients and logs which model answered; x-request-id (= the
+            # completion's id) is added by Serve's proxy.
+            headers = {"x-route": chat.route.modality, **admission.headers}
             if chat.request.stream:
                 # From here the stream records its own outcome (success, in-band error, or
-                # disconnect when the response closes it).
-                return ChatStreamResponse(await service.open_stream(chat), headers)
+                # disconnect when the response closes it) and settles the key's usage.
+                settled, admission = admission, None
+                return ChatStreamResponse(
+                    await service.open_stream(chat), headers,
+                    lambda: limiter.settle(settled, measured.total_tokens))
             response = await service.complete(chat)
             measured.succeeded()
             return JSONResponse(response.body(), headers=headers)
@@ -153,24 +208,36 @@ def build_api(
         except Exception as exc:  # noqa: BLE001 - the one place exceptions become statuses
             error = api_error_for(exc, request_id)
             measured.errored(error.status, error.code)
+            if admission is not None:
+                error.headers = {**admission.headers, **error.headers}
             return error_response(error)
+        finally:
+            if admission is not None:
+                await asyncio.shield(limiter.settle(admission, measured.total_tokens))
+
+    async def listing(request: Request, data: Callable[[Caller], list[dict]]) -> JSONResponse:
+        try:
+            caller, admission = await admit(request, chat=False)
+        except APIError as error:
+            return error_response(error)
+        return JSONResponse({"object": "list", "data": data(caller)}, headers=admission.headers)
 
     @api.get("/v1/shops")
-    async def list_shops() -> JSONResponse:
-        """The shops a client may name in X-Shop-Id: ids, names and languages."""
-        shops = service.shops.listing() if service.shops is not None else []
-        return JSONResponse({"object": "list", "data": shops})
+    async def list_shops(request: Request) -> JSONResponse:
+        """The shops this API key may name in X-Shop-Id: ids, names and languages."""
+        return await listing(request, service.shop_listing)
 
     @api.get("/v1/models")
-    async def list_models() -> JSONResponse:
-        return JSONResponse(service.model_list().model_dump())
+    async def list_models(request: Request) -> JSONResponse:
+        """The models behind the endpoint (OpenAI's list shape)."""
+        return await listing(request, lambda caller: service.model_list().model_dump()["data"])
 
-    @api.get("/health")
+    @api.get("/health", include_in_schema=False)
     async def health() -> JSONResponse:
         """Liveness: the ingress process answers."""
         return JSONResponse({"status": "ok"})
 
-    @api.get("/ready")
+    @api.get("/ready", include_in_schema=False)
     async def ready() -> JSONResponse:
         """Readiness: a text-model replica answers. The vision model may be scaled to zero and
         is not probed, since a probe would wake it."""

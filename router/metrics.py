@@ -41,6 +41,7 @@ MetricKind = Literal["counter", "gauge", "histogram"]
 RAY_EXPORT_PREFIX = "ray_"
 
 NO_MODEL = "none"  # model/route label of a request refused before routing (bad JSON, 413, ...)
+NO_KEY = "none"  # key_id label of a request refused before its API key was known
 
 # Buckets span GPU (tens of ms TTFT, ~10 ms ITL) and CPU (seconds) in one layout, with the SLO
 # alert thresholds of configs/prometheus/rules.yml (TTFT 2 s text, 5 s vision) on bucket
@@ -52,6 +53,7 @@ ITL_BUCKETS_S = (0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5,
 E2E_BUCKETS_S = (0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 7.5, 10.0, 15.0, 20.0, 30.0, 45.0, 60.0,
                  90.0, 120.0, 180.0)
 RETRIEVAL_BUCKETS_S = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1)
+IMAGE_FETCH_BUCKETS_S = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0)
 IMAGE_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
 # The `reason` label of refusals and failures: exactly the API's error codes (router/errors.py),
@@ -135,9 +137,31 @@ SHOP_RETRIEVAL = MetricSpec(
     "cs_shop_retrieval_seconds", "histogram",
     "Time to search a shop's knowledge base for one request.", ("shop",), RETRIEVAL_BUCKETS_S)
 
+KEY_REQUESTS = MetricSpec(
+    "cs_key_requests", "counter",
+    "/v1 requests by API key id (`anonymous` without a key, `none` when refused before a key "
+    "was known) and status code.", ("key_id", "status"))
+KEY_TOKENS = MetricSpec(
+    "cs_key_tokens", "counter",
+    "Prompt + completion tokens used by each API key (what tokens_per_minute charges).",
+    ("key_id",))
+RATE_LIMITED = MetricSpec(
+    "cs_rate_limited", "counter",
+    "Requests refused with 429 by a per-key limit, by key id and limit (requests, tokens, "
+    "concurrency).", ("key_id", "limit"))
+RATE_LIMIT_STORE_ERRORS = MetricSpec(
+    "cs_rate_limit_store_errors", "counter",
+    "Calls to the rate-limit store (Redis) that failed; those requests were served unlimited.",
+    ())
+IMAGE_FETCH = MetricSpec(
+    "cs_image_fetch_seconds", "histogram",
+    "Remote image URLs: time to fetch one image (redirects included), successful or not.",
+    ("outcome",), IMAGE_FETCH_BUCKETS_S)
+
 INGRESS_METRICS = (REQUESTS, REJECTED, FAILED, TTFT, ITL, E2E, PROMPT_TOKENS, COMPLETION_TOKENS,
                    IN_FLIGHT, IMAGE_PREPROCESS, IMAGES, SHOP_REQUESTS, SHOP_HANDOFFS,
-                   SHOP_NO_RELEVANT_ENTRY, SHOP_RETRIEVAL)
+                   SHOP_NO_RELEVANT_ENTRY, SHOP_RETRIEVAL, KEY_REQUESTS, KEY_TOKENS,
+                   RATE_LIMITED, RATE_LIMIT_STORE_ERRORS, IMAGE_FETCH)
 
 
 class Instrument(Protocol):
@@ -160,6 +184,16 @@ class IngressMetrics:
         self.shops = frozenset(shops)
         self._in_flight = {(name, route): 0 for name, route in models.items()}
         self.refresh_gauges()
+
+    def rate_limited(self, key_id: str, limit: str) -> None:
+        self.record(RATE_LIMITED, 1, key_id=key_id, limit=limit)
+
+    def rate_limit_store_failed(self) -> None:
+        self.record(RATE_LIMIT_STORE_ERRORS, 1)
+
+    def image_fetched(self, seconds: float, outcome: str) -> None:
+        """`outcome`: `ok`, or the error code that refused the URL."""
+        self.record(IMAGE_FETCH, seconds, outcome=outcome)
 
     def start(self) -> RequestMetrics:
         """Begin measuring one request, at its arrival."""
@@ -195,7 +229,12 @@ class RequestMetrics:
         self._prompt_tokens = 0
         self._completion_tokens = 0
         self._routed = False
+        self.key_id = NO_KEY
         self.finished = False
+
+    @property
+    def total_tokens(self) -> int:
+        return self._prompt_tokens + self._completion_tokens
 
     def routed(self, model: str, route: str, stream: bool) -> None:
         self._model, self._route, self._stream = model, route, stream
@@ -254,6 +293,8 @@ class RequestMetrics:
         self.finished = True
         m, labels = self._metrics, {"model": self._model, "route": self._route}
         m.record(REQUESTS, 1, status=str(status), **labels)
+        m.record(KEY_REQUESTS, 1, key_id=self.key_id, status=str(status))
+        m.record(KEY_TOKENS, self.total_tokens, key_id=self.key_id)
         if status == 200:
             m.record(E2E, time.monotonic() - self._started,
                      stream="true" if self._stream else "false", **labels)

@@ -16,7 +16,6 @@ from pydantic import ValidationError
 
 from configs.schema import ModelConfig, RequestLimits
 from router.errors import APIError, ErrorCode
-from router.images import check_image_url
 from router.protocol import ChatCompletionRequest, ChatMessage
 
 _INT64_MAX = 2**63 - 1
@@ -241,9 +240,3 @@ def _check_unicode(text: str, param: str) -> None:
             f"{param} contains invalid Unicode (a lone surrogate escape such as \\ud800).",
             param=param,
         ) from None
-
-
-def check_images(request: ChatCompletionRequest, limits: RequestLimits) -> None:
-    """Decode-check every image (CPU-bound: run in a worker thread)."""
-    for image in request.images:
-        check_image_url(image.url, limits, image.param)

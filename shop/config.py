@@ -7,7 +7,7 @@ neither Ray nor vLLM nor the router.
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from shop.text import LANGUAGES, Language
 
@@ -138,6 +138,15 @@ class ShopConfig(StrictModel):
     retrieval: RetrievalConfig = Field(default_factory=RetrievalConfig)
     handoff: HandoffConfig = Field(default_factory=HandoffConfig)
     messages: ShopMessages
+    image_domains: tuple[str, ...] = Field(
+        (), description="Hosts (the shop's CDN) whose image URLs the ingress fetches for this "
+        "shop, besides the app-wide remote_images.allowed_domains. `cdn.shop.com` matches that "
+        "host; `.shop.com` its subdomains.")
+
+    @field_validator("image_domains")
+    @classmethod
+    def _lowercase_domains(cls, domains: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(d.strip().lower() for d in domains)
 
     @model_validator(mode="after")
     def _default_language_is_spoken(self) -> ShopConfig:

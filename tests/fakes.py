@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry
 
-from configs.schema import AppConfig
+from configs.schema import AppConfig, RateLimits
 from deployments.engine_protocol import (
     ChatEngine,
     ContextLengthError,
@@ -20,6 +20,7 @@ from deployments.engine_protocol import (
     GenerationChunk,
     ReplicaAccepted,
 )
+from router.access.api_keys import Caller
 from router.metrics import IngressMetrics, prometheus_client_instruments
 
 
@@ -36,7 +37,7 @@ class FakeBehaviour:
 class FakeChatEngine(ChatEngine):
     """A deterministic engine; `behaviour` may be changed by the test while it runs."""
 
-    def __init__(self, model, model_path, allowed_media_domains, behaviour: FakeBehaviour | None = None):
+    def __init__(self, model, model_path, behaviour: FakeBehaviour | None = None):
         self.model = model
         self.model_path = model_path
         self.behaviour = behaviour or FakeBehaviour()
@@ -80,7 +81,7 @@ class FakeChatEngine(ChatEngine):
 
 def fake_streamers(config: AppConfig, behaviour: FakeBehaviour | None = None):
     """ChatStreamers backed by one FakeChatEngine per model, as the ingress would see replicas."""
-    engines = {m.modality: FakeChatEngine(m, "/fake", (), behaviour) for m in config.models}
+    engines = {m.modality: FakeChatEngine(m, "/fake", behaviour) for m in config.models}
     return {modality: engine.chat for modality, engine in engines.items()}, engines
 
 
@@ -159,3 +160,7 @@ class _FakeResponse:
             from ray.serve.exceptions import BackPressureError
 
             raise BackPressureError(num_queued_requests=2, max_queued_requests=2)
+
+
+# The caller of unit tests that are not about access: a backend key for every shop, no limits.
+BACKEND_CALLER = Caller("test-backend", "backend", None, RateLimits())

@@ -35,7 +35,7 @@ class Ingress:
         self.config = config
         self.handles = {
             m.modality: FakeDeploymentHandle(
-                FakeChatEngine(m, "/fake", ()),
+                FakeChatEngine(m, "/fake"),
                 text_state if m.modality == "text" else vision_state, **handle_kwargs)
             for m in config.models
         }
@@ -120,7 +120,7 @@ def test_accepted_calls_stream_the_engine_and_finished_calls_are_not_cancelled(l
 
 def test_a_stream_closed_early_cancels_the_replica_call(local_config):
     model = model_for(local_config, "text")
-    handle = FakeDeploymentHandle(FakeChatEngine(model, "/fake", ()))
+    handle = FakeDeploymentHandle(FakeChatEngine(model, "/fake"))
     stream = handle_streamer(handle, model)
     request = EngineRequest("r1", [{"role": "user", "content": "hi"}],
                             SamplingOptions(16, 0.0, 1.0))

@@ -14,7 +14,7 @@ from router.chat_service import ChatService
 from router.errors import APIError, api_error_for
 from router.metrics import IngressMetrics
 from tests.conftest import image_message, model_for
-from tests.fakes import FakeBehaviour, fake_streamers, recording_metrics
+from tests.fakes import BACKEND_CALLER, FakeBehaviour, fake_streamers, recording_metrics
 
 
 @dataclass
@@ -25,7 +25,8 @@ class ServiceUnderTest:
     registry: CollectorRegistry
 
     async def prepare(self, payload: bytes, request_id: str):
-        return await self.service.prepare(payload, request_id, self.metrics.start())
+        return await self.service.prepare(payload, request_id, self.metrics.start(),
+                                          BACKEND_CALLER)
 
     async def stream(self, payload: bytes, request_id: str) -> list[str]:
         chat = await self.prepare(payload, request_id)

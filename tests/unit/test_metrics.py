@@ -17,11 +17,14 @@ from router.ingress import ChatStreamResponse, build_api
 from router.errors import ErrorCode
 from router.metrics import INGRESS_METRICS, NO_MODEL, RAY_EXPORT_PREFIX, REASONS
 from tests.conftest import image_message, model_for
-from tests.fakes import FakeBehaviour, fake_streamers, recording_metrics
+from tests.fakes import BACKEND_CALLER, FakeBehaviour, fake_streamers, recording_metrics
 from tests.unit.test_ingress_http import BAD_BODIES, FakeHandle
 
 URL = "/v1/chat/completions"
-BOUNDED_LABELS = {"model", "route", "status", "reason", "stream", "shop", "answer", "handoff_reason"}
+# key_id is bounded by the operator's keys file (+ `anonymous`, `none`); limit by LIMIT_KINDS;
+# outcome by `ok` + ErrorCode.
+BOUNDED_LABELS = {"model", "route", "status", "reason", "stream", "shop", "answer", "handoff_reason",
+                  "key_id", "limit", "outcome"}
 SERVE_RESERVED = {"deployment", "replica", "application"}
 
 
@@ -241,9 +244,9 @@ def test_client_gone_before_the_first_byte_aborts_and_counts_once(local_config):
     async def run():
         measured = stack.metrics.start()
         chat = await stack.service.prepare(
-            json.dumps(text_body(stream=True)).encode(), "gone", measured
+            json.dumps(text_body(stream=True)).encode(), "gone", measured, BACKEND_CALLER
         )
-        response = ChatStreamResponse(await stack.service.open_stream(chat), {})
+        response = ChatStreamResponse(await stack.service.open_stream(chat), {}, settle_nothing)
         assert stack.value("cs_requests_in_flight", **labels) == 1
 
         async def send(message):
@@ -266,6 +269,10 @@ def test_client_gone_before_the_first_byte_aborts_and_counts_once(local_config):
     assert stack.value("cs_requests_in_flight", **labels) == 0
 
 
+async def settle_nothing() -> None:
+    pass
+
+
 def test_in_flight_gauge_counts_concurrent_requests(local_config):
     stack = Stack(local_config, FakeBehaviour(token_delay_s=0.05))
     labels = {"model": model_for(local_config, "text").name, "route": "text"}
@@ -273,7 +280,7 @@ def test_in_flight_gauge_counts_concurrent_requests(local_config):
     async def run():
         chats = [
             await stack.service.prepare(json.dumps(text_body()).encode(), f"r{i}",
-                                        stack.metrics.start())
+                                        stack.metrics.start(), BACKEND_CALLER)
             for i in range(3)
         ]
         assert stack.value("cs_requests_in_flight", **labels) == 3

@@ -21,7 +21,7 @@ def make(local_config, tmp_path, engine_cls=FakeChatEngine):
     (ckpt / "config.json").write_text("{}")
     model = model_for(local_config, "text").model_copy(update={"source": str(ckpt)})
     replica = DeploymentClass.__new__(DeploymentClass)
-    asyncio.run(replica.__init__(model, local_config.limits, engine_cls))
+    asyncio.run(replica.__init__(model, engine_cls))
     return replica
 
 
@@ -59,5 +59,5 @@ def test_missing_model_fails_before_the_engine_is_built(local_config, tmp_path, 
             super().__init__(*args, **kwargs)
 
     with pytest.raises(ModelNotAvailableError, match="Qwen/Qwen3-0.6B"):
-        asyncio.run(replica.__init__(model, local_config.limits, Recording))
+        asyncio.run(replica.__init__(model, Recording))
     assert not built

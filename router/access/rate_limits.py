@@ -1,0 +1,238 @@
+"""Per-key rate limits: requests per minute, tokens per minute, concurrent requests.
+
+Counting is the `limits` package's, in memory (one ingress replica) or in Redis
+(`access.rate_limit_store`), so every ingress replica sees the same counters:
+- requests: a sliding-window counter, checked and counted in one atomic step (a Lua script in
+  Redis), so replicas racing for a key's last request cannot both win;
+- tokens: prompt + completion tokens are known only when an answer ends, so they are charged
+  then, into fixed one-minute windows (a fixed window records every charge; the sliding window
+  would drop a charge that overshoots). A key is admitted while its window has tokens left, so it
+  can overshoot by what its requests already in flight consume; that bound is in the README;
+- concurrent requests: not a rate, so not in `limits`; each open request holds a lease (a sorted
+  set member in Redis whose score is its expiry), so a lease left by a replica that died expires
+  by itself instead of blocking the key forever.
+
+Every response to a limited key carries OpenAI's `x-ratelimit-*` headers. When the store fails,
+requests are served (fail open: the model pools keep their own queue bounds and 429s) and the
+failure is logged and counted; on the busiest day a Redis hiccup must not refuse every shopper.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from limits import RateLimitItemPerMinute
+from limits.aio.storage import MemoryStorage, RedisStorage
+from limits.aio.strategies import FixedWindowRateLimiter, SlidingWindowCounterRateLimiter
+
+from configs.schema import AccessConfig
+from router.access.api_keys import Caller
+from router.errors import APIError
+
+logger = logging.getLogger("cs_assistant.access")
+
+Clock = Callable[[], float]
+# Kinds of limit: the `limit` label of the rate-limit metrics.
+REQUESTS, TOKENS, CONCURRENCY = "requests", "tokens", "concurrency"
+LIMIT_KINDS = (REQUESTS, TOKENS, CONCURRENCY)
+STORE_ERROR_LOG_EVERY_S = 60.0
+
+
+def openai_duration(seconds: float) -> str:
+    """A reset time as OpenAI writes it: '20ms', '1.5s', '6m0s'."""
+    seconds = max(0.0, seconds)
+    if seconds < 1:
+        return f"{math.ceil(seconds * 1000)}ms"
+    if seconds < 60:
+        return f"{math.ceil(seconds * 10) / 10:g}s"
+    minutes, rest = divmod(math.ceil(seconds), 60)
+    return f"{minutes}m{rest}s"
+
+
+@dataclass
+class Admission:
+    """A request let in: the headers its response carries, and what it must give back."""
+
+    caller: Caller
+    headers: dict[str, str] = field(default_factory=dict)
+    lease: str | None = None
+    settled: bool = False
+
+
+class RateLimiter:
+    """The limits of every key, for one ingress replica (counters shared through the store)."""
+
+    def __init__(self, config: AccessConfig, lease_ttl_s: float,
+                 on_limited: Callable[[str, str], None] = lambda key_id, limit: None,
+                 on_store_error: Callable[[], None] = lambda: None,
+                 clock: Clock = time.time):
+        self._clock = clock
+        self._lease_ttl_s = lease_ttl_s
+        self._on_limited = on_limited
+        self._on_store_error = on_store_error
+        self._last_error_log = -math.inf
+        if config.rate_limit_store:
+            timeouts = dict(socket_timeout=config.store_timeout_s,
+                            socket_connect_timeout=config.store_timeout_s)
+            storage = RedisStorage("async+" + config.rate_limit_store, implementation="redispy",
+                                   wrap_exceptions=True, key_prefix="cs-limits", **timeouts)
+            self._leases: Leases = RedisLeases(config.rate_limit_store, timeouts, clock)
+        else:
+            storage = MemoryStorage()
+            self._leases = MemoryLeases(clock)
+        self._requests = SlidingWindowCounterRateLimiter(storage)
+        self._tokens = FixedWindowRateLimiter(storage)
+
+    async def admit(self, caller: Caller, chat: bool) -> Admission:
+        """Let a request in or raise a 429 with Retry-After. `chat` requests also need tokens
+        left and a concurrency slot; other /v1 calls count as requests only."""
+        admission = Admission(caller)
+        limits = caller.limits
+        try:
+            if chat and limits.tokens_per_minute:
+                await self._check_tokens(admission, limits.tokens_per_minute)
+            if chat and limits.concurrent_requests:
+                admission.lease = await self._leases.acquire(
+                    caller.key_id, limits.concurrent_requests, self._lease_ttl_s)
+                if admission.lease is None:
+                    self._refuse(admission, CONCURRENCY,
+                                 f"{limits.concurrent_requests} concurrent requests", 1)
+            if limits.requests_per_minute:
+                await self._count_request(admission, limits.requests_per_minute)
+        except APIError:
+            await self.release(admission)
+            raise
+        except Exception:  # noqa: BLE001 - a failing store must not refuse shoppers
+            self._store_failed()
+            admission.headers.clear()
+        return admission
+
+    async def _check_tokens(self, admission: Admission, per_minute: int) -> None:
+        item = RateLimitItemPerMinute(per_minute)
+        reset_at, remaining = await self._tokens.get_window_stats(item, TOKENS,
+                                                                  admission.caller.key_id)
+        reset_in = max(0.0, reset_at - self._clock()) if remaining < per_minute else 0.0
+        admission.headers.update({
+            "x-ratelimit-limit-tokens": str(per_minute),
+            "x-ratelimit-remaining-tokens": str(remaining),
+            "x-ratelimit-reset-tokens": openai_duration(reset_in),
+        })
+        if remaining <= 0:
+            self._refuse(admission, TOKENS, f"{per_minute} tokens per minute", reset_in)
+
+    async def _count_request(self, admission: Admission, per_minute: int) -> None:
+        item = RateLimitItemPerMinute(per_minute)
+        key_id = admission.caller.key_id
+        allowed = await self._requests.hit(item, REQUESTS, key_id)
+        reset_at, remaining = await self._requests.get_window_stats(item, REQUESTS, key_id)
+        reset_in = max(0.0, reset_at - self._clock())
+        admission.headers.update({
+            "x-ratelimit-limit-requests": str(per_minute),
+            "x-ratelimit-remaining-requests": str(remaining),
+            "x-ratelimit-reset-requests": openai_duration(reset_in),
+        })
+        if not allowed:
+            self._refuse(admission, REQUESTS, f"{per_minute} requests per minute", reset_in)
+
+    def _refuse(self, admission: Admission, kind: str, limit: str, retry_in_s: float) -> None:
+        self._on_limited(admission.caller.key_id, kind)
+        raise APIError.rate_limited(limit, max(1, math.ceil(retry_in_s)), admission.headers)
+
+    async def settle(self, admission: Admission, tokens: int) -> None:
+        """The request ended: charge its tokens and free its concurrency slot (once)."""
+        if admission.settled:
+            return
+        admission.settled = True
+        per_minute = admission.caller.limits.tokens_per_minute
+        try:
+            if per_minute and tokens > 0:
+                await self._tokens.hit(RateLimitItemPerMinute(per_minute), TOKENS,
+                                       admission.caller.key_id, cost=tokens)
+        except Exception:  # noqa: BLE001 - see admit()
+            self._store_failed()
+        await self.release(admission)
+
+    async def release(self, admission: Admission) -> None:
+        if admission.lease is None:
+            return
+        lease, admission.lease = admission.lease, None
+        try:
+            await self._leases.release(admission.caller.key_id, lease)
+        except Exception:  # noqa: BLE001 - the lease expires by itself
+            self._store_failed()
+
+    def _store_failed(self) -> None:
+        self._on_store_error()
+        now = time.monotonic()
+        if now - self._last_error_log >= STORE_ERROR_LOG_EVERY_S:
+            self._last_error_log = now
+            logger.warning("rate-limit store failed; serving without limits until it answers",
+                           exc_info=True)
+
+
+class Leases:
+    """Concurrency slots of each key."""
+
+    async def acquire(self, key_id: str, limit: int, ttl_s: float) -> str | None:
+        raise NotImplementedError
+
+    async def release(self, key_id: str, lease: str) -> None:
+        raise NotImplementedError
+
+
+class MemoryLeases(Leases):
+    def __init__(self, clock: Clock):
+        self._clock = clock
+        self._held: dict[str, dict[str, float]] = {}
+
+    async def acquire(self, key_id: str, limit: int, ttl_s: float) -> str | None:
+        now = self._clock()
+        held = self._held.setdefault(key_id, {})
+        for lease, expires in list(held.items()):
+            if expires <= now:
+                del held[lease]
+        if len(held) >= limit:
+            return None
+        lease = uuid.uuid4().hex
+        held[lease] = now + ttl_s
+        return lease
+
+    async def release(self, key_id: str, lease: str) -> None:
+        self._held.get(key_id, {}).pop(lease, None)
+
+
+class RedisLeases(Leases):
+    """Leases in a sorted set per key (member: lease id, score: expiry). Add-then-count in one
+    transaction: two replicas racing for the last slot may both back off, never both win."""
+
+    def __init__(self, url: str, timeouts: dict[str, float], clock: Clock):
+        import redis.asyncio
+
+        self._redis = redis.asyncio.Redis.from_url(url, **timeouts)
+        self._clock = clock
+
+    @staticmethod
+    def _key(key_id: str) -> str:
+        return f"cs-leases:{key_id}"
+
+    async def acquire(self, key_id: str, limit: int, ttl_s: float) -> str | None:
+        now, lease, key = self._clock(), uuid.uuid4().hex, self._key(key_id)
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.zremrangebyscore(key, "-inf", now)
+            pipe.zadd(key, {lease: now + ttl_s})
+            pipe.zcard(key)
+            pipe.expire(key, math.ceil(ttl_s))
+            _, _, count, _ = await pipe.execute()
+        if count > limit:
+            await self._redis.zrem(key, lease)
+            return None
+        return lease
+
+    async def release(self, key_id: str, lease: str) -> None:
+        await asyncio.shield(self._redis.zrem(self._key(key_id), lease))

@@ -1,0 +1,69 @@
+"""Where a request body is parsed: on the event loop when it is small, in a worker process when
+it is large.
+
+JSON decoding and pydantic validation are C and Rust code that hold the GIL from start to end, so a
+thread does not help: a 16 MiB body of small JSON objects holds the ingress event loop for ~1.6 s
+on these machines, stalling every other stream the replica serves. A chat message is small (the
+text limit is 32,000 characters); a large body is images or abuse, and goes to one worker process
+per ingress replica, started with `spawn` (forking a Ray worker with its threads could deadlock).
+Bodies queue for that one worker, so a flood of large bodies costs one core, not the loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+
+from router.errors import APIError
+from router.protocol import ChatCompletionRequest
+from router.validation import parse_chat_request
+
+
+def _parse_in_worker(body: bytes) -> ChatCompletionRequest | tuple[str, str | None, str]:
+    """Runs in the worker. An APIError (a dataclass with a required-argument constructor) does
+    not survive pickling, so its fields travel instead."""
+    try:
+        return parse_chat_request(body)
+    except APIError as error:
+        return (error.message, error.param, error.code.value)
+
+
+def _ready() -> bool:
+    return True
+
+
+class BodyParser:
+    """Parses request bodies, large ones in a worker process (one per ingress replica)."""
+
+    def __init__(self, worker_threshold_bytes: int):
+        self._threshold = worker_threshold_bytes
+        self._pool: ProcessPoolExecutor | None = None
+
+    def start(self) -> None:
+        """Start the worker now (spawning it takes about a second), not on the first image."""
+        self._pool = ProcessPoolExecutor(max_workers=1,
+                                         mp_context=multiprocessing.get_context("spawn"))
+        self._pool.submit(_ready)
+
+    async def parse(self, body: bytes) -> ChatCompletionRequest:
+        if len(body) < self._threshold:
+            return parse_chat_request(body)
+        if self._pool is None:
+            self.start()
+        loop = asyncio.get_running_loop()
+        try:
+            result = await loop.run_in_executor(self._pool, _parse_in_worker, body)
+        except BrokenProcessPool:
+            # The worker died (killed, out of memory): start another for the next body.
+            self._pool = None
+            raise
+        if isinstance(result, tuple):
+            message, param, code = result
+            raise APIError.invalid_request(message, param=param, code=code)
+        return result
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
