@@ -141,7 +141,8 @@ class ChatService:
         if request.images:
             domains = self._config.remote_images.allowed_domains + (
                 assistant.config.image_domains if assistant is not None else ())
-            inline, checked_s = await self._images.inline(request.images, domains)
+            inline, checked_s = await self._images.inline(request.images, domains,
+                                                          metrics.image_fetched)
             metrics.images_checked(len(request.images), checked_s)
             replace_image_urls(messages, inline)
         plan = None

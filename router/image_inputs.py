@@ -14,7 +14,7 @@ from configs.schema import RequestLimits
 from router.errors import APIError
 from router.images import check_data_url, check_image_bytes, data_url, is_data_url
 from router.protocol import ImageRef
-from router.remote_images import FetchedImage, RemoteImageFetcher
+from router.remote_images import FetchedImage, FetchRecorder, RemoteImageFetcher
 
 
 class ImageInputs:
@@ -22,8 +22,8 @@ class ImageInputs:
         self._limits = limits
         self._fetcher = fetcher
 
-    async def inline(self, images: list[ImageRef],
-                     allowed_domains: tuple[str, ...]) -> tuple[dict[str, str], float]:
+    async def inline(self, images: tuple[ImageRef, ...], allowed_domains: tuple[str, ...],
+                     on_fetched: FetchRecorder) -> tuple[dict[str, str], float]:
         """Check every image; the data URLs that replace remote URLs, and the seconds spent
         decoding (the fetches are timed by the fetcher)."""
         remote: dict[str, str] = {}  # URL -> where the client first put it
@@ -35,7 +35,7 @@ class ImageInputs:
             try:
                 async with asyncio.TaskGroup() as group:
                     tasks = {url: group.create_task(
-                        self._fetcher.fetch(url, allowed_domains, param))
+                        self._fetcher.fetch(url, allowed_domains, param, on_fetched))
                         for url, param in remote.items()}
             except* APIError as failures:
                 raise failures.exceptions[0] from None  # the others were cancelled

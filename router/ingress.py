@@ -163,10 +163,6 @@ def build_api(
     api.add_middleware(RequestIdMiddleware)
     install_openapi(api)
 
-    async def admit(request: Request, chat: bool) -> tuple[Caller, Admission]:
-        caller = keys.authenticate(request.headers.get("authorization"))
-        return caller, await limiter.admit(caller, chat)
-
     @api.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         # Unknown paths and wrong methods never reach a route; count them like any refusal.
@@ -183,8 +179,9 @@ def build_api(
         admission: Admission | None = None
         try:
             request_id = request_id_of(request)
-            caller, admission = await admit(request, chat=True)
+            caller = keys.authenticate(request.headers.get("authorization"))
             measured.key_id = caller.key_id
+            admission = await limiter.admit(caller, chat=True)
             check_content_type(request.headers.get("content-type"))
             body = await read_body(request, config.limits)
             chat = await service.prepare(body, request_id, measured, caller,
@@ -217,7 +214,8 @@ def build_api(
 
     async def listing(request: Request, data: Callable[[Caller], list[dict]]) -> JSONResponse:
         try:
-            caller, admission = await admit(request, chat=False)
+            caller = keys.authenticate(request.headers.get("authorization"))
+            admission = await limiter.admit(caller, chat=False)
         except APIError as error:
             return error_response(error)
         return JSONResponse({"object": "list", "data": data(caller)}, headers=admission.headers)

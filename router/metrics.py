@@ -264,6 +264,9 @@ class RequestMetrics:
         self._metrics.record(IMAGE_PREPROCESS, seconds, model=self._model)
         self._metrics.record(IMAGES, count, model=self._model)
 
+    def image_fetched(self, seconds: float, outcome: str) -> None:
+        self._metrics.image_fetched(seconds, outcome)
+
     def content_sent(self) -> None:
         """A chunk carrying generated text was handed to the client."""
         now = time.monotonic()

@@ -38,6 +38,7 @@ from configs.schema import RemoteImages
 from router.errors import APIError, ErrorCode
 
 Resolver = Callable[[str, int], Awaitable[list[str]]]
+FetchRecorder = Callable[[float, str], None]
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
@@ -135,10 +136,13 @@ def parse_image_url(url: str, config: RemoteImages, param: str) -> SplitResult:
 
 
 def _canonical_ip(host: str) -> bool:
+    """An IP literal in its one unambiguous form: dotted-quad IPv4 as Python prints it, or any
+    IPv6 literal (only IPv4 has the numeric forms resolvers read differently)."""
     try:
-        return str(ipaddress.ip_address(host)) == host
+        address = ipaddress.ip_address(host)
     except ValueError:
         return False
+    return address.version == 6 or str(address) == host
 
 
 def address_allowed(address: IPAddress, allowed_networks: tuple[str, ...]) -> bool:
@@ -187,16 +191,16 @@ class RemoteImageFetcher:
 
     def __init__(self, config: RemoteImages, max_bytes: int,
                  resolver: Resolver = system_resolver,
-                 ssl_context: ssl.SSLContext | None = None,
-                 on_fetched: Callable[[float, str], None] = lambda seconds, outcome: None):
+                 ssl_context: ssl.SSLContext | None = None):
         self._config = config
         self._max_bytes = max_bytes
         self._resolver = resolver
         self._ssl_context = ssl_context or ssl.create_default_context()
-        self._on_fetched = on_fetched
 
-    async def fetch(self, url: str, allowed_domains: tuple[str, ...], param: str) -> FetchedImage:
-        """The image at `url`, or a 400 APIError whose code names the cause."""
+    async def fetch(self, url: str, allowed_domains: tuple[str, ...], param: str,
+                    on_fetched: FetchRecorder = lambda seconds, outcome: None) -> FetchedImage:
+        """The image at `url`, or a 400 APIError whose code names the cause; `on_fetched` gets
+        the time spent and the outcome (`ok` or the error code)."""
         started = time.monotonic()
         outcome = "ok"
         try:
@@ -211,7 +215,7 @@ class RemoteImageFetcher:
             outcome = error.code.value
             raise
         finally:
-            self._on_fetched(time.monotonic() - started, outcome)
+            on_fetched(time.monotonic() - started, outcome)
 
     async def _follow(self, url: str, allowed_domains: tuple[str, ...],
                       param: str) -> FetchedImage:

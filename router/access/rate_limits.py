@@ -77,15 +77,24 @@ class RateLimiter:
         self._on_limited = on_limited
         self._on_store_error = on_store_error
         self._last_error_log = -math.inf
+        self._config = config
+        self._requests: SlidingWindowCounterRateLimiter | None = None
+        self._tokens: FixedWindowRateLimiter | None = None
+        self._leases: Leases | None = None
+
+    def _connect(self) -> None:
+        """Create the store on first use, inside the serving event loop (the in-memory store
+        starts an expiry task on the loop it is created in)."""
+        config = self._config
         if config.rate_limit_store:
             timeouts = dict(socket_timeout=config.store_timeout_s,
                             socket_connect_timeout=config.store_timeout_s)
             storage = RedisStorage("async+" + config.rate_limit_store, implementation="redispy",
                                    wrap_exceptions=True, key_prefix="cs-limits", **timeouts)
-            self._leases: Leases = RedisLeases(config.rate_limit_store, timeouts, clock)
+            self._leases = RedisLeases(config.rate_limit_store, timeouts, self._clock)
         else:
             storage = MemoryStorage()
-            self._leases = MemoryLeases(clock)
+            self._leases = MemoryLeases(self._clock)
         self._requests = SlidingWindowCounterRateLimiter(storage)
         self._tokens = FixedWindowRateLimiter(storage)
 
@@ -94,6 +103,8 @@ class RateLimiter:
         left and a concurrency slot; other /v1 calls count as requests only."""
         admission = Admission(caller)
         limits = caller.limits
+        if self._leases is None:
+            self._connect()
         try:
             if chat and limits.tokens_per_minute:
                 await self._check_tokens(admission, limits.tokens_per_minute)

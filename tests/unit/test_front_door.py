@@ -1,0 +1,130 @@
+"""The rest of the front door: request ids, slow uploads, large bodies parsed off the event loop,
+and what the API documents (in-process app over fake replicas)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+from fastapi.testclient import TestClient
+
+from configs.schema import APP_NAME, RequestLimits, app_config_from_serve_config, load_serve_config
+from router.chat_service import ChatService
+from router.errors import APIError
+from router.ingress import build_api
+from router.parse_offload import BodyParser
+from router.request_body import read_body
+from starlette.requests import Request
+from tests.conftest import PRODUCTION_CONFIG
+from tests.fakes import fake_streamers, recording_metrics
+from tests.unit.test_ingress_http import FakeHandle
+
+URL = "/v1/chat/completions"
+ASK = {"messages": [{"role": "user", "content": "Is shipping free?"}]}
+
+
+def client_for(config) -> TestClient:
+    streamers, _ = fake_streamers(config)
+    metrics, _ = recording_metrics(config)
+    return TestClient(build_api(ChatService(config, streamers), metrics, config, FakeHandle()),
+                      raise_server_exceptions=False)
+
+
+@pytest.fixture
+def client(local_config) -> TestClient:
+    return client_for(local_config)
+
+
+def test_every_response_carries_its_request_id_and_a_completion_is_named_by_it(client):
+    ok = client.post(URL, json=ASK)
+    assert ok.status_code == 200
+    assert ok.headers["x-request-id"] == ok.json()["id"]
+    bad = client.post(URL, json={"messages": "nope"})
+    assert bad.status_code == 400 and bad.headers["x-request-id"]
+    with client.stream("POST", URL, json={**ASK, "stream": True}) as streamed:
+        request_id = streamed.headers["x-request-id"]
+        first = next(line for line in streamed.iter_lines() if line.startswith("data: {"))
+    assert json.loads(first.removeprefix("data: "))["id"] == request_id
+
+
+def test_a_clients_own_request_id_is_used_when_it_is_safe(client):
+    mine = client.post(URL, json=ASK, headers={"X-Request-ID": "shop-42.order-7"})
+    assert mine.json()["id"] == "shop-42.order-7"
+    unsafe = client.post(URL, json=ASK, headers={"X-Request-ID": "a b<script>"})
+    assert unsafe.status_code == 400
+    assert unsafe.json()["error"]["code"] == "invalid_request_id"
+
+
+def receiving(parts: list[bytes | None], pause_s: float):
+    """An ASGI receive that sends `parts`, pausing `pause_s` before each; None stalls forever."""
+    queue = list(parts)
+
+    async def receive():
+        await asyncio.sleep(pause_s)
+        if not queue:
+            return {"type": "http.request", "body": b"", "more_body": False}
+        part = queue.pop(0)
+        if part is None:
+            await asyncio.sleep(3600)
+        return {"type": "http.request", "body": part, "more_body": True}
+
+    return receive
+
+
+def read(parts, pause_s, **limits) -> bytes:
+    scope = {"type": "http", "method": "POST", "headers": [], "path": URL}
+    request = Request(scope, receiving(parts, pause_s))
+    return asyncio.run(read_body(request, RequestLimits(**limits)))
+
+
+def test_a_stalled_upload_is_408_after_the_idle_timeout():
+    with pytest.raises(APIError) as caught:
+        read([b"{", None], 0, body_idle_timeout_s=0.2)
+    assert (caught.value.status, caught.value.code) == (408, "body_timeout")
+
+
+def test_a_trickling_upload_is_408_after_the_body_timeout():
+    # Each piece arrives within the idle bound; the whole body does not arrive in time.
+    with pytest.raises(APIError) as caught:
+        read([b"x"] * 50, 0.05, body_idle_timeout_s=1, body_timeout_s=0.5)
+    assert caught.value.status == 408
+
+
+def test_a_body_that_arrives_in_time_is_read_whole():
+    assert read([b"ab", b"cd"], 0.01, body_idle_timeout_s=1) == b"abcd"
+
+
+def test_large_bodies_parse_in_the_worker_to_the_same_result_and_errors():
+    big_text = "x" * 400_000
+    body = json.dumps({"messages": [{"role": "user", "content": big_text}]}).encode()
+
+    async def run():
+        parser = BodyParser(worker_threshold_bytes=100_000)
+        try:
+            request = await parser.parse(body)
+            assert request.messages[0].content == big_text
+            with pytest.raises(APIError) as caught:
+                await parser.parse(b'{"messages": [{"role": "robot", "content": "' +
+                                   b"y" * 200_000 + b'"}]}')
+            assert caught.value.status == 400 and caught.value.param == "messages[0].role"
+        finally:
+            parser.close()
+
+    asyncio.run(run())
+
+
+def test_api_docs_are_served_locally_with_the_chat_schema_and_off_in_production(local_config):
+    schema = client_for(local_config).get("/openapi.json").json()
+    operation = schema["paths"]["/v1/chat/completions"]["post"]
+    assert operation["requestBody"]["content"]["application/json"]["schema"]["$ref"].endswith(
+        "/ChatCompletionRequest")
+    assert "ChatMessage" in schema["components"]["schemas"]
+    assert schema["security"] == [{"apiKey": []}]
+    assert "/health" not in schema["paths"]
+    production = app_config_from_serve_config(load_serve_config(PRODUCTION_CONFIG), APP_NAME)
+    assert not production.api_docs
+    production_like = local_config.model_copy(update={"api_docs": False})
+    off = client_for(production_like)
+    assert off.get("/openapi.json").status_code == 404
+    assert off.get("/docs").status_code == 404
