@@ -174,6 +174,32 @@ ROWS: list[tuple[str, list[Panel]]] = [
               "Time to search a shop's knowledge base for one request, p50/p95/p99.",
               quantiles("ray_cs_shop_retrieval_seconds", "shop", 'shop=~".+"'), unit="s"),
     ]),
+    ("API keys and remote images", [
+        Panel("Requests/s by API key and status",
+              "Chat requests per API key id (anonymous without a key, none when refused "
+              "before a key was known) and HTTP status.",
+              [(f"sum by (key_id, status) (rate(ray_cs_key_requests_total[{RATE}]))",
+                "{{key_id}} {{status}}")], unit="reqps"),
+        Panel("Tokens/s by API key",
+              "Prompt + completion tokens per API key: what tokens_per_minute charges.",
+              [(f"sum by (key_id) (rate(ray_cs_key_tokens_total[{RATE}]))", "{{key_id}}")],
+              unit="short"),
+        Panel("Rate-limited (429) by key and limit, and store errors",
+              "Requests refused by a per-key limit (requests, tokens, concurrency). Store "
+              "errors are calls to Redis that failed: those requests were served unlimited.",
+              [(f"sum by (key_id, limit) (rate(ray_cs_rate_limited_total[{RATE}]))",
+                "{{key_id}} {{limit}}"),
+               (f"sum(rate(ray_cs_rate_limit_store_errors_total[{RATE}]))", "store errors")],
+              unit="reqps"),
+        Panel("Remote image fetches/s by outcome",
+              "Image URLs fetched by the ingress: ok, or the code that refused them "
+              "(image_address_blocked is an SSRF attempt or a misconfigured CDN).",
+              [(f"sum by (outcome) (rate(ray_cs_image_fetch_seconds_count[{RATE}]))",
+                "{{outcome}}")], unit="reqps"),
+        Panel("Remote image fetch time",
+              "Time to fetch one remote image, redirects included, p50/p95/p99.",
+              quantiles("ray_cs_image_fetch_seconds", "outcome", 'outcome="ok"'), unit="s"),
+    ]),
 ]
 
 
