@@ -5,7 +5,7 @@
 # Data goes to .run/prometheus/ and survives restarts; delete it to start empty. Ctrl-C stops.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/install-prometheus.sh
+scripts/install-debian-tools.sh prometheus
 PROM_PORT=${PROM_PORT:-9090}
 mkdir -p .run/prometheus
 echo "run-prometheus: http://127.0.0.1:$PROM_PORT (targets: /targets, alerts: /alerts)"

@@ -3,7 +3,7 @@
 # model checkpoints in .models/. Safe to run again; does only what is missing.
 #   scripts/setup.sh            runtime set (CPU vLLM + model preparation)
 #   scripts/setup.sh --test     the same plus the test tools (pytest, locust, openai SDK) and
-#                               Debian's Prometheus server (the metrics tests run a real one)
+#                               Debian's Prometheus and Redis servers (the tests run real ones)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -24,7 +24,7 @@ fi
 groups=(--group local-models)
 if [[ "${1:-}" == "--test" ]]; then
   groups+=(--group test)
-  scripts/install-prometheus.sh
+  scripts/install-debian-tools.sh
 fi
 echo "setup: syncing the locked CPU environment into .venv/ (first run downloads ~5 GB)"
 # --inexact: the runtime set-up (run-local.sh) must not remove the test tools a developer

@@ -12,6 +12,7 @@ import shutil
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -168,10 +169,105 @@ def one_replica_each(raw: dict) -> None:
             scaling.update(min_replicas=1, initial_replicas=1, max_replicas=1)
 
 
+REDIS_STARTUP_TIMEOUT_S = 30
+
+
 @pytest.fixture(scope="session")
-def stack(stacks) -> LocalStack:
-    """The shared stack: the shipped local config with tiny models, one replica per model."""
-    return stacks.get("shared", one_replica_each)
+def redis_url(tmp_path_factory) -> str:
+    """A real Redis (Debian's redis-server) on a loopback port, without persistence: the shared
+    stack's rate-limit store. Its log is .run/integration-redis.log."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        pytest.fail("redis-server is not installed: scripts/setup.sh --test installs it")
+    port = free_port()
+    workdir = tmp_path_factory.mktemp("redis")
+    server = ServerProcess(
+        "redis-server",
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly",
+         "no", "--dir", str(workdir)],
+        PROJECT_ROOT / ".run" / "integration-redis.log", PROJECT_ROOT,
+    )
+    url = f"redis://127.0.0.1:{port}/0"
+
+    def answers() -> bool:
+        import redis
+
+        try:
+            return redis.Redis.from_url(url, socket_timeout=1).ping()
+        except redis.RedisError:
+            return False
+
+    try:
+        try:
+            server.wait_until_ready(answers, REDIS_STARTUP_TIMEOUT_S, poll_s=0.2)
+        except ServerStartError as exc:
+            pytest.fail(str(exc))
+        yield url
+    finally:
+        server.stop(timeout_s=10)
+
+
+@dataclass(frozen=True)
+class StackKey:
+    key: str
+    entry: dict
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.key}"}
+
+
+# The shared stack's API keys: (id, shops, role, limits). The stack also serves requests without
+# a key (access.allow_anonymous), so tests that are not about keys send none.
+STACK_KEYS = (
+    ("widget-apparel", ["demo-apparel"], "widget", {"requests_per_minute": 1000}),
+    ("electronics", ["demo-electronics"], "backend", {"requests_per_minute": 1000}),
+    ("quiet", "*", "backend", {"requests_per_minute": 1000}),
+    ("burst", "*", "backend", {"requests_per_minute": 20}),
+    ("tokens", "*", "backend", {"tokens_per_minute": 50}),
+    ("streams", "*", "backend", {"concurrent_requests": 1}),
+)
+
+
+@pytest.fixture(scope="session")
+def stack_keys() -> dict[str, StackKey]:
+    from router.access.api_keys import hash_key, new_key
+
+    keys = {}
+    for key_id, shops, role, limits in STACK_KEYS:
+        key = new_key()
+        keys[key_id] = StackKey(key, {"id": key_id, "sha256": hash_key(key), "shops": shops,
+                                     "role": role, "limits": limits})
+    return keys
+
+
+def front_door(raw: dict, keys: dict[str, StackKey], redis: str, keys_file: Path) -> None:
+    """The production front door on the test stack: API keys from a file (anonymous requests
+    still served, so other tests need no key), limits counted in Redis by two ingress replicas,
+    and image URLs fetched from a CDN on loopback (http and loopback allowed here only)."""
+    keys_file.write_text(yaml.safe_dump({"keys": [k.entry for k in keys.values()]}))
+    app = raw["applications"][0]
+    app["args"]["access"] = {"keys_file": str(keys_file), "allow_anonymous": True,
+                             "rate_limit_store": redis, "store_timeout_s": 2.0,
+                             "reload_check_s": 1}
+    app["args"]["remote_images"] = {"allowed_domains": ["127.0.0.1"], "allow_http": True,
+                                    "allowed_networks": ["127.0.0.1/32"]}
+    for deployment in app["deployments"]:
+        if deployment["name"] == "Ingress":
+            deployment["num_replicas"] = 2
+
+
+@pytest.fixture(scope="session")
+def stack(stacks, redis_url, stack_keys, tmp_path_factory) -> LocalStack:
+    """The shared stack: the shipped local config with tiny models, one replica per model, and
+    the front door of production (`front_door`)."""
+    keys_file = tmp_path_factory.mktemp("keys") / "api-keys.yaml"
+
+    def shared(raw: dict) -> None:
+        one_replica_each(raw)
+        front_door(raw, stack_keys, redis_url, keys_file)
+
+    return stacks.get("shared", shared)
 
 
 def write_prometheus_config(dest: Path) -> Path:

@@ -247,3 +247,31 @@ def test_config_without_a_key_source_refuses_to_start(local_config):
     raw["access"] = {}
     with pytest.raises(ValueError, match="allow_anonymous"):
         AppConfig.model_validate(raw)
+
+
+def test_the_key_script_adds_lists_and_revokes_and_prints_the_key_once(tmp_path, capsys):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("api_keys_script",
+                                                  PROJECT_ROOT / "scripts" / "api_keys.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    path = tmp_path / "secrets" / "keys.yaml"
+    assert script.main(["new", "--file", str(path), "--id", "w1", "--shops", "demo-apparel",
+                        "--role", "widget", "--rpm", "60", "--concurrent", "2"]) == 0
+    key = capsys.readouterr().out.strip()
+    assert key.startswith(KEY_PREFIX) and key not in path.read_text()
+    assert oct(path.stat().st_mode & 0o777) == "0o600"
+    keystore = KeyStore(AccessConfig(keys_file=str(path)), PROJECT_ROOT, SHOPS)
+    found = keystore.authenticate(f"Bearer {key}")
+    assert (found.key_id, found.role, found.shops) == ("w1", "widget",
+                                                       frozenset({"demo-apparel"}))
+    assert found.limits.requests_per_minute == 60 and found.limits.concurrent_requests == 2
+    assert script.main(["new", "--file", str(path), "--id", "w1", "--shops", "*",
+                        "--role", "backend"]) == 1  # ids are unique
+    assert script.main(["list", "--file", str(path)]) == 0
+    assert "w1: role=widget" in capsys.readouterr().out
+    assert script.main(["revoke", "--file", str(path), "--id", "w1"]) == 0
+    assert keystore.refresh_if_changed()
+    with pytest.raises(APIError):
+        keystore.authenticate(f"Bearer {key}")

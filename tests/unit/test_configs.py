@@ -91,6 +91,16 @@ def model_deployments(path) -> list[tuple]:
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
+def test_the_ingress_queue_is_bounded_and_answers_503_with_retry_after(path):
+    raw = load_serve_config(path)
+    app = raw["applications"][0]
+    ingress = next(d for d in app["deployments"]
+                   if d["name"] == app["args"].get("ingress_deployment_name", "Ingress"))
+    assert 0 < ingress["max_queued_requests"] <= ingress["max_ongoing_requests"]
+    assert ingress["backpressure_config"] == {"status_code": 503, "retry_after_s": 5}
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
 def test_every_model_pool_autoscales_with_a_bounded_queue_answered_by_429(path):
     from ray.serve.config import AutoscalingConfig
 
