@@ -161,7 +161,7 @@ def build_api(
         openapi_url="/openapi.json" if docs else None,
     )
     api.add_middleware(RequestIdMiddleware)
-    install_openapi(api)
+    install_openapi(api, config)
 
     @api.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:

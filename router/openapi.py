@@ -13,6 +13,7 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
+from configs.schema import AppConfig
 from router.protocol import ChatCompletionRequest, ChatCompletionResponse
 
 REF_TEMPLATE = "#/components/schemas/{model}"
@@ -52,8 +53,9 @@ CHAT_COMPLETIONS_OPENAPI: dict[str, Any] = {
 }
 
 
-def install_openapi(api: FastAPI) -> None:
-    """Make `api.openapi()` include the chat schemas and the bearer-key security scheme."""
+def install_openapi(api: FastAPI, config: AppConfig) -> None:
+    """Make `api.openapi()` include the chat schemas, this deployment's limits and choices
+    (model ids, shop ids, bounds from `config.limits`) and the bearer-key security scheme."""
 
     def openapi() -> dict[str, Any]:
         if api.openapi_schema is None:
@@ -65,9 +67,47 @@ def install_openapi(api: FastAPI) -> None:
                 generated = model.model_json_schema(ref_template=REF_TEMPLATE)
                 schemas.update(generated.pop("$defs", {}))
                 schemas[model.__name__] = generated
+            _document_limits(schemas, config)
+            shops = [shop.id for shop in config.shops.catalog] if config.shops else []
+            operation = schema["paths"]["/v1/chat/completions"]["post"]
+            for parameter in operation.get("parameters", []):
+                if parameter["name"] == "X-Shop-Id" and shops:
+                    parameter["schema"] = {"type": "string", "enum": shops}
             components["securitySchemes"] = {"apiKey": {"type": "http", "scheme": "bearer"}}
             schema["security"] = [{"apiKey": []}]
             api.openapi_schema = schema
         return api.openapi_schema
 
     api.openapi = openapi
+
+
+def _document_limits(schemas: dict[str, Any], config: AppConfig) -> None:
+    """The bounds router/validation.py enforces after parsing (they depend on the config, so
+    they are not in the pydantic models), written into the document."""
+    limits = config.limits
+    request = schemas["ChatCompletionRequest"]["properties"]
+    _bound(request["messages"], minItems=1, maxItems=limits.max_messages)
+    _bound(request["model"], enum=[m.name for m in config.models] + ["auto"])
+    _bound(request["n"], minimum=1, maximum=1)
+    _bound(request["temperature"], minimum=0, maximum=2)
+    _bound(request["top_p"], exclusiveMinimum=0, maximum=1)
+    _bound(request["seed"], minimum=-(2**63), maximum=2**63 - 1)
+    for name in ("max_tokens", "max_completion_tokens"):
+        _bound(request[name], minimum=1, maximum=limits.max_completion_tokens)
+    for member in request["stop"].get("anyOf", []):
+        if member.get("type") == "string":
+            _bound(member, minLength=1, maxLength=limits.max_stop_chars)
+        elif member.get("type") == "array":
+            _bound(member, maxItems=limits.max_stop_sequences)
+            _bound(member["items"], minLength=1, maxLength=limits.max_stop_chars)
+    content = schemas["ChatMessage"]["properties"]["content"]
+    for member in content.get("anyOf", []):
+        _bound(member, **({"minLength": 1} if member.get("type") == "string"
+                          else {"minItems": 1}))
+
+
+def _bound(prop: dict[str, Any], **bounds: Any) -> None:
+    """Add `bounds` to a property, or to the non-null members of its anyOf."""
+    members = [m for m in prop.get("anyOf", []) if m.get("type") != "null"] or [prop]
+    for member in members:
+        member.update(bounds)

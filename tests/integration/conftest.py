@@ -226,6 +226,7 @@ STACK_KEYS = (
     ("burst", "*", "backend", {"requests_per_minute": 20}),
     ("tokens", "*", "backend", {"tokens_per_minute": 50}),
     ("streams", "*", "backend", {"concurrent_requests": 1}),
+    ("fuzz", "*", "backend", {}),
 )
 
 

@@ -29,13 +29,34 @@ def test_head_is_cpu_only_and_gpu_workers_autoscale():
     assert 1 <= gpu["min_workers"] < gpu["max_workers"] <= CLUSTER["max_workers"]
 
 
-def test_only_the_serve_port_is_public():
-    permissions = CLUSTER["provider"]["security_group"]["IpPermissions"]
-    public = {(p["FromPort"], p["ToPort"]) for p in permissions
-              if any(r["CidrIp"] == "0.0.0.0/0" for r in p.get("IpRanges", []))}
-    assert public == {(8000, 8000)}
+def test_nothing_is_open_to_the_internet():
+    # The launcher's own security group always opens SSH to 0.0.0.0/0; every node uses the
+    # group made from deploy/aws/security-group-rules.json instead.
+    assert "security_group" not in CLUSTER["provider"]
+    for node_type in CLUSTER["available_node_types"].values():
+        assert node_type["node_config"]["SecurityGroupIds"]
+    rules = json.loads((PROJECT_ROOT / "deploy" / "aws" / "security-group-rules.json").read_text())
+    text = json.dumps(rules)
+    assert "0.0.0.0/0" not in text and "::/0" not in text
+    ports = {(r.get("FromPort"), r["IpProtocol"]): r for r in rules}
+    assert set(ports) == {(None, "-1"), (8000, "tcp"), (22, "tcp")}
+    assert ports[(8000, "tcp")]["UserIdGroupPairs"][0]["GroupId"] == "LOAD_BALANCER_SG"
+    assert ports[(22, "tcp")]["IpRanges"][0]["CidrIp"] == "OPERATOR_CIDR"
+    assert ports[(None, "-1")]["UserIdGroupPairs"][0]["GroupId"] == "CLUSTER_SG"
+    assert all(rule["_why"] for rule in rules)
     head_start = " ".join(CLUSTER["head_start_ray_commands"])
     assert "--dashboard-host=127.0.0.1" in head_start
+
+
+def test_every_node_gets_the_api_keys_the_production_config_reads():
+    from configs.schema import APP_NAME, app_config_from_serve_config, load_serve_config
+    from tests.conftest import PRODUCTION_CONFIG
+
+    config = app_config_from_serve_config(load_serve_config(PRODUCTION_CONFIG), APP_NAME)
+    assert not config.access.allow_anonymous
+    mounted = {Path(remote.replace("~", "/home/" + CLUSTER["auth"]["ssh_user"]))
+               for remote in CLUSTER["file_mounts"]}
+    assert Path(config.access.keys_file) in mounted
 
 
 def test_installs_the_gpu_dependency_set():
