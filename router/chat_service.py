@@ -102,7 +102,7 @@ class ChatService:
         self._catalog = tuple(CatalogEntry(m.name, m.modality) for m in config.models)
         self._started = int(time.time())
         self.shops = shops
-        self.parser = BodyParser(config.limits.parse_in_worker_bytes)
+        self.parser = BodyParser(config.limits)
         self._images = images or ImageInputs(
             config.limits, RemoteImageFetcher(config.remote_images, config.limits.max_image_bytes))
 

@@ -186,6 +186,10 @@ def build_api(
             body = await read_body(request, config.limits)
             chat = await service.prepare(body, request_id, measured, caller,
                                          request.headers.get(SHOP_HEADER))
+            # One line ties the request id (what a shopper's complaint quotes) to the key and
+            # the shop; Serve's access log adds status and latency under the same id.
+            logger.info("request %s key=%s shop=%s route=%s", request_id, caller.key_id,
+                        chat.shop.config.id if chat.shop else "-", chat.route.modality)
             # x-route tells clients and logs which model answered; x-request-id (= the
             # completion's id) is added by Serve's proxy.
             headers = {"x-route": chat.route.modality, **admission.headers}
@@ -205,6 +209,8 @@ def build_api(
         except Exception as exc:  # noqa: BLE001 - the one place exceptions become statuses
             error = api_error_for(exc, request_id)
             measured.errored(error.status, error.code)
+            logger.info("request %s key=%s refused: %s %s", request_id, measured.key_id,
+                        error.status, error.code.value)
             if admission is not None:
                 error.headers = {**admission.headers, **error.headers}
             return error_response(error)

@@ -16,16 +16,21 @@ import multiprocessing
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 
+from configs.schema import RequestLimits
 from router.errors import APIError
 from router.protocol import ChatCompletionRequest
-from router.validation import parse_chat_request
+from router.validation import check_message_count, parse_chat_request
 
 
-def _parse_in_worker(body: bytes) -> ChatCompletionRequest | tuple[str, str | None, str]:
-    """Runs in the worker. An APIError (a dataclass with a required-argument constructor) does
-    not survive pickling, so its fields travel instead."""
+def _parse_in_worker(body: bytes, limits: RequestLimits
+                     ) -> ChatCompletionRequest | tuple[str, str | None, str]:
+    """Runs in the worker. The message count is checked here too: unpickling half a million
+    valid messages on the loop would stall it as long as parsing them. An APIError (a dataclass
+    with a required-argument constructor) does not survive pickling, so its fields travel."""
     try:
-        return parse_chat_request(body)
+        request = parse_chat_request(body)
+        check_message_count(request, limits)
+        return request
     except APIError as error:
         return (error.message, error.param, error.code.value)
 
@@ -37,8 +42,9 @@ def _ready() -> bool:
 class BodyParser:
     """Parses request bodies, large ones in a worker process (one per ingress replica)."""
 
-    def __init__(self, worker_threshold_bytes: int):
-        self._threshold = worker_threshold_bytes
+    def __init__(self, limits: RequestLimits):
+        self._limits = limits
+        self._threshold = limits.parse_in_worker_bytes
         self._pool: ProcessPoolExecutor | None = None
 
     def start(self) -> None:
@@ -54,7 +60,8 @@ class BodyParser:
             self.start()
         loop = asyncio.get_running_loop()
         try:
-            result = await loop.run_in_executor(self._pool, _parse_in_worker, body)
+            result = await loop.run_in_executor(self._pool, _parse_in_worker, body,
+                                                self._limits)
         except BrokenProcessPool:
             # The worker died (killed, out of memory): start another for the next body.
             self._pool = None

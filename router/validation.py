@@ -118,9 +118,9 @@ def _describe(errors: list[tuple[str, str]]) -> str:
     return f"Invalid request: {shown}{more}."
 
 
-def check_request(request: ChatCompletionRequest, model: ModelConfig,
-                  limits: RequestLimits) -> None:
-    """Every bound of config on a routed request, except image decoding (`check_images`)."""
+def check_message_count(request: ChatCompletionRequest, limits: RequestLimits) -> None:
+    """The number of messages: checked first, also where large bodies are parsed, so a body of
+    half a million messages is refused there instead of travelling back as objects."""
     messages = request.messages
     if not messages:
         raise APIError.invalid_request("messages must contain at least one message.",
@@ -130,6 +130,13 @@ def check_request(request: ChatCompletionRequest, model: ModelConfig,
             f"Too many messages: {len(messages)}; at most {limits.max_messages} are accepted. "
             "Trim older turns of the conversation.", param="messages",
         )
+
+
+def check_request(request: ChatCompletionRequest, model: ModelConfig,
+                  limits: RequestLimits) -> None:
+    """Every bound of config on a routed request, except the images (router/image_inputs.py)."""
+    check_message_count(request, limits)
+    messages = request.messages
     total_chars = 0
     for i, message in enumerate(messages):
         _check_message(message, i)

@@ -64,6 +64,8 @@ echo "  curl $URL/v1/shops      # the demo shops; choose one with the X-Shop-Id 
 echo "  curl $URL/v1/chat/completions -H 'Content-Type: application/json' \\"
 echo "       -d '{\"messages\":[{\"role\":\"user\",\"content\":\"我的订单什么时候发货？\"}]}'"
 echo "  (the answer's \"service\" object names its knowledge-base sources, or a hand-off to a human)"
+echo "run-local: no API key needed: $CONFIG sets access.allow_anonymous (production requires"
+echo "  keys; README \"API keys\"). API docs: $URL/docs"
 echo "run-local: the vision model starts at zero replicas: the first image request wakes it and"
 echo "  is held until it answers (about a minute on 2 cores); after 5 idle minutes it sleeps again."
 echo "run-local: Ctrl-C stops the stack."

@@ -160,3 +160,22 @@ def _statuses(event: dict):
     elif isinstance(event, list):
         for item in event:
             yield from _statuses(item)
+
+
+def test_a_large_image_body_is_parsed_in_the_worker_process_of_a_ray_replica(stack):
+    """Bodies over parse_in_worker_bytes (256 KiB) go to a process the ingress replica spawns:
+    it must start inside a Ray worker (spawn re-imports the worker's main module)."""
+    import io
+    import os
+
+    from PIL import Image
+
+    from tests.conftest import data_url
+
+    buffer = io.BytesIO()
+    Image.frombytes("RGB", (400, 400), os.urandom(400 * 400 * 3)).save(buffer, "PNG")
+    assert buffer.tell() > 300_000  # noise does not compress
+    body = {"messages": [image_message(url=data_url(buffer.getvalue()))], **SAMPLE}
+    response = post(stack, body=body)
+    assert response.status_code == 200, response.text
+    assert response.json()["model"] == VISION_MODEL

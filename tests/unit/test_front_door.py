@@ -100,7 +100,7 @@ def test_large_bodies_parse_in_the_worker_to_the_same_result_and_errors():
     body = json.dumps({"messages": [{"role": "user", "content": big_text}]}).encode()
 
     async def run():
-        parser = BodyParser(worker_threshold_bytes=100_000)
+        parser = BodyParser(RequestLimits(parse_in_worker_bytes=100_000))
         try:
             request = await parser.parse(body)
             assert request.messages[0].content == big_text
@@ -108,6 +108,10 @@ def test_large_bodies_parse_in_the_worker_to_the_same_result_and_errors():
                 await parser.parse(b'{"messages": [{"role": "robot", "content": "' +
                                    b"y" * 200_000 + b'"}]}')
             assert caught.value.status == 400 and caught.value.param == "messages[0].role"
+            many = json.dumps({"messages": [{"role": "user", "content": "a"}] * 20_000})
+            with pytest.raises(APIError) as caught:
+                await parser.parse(many.encode())
+            assert caught.value.param == "messages" and "Too many" in caught.value.message
         finally:
             parser.close()
 
