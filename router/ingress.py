@@ -130,6 +130,13 @@ class Ingress:
             except Exception:  # noqa: BLE001 - a reload problem must never take the ingress down
                 logger.warning("refreshing the %s failed", what, exc_info=True)
 
+    async def __del__(self):
+        # Serve calls this on graceful shutdown after draining requests: stop the body-parsing
+        # worker process (absent when __init__ failed early).
+        service = getattr(self, "_service", None)
+        if service is not None:
+            service.parser.close()
+
     def __serve_build_asgi_app__(self) -> FastAPI:
         return build_api(self._service, self._metrics, self._config, self._text_model,
                          self._keys, self._limiter)

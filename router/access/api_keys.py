@@ -139,7 +139,8 @@ class KeyStore:
         if self._path is not None:
             # A missing or broken file at start-up fails the deployment, with the reason.
             self._load(self._read_signature())
-        logger.warning(self.describe())
+        # Serving without keys is logged as a warning: an open deployment should be noticed.
+        (logger.warning if self._anonymous is not None else logger.info)(self.describe())
 
     def describe(self) -> str:
         """One line for the start-up log: where keys come from and whether anonymous requests
@@ -186,7 +187,7 @@ class KeyStore:
         except (OSError, ValueError) as exc:
             logger.error("access: keeping the previous API keys; %s", exc)
             return False
-        logger.warning(self.describe())
+        logger.info(self.describe())
         return True
 
     def _read_signature(self) -> tuple[int, int, str]:
