@@ -203,10 +203,10 @@ def build_api(
             if chat.request.stream:
                 # From here the stream records its own outcome (success, in-band error, or
                 # disconnect when the response closes it) and settles the key's usage.
+                stream = await service.open_stream(chat)  # a refusal here settles below
                 settled, admission = admission, None
                 return ChatStreamResponse(
-                    await service.open_stream(chat), headers,
-                    lambda: limiter.settle(settled, measured.total_tokens))
+                    stream, headers, lambda: limiter.settle(settled, measured.total_tokens))
             response = await service.complete(chat)
             measured.succeeded()
             return JSONResponse(response.body(), headers=headers)

@@ -242,3 +242,23 @@ def test_http_tokens_of_a_streamed_answer_are_charged_when_it_ends(limited):
     assert used > 0
     after = client.post(URL, json=ASK, headers=headers["bot"])
     assert int(after.headers["x-ratelimit-remaining-tokens"]) == 10_000 - used
+
+
+def test_http_a_stream_refused_as_it_opens_gives_its_slot_back(local_config, tmp_path, clock):
+    key = new_key()
+    path = tmp_path / "keys.yaml"
+    path.write_text(yaml.safe_dump({"keys": [key_entry(key, "one-stream", "*",
+                                                       concurrent_requests=1)]}))
+    config = AppConfig.model_validate({**local_config.model_dump(),
+                                       "access": {"keys_file": str(path)}})
+    behaviour = FakeBehaviour(reject_input=True)  # the engine refuses the prompt up front
+    streamers, _ = fake_streamers(config, behaviour)
+    metrics, _ = recording_metrics(config)
+    client = TestClient(build_api(ChatService(config, streamers), metrics, config,
+                                  FakeHandle()), raise_server_exceptions=False)
+    headers = {"Authorization": f"Bearer {key}"}
+    refused_stream = client.post(URL, json={**ASK, "stream": True}, headers=headers)
+    assert refused_stream.status_code == 400
+    behaviour.reject_input = False
+    assert client.post(URL, json={**ASK, "stream": True}, headers=headers).status_code == 200
+    assert client.post(URL, json=ASK, headers=headers).status_code == 200
