@@ -42,6 +42,7 @@ class ServerProcess:
                  env: dict[str, str] | None = None):
         self.name = name
         self.log_path = log_path
+        log_path.parent.mkdir(parents=True, exist_ok=True)  # .run/ does not exist in a fresh clone
         self._log = open(log_path, "w")
         # Own process group: stopping it also stops what the server spawned (Ray, engines).
         self.process = subprocess.Popen(

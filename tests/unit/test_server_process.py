@@ -23,8 +23,9 @@ def test_waits_for_the_server_and_stops_it(tmp_path):
 
 
 def test_a_server_that_exits_is_reported_with_its_log(tmp_path):
+    # The log's folder need not exist yet (.run/ in a fresh clone).
     server = ServerProcess("broken", [sys.executable, "-c", "raise SystemExit(3)"],
-                           tmp_path / "broken.log", tmp_path)
+                           tmp_path / "run" / "broken.log", tmp_path)
     with pytest.raises(ServerStartError, match=r"broken exited with 3; see .*broken\.log"):
         server.wait_until_ready(lambda: False, 30, poll_s=0.1)
     server.stop()
