@@ -189,7 +189,10 @@ ROWS: list[tuple[str, list[Panel]]] = [
               "errors are calls to Redis that failed: those requests were served unlimited.",
               [(f"sum by (key_id, limit) (rate(ray_cs_rate_limited_total[{RATE}]))",
                 "{{key_id}} {{limit}}"),
-               (f"sum(rate(ray_cs_rate_limit_store_errors_total[{RATE}]))", "store errors")],
+               # `or vector(0)`: a healthy store never reports an error, and a flat zero
+               # shows the panel works rather than "no data".
+               (f"sum(rate(ray_cs_rate_limit_store_errors_total[{RATE}])) or vector(0)",
+                "store errors")],
               unit="reqps"),
         Panel("Remote image fetches/s by outcome",
               "Image URLs fetched by the ingress: ok, or the code that refused them "

@@ -158,7 +158,11 @@ class KeyStore:
         return sorted(c.key_id for c in self._by_hash.values())
 
     def authenticate(self, authorization: str | None) -> Caller:
-        """The caller of a request with this Authorization header; 401 if it names no key."""
+        """The caller of a request with this Authorization header; 401 if it names no key.
+        Without a keys file (anonymous access only) the header is not checked: OpenAI SDKs
+        always send one, and there is nothing to check it against."""
+        if self._anonymous is not None and self._path is None:
+            return self._anonymous
         if authorization is None or not authorization.strip():
             if self._anonymous is not None:
                 return self._anonymous

@@ -51,7 +51,10 @@ def test_sales_event_run_meets_slos_and_reconciles(stack, prometheus, tmp_path, 
     assert {row["route"] for row in summary["reconciliation"]} == {"text", "vision"}
     for row in summary["reconciliation"]:
         assert row["ok"] and row["lost"] == 0 and row["unaccounted"] == 0, row
-        assert row["client_sent"] == row["server_counted"] > 0
+        # Exact, except requests Locust itself cut off before any answer when it stopped its
+        # users (reconcile.py: the server may never have seen those).
+        assert row["client_sent"] - row["client_unanswered"] <= row["server_counted"] > 0
+        assert row["server_counted"] <= row["client_sent"]
         assert row["client_tokens"] == row["server_tokens"] > 0
     assert all(gate["passed"] for gate in summary["slo"])
     # Locust's own reports, with the users' TTFT and ITL entries next to the requests.

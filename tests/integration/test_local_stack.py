@@ -81,8 +81,10 @@ def test_models_endpoint_lists_both_models(stack):
     assert {(m["id"], m["modality"]) for m in data["data"]} == {(TEXT_MODEL, "text"), (VISION_MODEL, "vision")}
 
 
-def test_openai_sdk(stack):
-    client = openai.OpenAI(base_url=f"{stack.url}/v1", api_key="not-needed", max_retries=0)
+def test_openai_sdk(stack, stack_keys):
+    # The SDK always sends its api_key as a bearer token: a real key of the stack's keys file.
+    client = openai.OpenAI(base_url=f"{stack.url}/v1", api_key=stack_keys["quiet"].key,
+                           max_retries=0)
     completion = client.chat.completions.create(
         model="auto", messages=[{"role": "user", "content": "Is the size true to fit?"}], **SAMPLE)
     assert completion.model == TEXT_MODEL and completion.usage.completion_tokens >= 1
@@ -96,6 +98,9 @@ def test_openai_sdk(stack):
     assert err.value.status_code == 400 and "takes text only" in str(err.value)
     with pytest.raises(openai.NotFoundError):
         client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "hi"}])
+    wrong = openai.OpenAI(base_url=f"{stack.url}/v1", api_key="csk-wrong", max_retries=0)
+    with pytest.raises(openai.AuthenticationError):
+        wrong.chat.completions.create(messages=[{"role": "user", "content": "hi"}], model="auto")
 
 
 def test_concurrent_text_and_vision_requests_all_succeed(stack):

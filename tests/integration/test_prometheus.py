@@ -24,6 +24,7 @@ from loadtests.stats import percentile
 from loadtests.sse_client import StreamResult, measure_sse
 from router.metrics import NO_MODEL, REASONS
 from tests.conftest import image_message
+from tests.image_server import ImageServer
 from tests.integration.conftest import LocalStack
 from tests.observability import dashboard_queries, rules, series_names
 
@@ -48,8 +49,8 @@ def text_body(i: int) -> dict:
             **SAMPLE}
 
 
-def vision_body() -> dict:
-    return {"messages": [image_message("Is this the item in the listing?")], **SAMPLE}
+def vision_body(url: str | None = None) -> dict:
+    return {"messages": [image_message("Is this the item in the listing?", url)], **SAMPLE}
 
 
 def stream(client: httpx.Client, body: dict) -> StreamResult:
@@ -203,14 +204,19 @@ def background_traffic(stack, measured_run):
                 stream(client, body_for(i))
                 i += 1
 
-    threads = [threading.Thread(target=loop, args=(text_body,), daemon=True),
-               threading.Thread(target=loop, args=(lambda _: vision_body(),), daemon=True)]
-    for thread in threads:
-        thread.start()
-    yield
-    stop.set()
-    for thread in threads:
-        thread.join(timeout=60)
+    with ImageServer() as cdn:
+        # Every other image is a URL on the stack's allowed loopback CDN, fetched by the
+        # ingress (the remote-image panels read that).
+        remote = f"http://127.0.0.1:{cdn.port}/shirt.png"
+        threads = [threading.Thread(target=loop, args=(text_body,), daemon=True),
+                   threading.Thread(target=loop, args=(
+                       lambda i: vision_body(remote if i % 2 else None),), daemon=True)]
+        for thread in threads:
+            thread.start()
+        yield
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=60)
 
 
 def wait_for_data(prom: PrometheusAPI, expr: str) -> list[dict]:

@@ -96,6 +96,13 @@ def test_anonymous_access_serves_missing_keys_but_not_wrong_ones(keys):
         keystore.authenticate("Bearer csk-wrong")
 
 
+def test_without_a_keys_file_anonymous_access_ignores_the_header():
+    # OpenAI SDKs always send their api_key; the local stack has no keys to check it against.
+    keystore = KeyStore(AccessConfig(allow_anonymous=True), PROJECT_ROOT, SHOPS)
+    for header in (None, "Bearer sk-local", "garbage"):
+        assert keystore.authenticate(header).key_id == "anonymous"
+
+
 def test_start_up_says_whether_requests_without_a_key_are_served(keys, caplog):
     assert "SERVED as 'anonymous'" in store(keys, anonymous=True).describe()
     assert "anonymous" not in store(keys).describe()
