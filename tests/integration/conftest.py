@@ -227,6 +227,7 @@ STACK_KEYS = (
     ("tokens", "*", "backend", {"tokens_per_minute": 50}),
     ("streams", "*", "backend", {"concurrent_requests": 1}),
     ("fuzz", "*", "backend", {}),
+    ("over-budget", "*", "backend", {"tokens_per_minute": 50}),  # test_prometheus's 429s
 )
 
 

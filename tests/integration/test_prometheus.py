@@ -192,7 +192,7 @@ def test_prometheus_counts_equal_what_the_client_saw(measured_run, prometheus, c
 
 
 @pytest.fixture(scope="module")
-def background_traffic(stack, measured_run):
+def background_traffic(stack, measured_run, stack_keys):
     """Text and image streams running while the queries are made: vLLM reports its gauges
     (running, waiting, KV-cache usage) only while an engine works."""
     stop = threading.Event()
@@ -208,9 +208,19 @@ def background_traffic(stack, measured_run):
         # Every other image is a URL on the stack's allowed loopback CDN, fetched by the
         # ingress (the remote-image panels read that).
         remote = f"http://127.0.0.1:{cdn.port}/shirt.png"
+        def over_budget():
+            # A key allowed 50 tokens a minute: its requests past the first are refused, so the
+            # rate-limit panels have their series.
+            with stack.client() as client:
+                while not stop.is_set():
+                    client.post("/v1/chat/completions", json=text_body(0),
+                                headers=stack_keys["over-budget"].headers)
+                    stop.wait(1.0)
+
         threads = [threading.Thread(target=loop, args=(text_body,), daemon=True),
                    threading.Thread(target=loop, args=(
-                       lambda i: vision_body(remote if i % 2 else None),), daemon=True)]
+                       lambda i: vision_body(remote if i % 2 else None),), daemon=True),
+                   threading.Thread(target=over_budget, daemon=True)]
         for thread in threads:
             thread.start()
         yield
