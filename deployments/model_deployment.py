@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator
 from ray import serve
 
 from configs.schema import ModelConfig
+from deployments.serve_logging import use_serve_logging
 from deployments.engine_protocol import (
     ChatEngine,
     EngineRequest,
@@ -33,6 +34,7 @@ class ModelDeployment:
         model: ModelConfig,
         engine_cls: type[ChatEngine] | None = None,
     ):
+        use_serve_logging()
         # Resolve before importing vLLM: a missing model fails the deploy with a clear message.
         model_path = resolve_model_path(model)
         if engine_cls is None:

@@ -40,6 +40,7 @@ from router.request_body import (
     request_id_of,
 )
 from router.serve_instruments import gauge_refresh_period_s, serve_instruments
+from deployments.serve_logging import use_serve_logging
 from shop.directory import ShopDirectory
 
 logger = logging.getLogger("cs_assistant.ingress")
@@ -83,6 +84,7 @@ class Ingress:
         text_model: DeploymentHandle,
         vision_model: DeploymentHandle | None = None,
     ):
+        use_serve_logging()
         handles = {"text": text_model, "vision": vision_model}
         streamers = {
             model.modality: handle_streamer(handles[model.modality], model)

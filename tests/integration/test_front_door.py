@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
@@ -36,6 +37,14 @@ def test_a_completion_is_named_by_the_request_id_serve_returns(stack, stack_keys
     assert mine.json()["id"] == "order-123.try-1"
     error = post(stack, stack_keys["quiet"].headers, {"messages": []})
     assert error.status_code == 400 and error.headers["x-request-id"]
+    # The server's log ties each id to its key (never the key itself) and shop.
+    wanted = [f"request {response.json()['id']} key=quiet shop=demo-apparel",
+              f"request {error.headers['x-request-id']} key=quiet refused: 400"]
+    deadline = time.monotonic() + 15
+    while not all(line in stack.log_path.read_text() for line in wanted):
+        assert time.monotonic() < deadline, f"not in {stack.log_path}: {wanted}"
+        time.sleep(0.5)
+    assert stack_keys["quiet"].key not in stack.log_path.read_text()
 
 
 def test_wrong_keys_widget_instructions_and_foreign_shops_are_refused(stack, stack_keys):
