@@ -28,6 +28,7 @@ import resource
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -42,6 +43,7 @@ from configs.schema import (
     load_serve_config,
 )
 from loadtests.stats import percentile
+from loadtests.serve_status import ServeStatus
 from loadtests.server_process import ServerProcess, free_port, url_answers
 from loadtests.sse_client import measure_sse
 
@@ -96,6 +98,12 @@ class TextModelSettings:
         app["args"]["models"] = [model]
         app["deployments"] = [d for d in app["deployments"]
                               if d["name"] in ("Ingress", self.model.deployment_name)]
+        # Like with like: bare vLLM runs one engine, so the Serve side runs exactly one text
+        # replica (and one ingress), with no autoscaling and no calendar floor. Otherwise Serve
+        # starts a second engine mid-run, on the same cores, inside the measured window.
+        for deployment in app["deployments"]:
+            deployment.pop("autoscaling_config", None)
+            deployment["num_replicas"] = 1
         config["http_options"]["port"] = port
         return config
 
@@ -209,8 +217,16 @@ async def run_level(url: str, body: dict, concurrency: int, requests: int) -> Le
     )
 
 
+def replica_problems(counts: dict[str, dict]) -> list[str]:
+    """Deployments whose replicas were not exactly one running, one target, at a level's end."""
+    return [f"{name}: {c}" for name, c in counts.items()
+            if (c["target"], c["running"], c["starting"]) != (1, 1, 0)]
+
+
 async def run_levels(url: str, settings: TextModelSettings, levels: list[int],
-                     output_tokens: int, per_level: int) -> list[LevelResult]:
+                     output_tokens: int, per_level: int,
+                     after_level: Callable[[int], None] = lambda concurrency: None,
+                     ) -> list[LevelResult]:
     name, sampling = settings.model.name, settings.sampling()
     # Warm-up: first-request costs are not a level's.
     await run_level(url, stream_body(name, 8, sampling), 1, 1)
@@ -223,6 +239,7 @@ async def run_levels(url: str, settings: TextModelSettings, levels: list[int],
             f"{result.requests_per_s:5.2f} req/s, TTFT p50 {fmt_s(result.ttft_p50_s)}, "
             f"failed {result.failed}, client CPU {result.client_cpu_core_share:.0%} of a core")
         out.append(result)
+        after_level(concurrency)
     return out
 
 
@@ -360,8 +377,15 @@ def main(argv: list[str] | None = None) -> int:
         log("framework tax through Serve ...")
         serve_tax = asyncio.run(framework_tax(url, "/health", args.tax_concurrency, args.tax_seconds))
         log("generation through Serve ...")
+        status, replicas = ServeStatus(), {}
+
+        def record_replicas(concurrency: int) -> None:
+            replicas[concurrency] = {name: asdict(r) for name, r in status.deployments().items()}
+
         results["serve"] = [asdict(r) for r in asyncio.run(
-            run_levels(url, settings, levels, args.output_tokens, args.requests_per_level))]
+            run_levels(url, settings, levels, args.output_tokens, args.requests_per_level,
+                       record_replicas))]
+        results["serve_replicas"] = replicas
 
     port = free_port()
     url = f"http://127.0.0.1:{port}"
@@ -385,6 +409,12 @@ def main(argv: list[str] | None = None) -> int:
             run_levels(url, settings, levels, args.output_tokens, args.requests_per_level))]
 
     (args.out / "results.json").write_text(json.dumps(results, indent=2))
+    problems = [f"concurrency {c}: {p}" for c, counts in results["serve_replicas"].items()
+                for p in replica_problems(counts)]
+    if problems:
+        log("FAILED: the Serve side did not run exactly one replica per deployment at every "
+            "level, so the ratios do not compare like with like:\n  " + "\n  ".join(problems))
+        return 1
     table = markdown(results)
     (args.out / "results.md").write_text(table)
     plot(results, args.out / "throughput_ttft.png")

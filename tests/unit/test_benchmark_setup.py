@@ -64,3 +64,20 @@ def test_both_servers_get_the_same_explicit_sampling():
                      if m["modality"] == "text")
     assert SETTINGS.sampling() == {"temperature": raw_model["sampling"]["temperature"],
                                    "top_p": raw_model["sampling"]["top_p"]}
+
+
+def test_serve_side_runs_exactly_one_engine_like_bare_vllm():
+    # No autoscaling and no calendar floor: a second engine would start mid-run, on the same
+    # cores as the first, while bare vLLM runs one.
+    for deployment in SETTINGS.serve_config_for_benchmark(1)["applications"][0]["deployments"]:
+        assert "autoscaling_config" not in deployment, deployment["name"]
+        assert deployment["num_replicas"] == 1, deployment["name"]
+
+
+def test_a_level_with_other_than_one_replica_fails_the_run():
+    from loadtests.benchmark import replica_problems
+
+    one = {"status": "HEALTHY", "target": 1, "running": 1, "starting": 0}
+    assert replica_problems({"Ingress": one, "TextModel": one}) == []
+    scaled = {**one, "target": 2, "starting": 1, "status": "UPSCALING"}
+    assert replica_problems({"Ingress": one, "TextModel": scaled}) == [f"TextModel: {scaled}"]
