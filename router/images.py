@@ -21,7 +21,10 @@ from configs.schema import RequestLimits
 from router.errors import APIError, ErrorCode
 
 _DATA_URL = re.compile(r"^data:(?P<mime>image/[a-z0-9.+-]+)?(?P<params>(;[^,;]*)*?);base64,", re.I)
-ALLOWED_FORMATS = {"PNG", "JPEG", "WEBP", "GIF", "BMP"}
+# The formats the vision processor is given, by the content type a server sends them with.
+IMAGE_TYPES = {"image/png": "PNG", "image/jpeg": "JPEG", "image/webp": "WEBP",
+               "image/gif": "GIF", "image/bmp": "BMP"}
+ALLOWED_FORMATS = frozenset(IMAGE_TYPES.values())
 
 
 def is_data_url(url: str) -> bool:
@@ -48,7 +51,7 @@ def _decoded(url: str, limits: RequestLimits, param: str) -> bytes:
     encoded = url[match.end():]
     # base64 inflates by 4/3: refuse before decoding anything larger than the cap.
     if len(encoded) > (limits.max_image_bytes * 4) // 3 + 4:
-        raise _too_large(limits, param)
+        raise image_too_large(limits.max_image_bytes, param)
     try:
         raw = base64.b64decode(encoded, validate=True)
     except (binascii.Error, ValueError):
@@ -56,7 +59,7 @@ def _decoded(url: str, limits: RequestLimits, param: str) -> bytes:
             "The image data is not valid base64.", param=param, code=ErrorCode.INVALID_IMAGE
         ) from None
     if len(raw) > limits.max_image_bytes:
-        raise _too_large(limits, param)
+        raise image_too_large(limits.max_image_bytes, param)
     return raw
 
 
@@ -104,8 +107,8 @@ def check_image_bytes(raw: bytes, limits: RequestLimits, param: str) -> None:
         ) from None
 
 
-def _too_large(limits: RequestLimits, param: str) -> APIError:
+def image_too_large(max_bytes: int, param: str) -> APIError:
     return APIError.invalid_request(
-        f"The image is larger than {limits.max_image_bytes} bytes.",
+        f"The image is larger than {max_bytes} bytes.",
         param=param, code=ErrorCode.IMAGE_TOO_LARGE,
     )

@@ -36,15 +36,13 @@ import httpcore
 
 from configs.schema import RemoteImages
 from router.errors import APIError, ErrorCode
+from router.images import IMAGE_TYPES, image_too_large
 
 Resolver = Callable[[str, int], Awaitable[list[str]]]
 FetchRecorder = Callable[[float, str], None]
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
-# Content types and the magic bytes of the formats the vision checks accept.
-IMAGE_TYPES = {"image/png": "PNG", "image/jpeg": "JPEG", "image/webp": "WEBP",
-               "image/gif": "GIF", "image/bmp": "BMP"}
 NAT64 = ipaddress.ip_network("64:ff9b::/96")
 _HOST_NAME = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)"
                         r"(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$")
@@ -219,12 +217,12 @@ class RemoteImageFetcher:
 
     async def _follow(self, url: str, allowed_domains: tuple[str, ...],
                       param: str) -> FetchedImage:
-        for hop in range(self._config.max_redirects + 1):
+        for _ in range(self._config.max_redirects + 1):  # the first request + the redirects
             checked = await self.check(url, allowed_domains, param)
-            location = await self._get(checked, param, follow=hop < self._config.max_redirects)
-            if isinstance(location, FetchedImage):
-                return location
-            url = urljoin(checked.text(), location)
+            answer = await self._get(checked, param)
+            if isinstance(answer, FetchedImage):
+                return answer
+            url = urljoin(checked.text(), answer)
         raise refused(f"The image URL redirected more than {self._config.max_redirects} times.",
                       param, ErrorCode.IMAGE_TOO_MANY_REDIRECTS)
 
@@ -256,7 +254,7 @@ class RemoteImageFetcher:
         target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         return CheckedURL(scheme, host, port, target, str(addresses[0]))
 
-    async def _get(self, checked: CheckedURL, param: str, follow: bool) -> FetchedImage | str:
+    async def _get(self, checked: CheckedURL, param: str) -> FetchedImage | str:
         """One hop: the image, or the Location of a redirect."""
         timeouts = {"connect": self._config.connect_timeout_s,
                     "read": self._config.read_timeout_s,
@@ -275,11 +273,10 @@ class RemoteImageFetcher:
                 ) as response:
                     if response.status in REDIRECT_STATUSES:
                         location = _header(response, b"location")
-                        if not follow or location is None:
-                            raise refused(
-                                "The image URL redirected more than "
-                                f"{self._config.max_redirects} times.", param,
-                                ErrorCode.IMAGE_TOO_MANY_REDIRECTS)
+                        if location is None:
+                            raise refused(f"The image URL answered HTTP {response.status} "
+                                          "without a Location.", param,
+                                          ErrorCode.IMAGE_FETCH_FAILED)
                         return location
                     if response.status != 200:
                         raise refused(f"The image URL answered HTTP {response.status}.",
@@ -306,18 +303,14 @@ class RemoteImageFetcher:
     async def _read_capped(self, response: httpcore.Response, param: str) -> bytes:
         declared = _header(response, b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self._max_bytes:
-            raise _too_large(self._max_bytes, param)
+            raise image_too_large(self._max_bytes, param)
         parts, size = [], 0
         async for part in response.aiter_stream():
             size += len(part)
             if size > self._max_bytes:
-                raise _too_large(self._max_bytes, param)
+                raise image_too_large(self._max_bytes, param)
             parts.append(part)
         return b"".join(parts)
-
-
-def _too_large(limit: int, param: str) -> APIError:
-    return refused(f"The image is larger than {limit} bytes.", param, ErrorCode.IMAGE_TOO_LARGE)
 
 
 def _host_header(checked: CheckedURL) -> bytes:

@@ -11,6 +11,7 @@ Paths:
   /drip                     image/png headers, then one byte per second, forever
   /endless                  image/png headers, then bytes as fast as possible, forever
   /redirect?to=URL          302 to URL
+  /redirect-nowhere         302 without a Location
   /hops/N                   302 to /hops/N-1, and /hops/0 is the PNG
 Every request's Host header is recorded in `requests_seen` (path, host).
 """
@@ -61,6 +62,8 @@ class _Handler(BaseHTTPRequestHandler):
                     self.wfile.flush()
                     if path == "/drip":
                         time.sleep(1.0)
+            elif path == "/redirect-nowhere":
+                self._send(302, "text/plain", b"")
             elif path == "/redirect":
                 self._redirect(parse_qs(parts.query)["to"][0])
             elif path.startswith("/hops/"):

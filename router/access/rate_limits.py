@@ -129,11 +129,7 @@ class RateLimiter:
         reset_at, remaining = await self._tokens.get_window_stats(item, TOKENS,
                                                                   admission.caller.key_id)
         reset_in = max(0.0, reset_at - self._clock()) if remaining < per_minute else 0.0
-        admission.headers.update({
-            "x-ratelimit-limit-tokens": str(per_minute),
-            "x-ratelimit-remaining-tokens": str(remaining),
-            "x-ratelimit-reset-tokens": openai_duration(reset_in),
-        })
+        _report(admission, TOKENS, per_minute, remaining, reset_in)
         if remaining <= 0:
             self._refuse(admission, TOKENS, f"{per_minute} tokens per minute", reset_in)
 
@@ -143,11 +139,7 @@ class RateLimiter:
         allowed = await self._requests.hit(item, REQUESTS, key_id)
         reset_at, remaining = await self._requests.get_window_stats(item, REQUESTS, key_id)
         reset_in = max(0.0, reset_at - self._clock())
-        admission.headers.update({
-            "x-ratelimit-limit-requests": str(per_minute),
-            "x-ratelimit-remaining-requests": str(remaining),
-            "x-ratelimit-reset-requests": openai_duration(reset_in),
-        })
+        _report(admission, REQUESTS, per_minute, remaining, reset_in)
         if not allowed:
             self._refuse(admission, REQUESTS, f"{per_minute} requests per minute", reset_in)
 
@@ -185,6 +177,16 @@ class RateLimiter:
             self._last_error_log = now
             logger.warning("rate-limit store failed; serving without limits until it answers",
                            exc_info=True)
+
+
+def _report(admission: Admission, kind: str, limit: int, remaining: int,
+            reset_in_s: float) -> None:
+    """OpenAI's header trio for one limit (`kind`: requests or tokens)."""
+    admission.headers.update({
+        f"x-ratelimit-limit-{kind}": str(limit),
+        f"x-ratelimit-remaining-{kind}": str(remaining),
+        f"x-ratelimit-reset-{kind}": openai_duration(reset_in_s),
+    })
 
 
 class Leases:

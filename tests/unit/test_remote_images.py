@@ -189,6 +189,7 @@ def test_dns_is_asked_once_per_hop_so_rebinding_has_nothing_to_race(cdn):
     ("/page.html", "image_wrong_content_type"),
     ("/fake.png", "image_wrong_content_type"),     # content type and magic bytes disagree
     ("/missing.png", "image_fetch_failed"),
+    ("/redirect-nowhere", "image_fetch_failed"),
     ("/endless", "image_too_large"),               # the cap holds while the body streams
 ])
 def test_bad_answers_are_refused_with_their_cause(cdn, path, code):
