@@ -20,7 +20,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from shop.config import ShopsConfig
+from shop.config import HostNames, ShopsConfig
 
 Modality = Literal["text", "vision"]
 
@@ -198,7 +198,7 @@ class RemoteImages(_Strict):
     receives inline bytes. A URL is fetched only when its host is on an allow-list: this one
     (every shop) or the shop's own `image_domains`."""
 
-    allowed_domains: tuple[str, ...] = Field(
+    allowed_domains: HostNames = Field(
         (), description="Hosts whose image URLs are fetched for every shop. `cdn.example.com` "
         "matches that host only; `.example.com` matches its subdomains."
     )
@@ -216,11 +216,6 @@ class RemoteImages(_Strict):
         10.0, gt=0, description="Whole fetch, redirects included, of one image."
     )
     max_redirects: int = Field(3, ge=0, le=3, description="Redirects followed (each re-checked).")
-
-    @field_validator("allowed_domains")
-    @classmethod
-    def _lowercase_domains(cls, domains: tuple[str, ...]) -> tuple[str, ...]:
-        return tuple(d.strip().lower() for d in domains)
 
     @field_validator("allowed_networks")
     @classmethod

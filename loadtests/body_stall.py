@@ -26,9 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from configs.schema import APP_NAME, app_config_from_serve_config, load_serve_config  # noqa: E402
 from deployments.engine_protocol import GenerationChunk  # noqa: E402
-from router.chat_service import ChatService  # noqa: E402
-from router.ingress import build_api  # noqa: E402
-from router.metrics import IngressMetrics, prometheus_client_instruments  # noqa: E402
+from loadtests.plain_ingress import ingress_app  # noqa: E402
 
 CONFIG = Path(__file__).resolve().parent.parent / "configs" / "local-cpu.yaml"
 MiB = 1 << 20
@@ -55,12 +53,7 @@ def app_for(worker_threshold: int):
     config = app_config_from_serve_config(load_serve_config(CONFIG), APP_NAME)
     config = config.model_copy(update={"limits": config.limits.model_copy(
         update={"parse_in_worker_bytes": worker_threshold})})
-    from prometheus_client import CollectorRegistry
-
-    metrics = IngressMetrics(prometheus_client_instruments(CollectorRegistry()),
-                             {m.name: m.modality for m in config.models})
-    service = ChatService(config, {"text": answer, "vision": answer})
-    return build_api(service, metrics, config, None), service
+    return ingress_app(config, answer)
 
 
 async def measure(body: bytes, worker_threshold: int) -> dict[str, float]:

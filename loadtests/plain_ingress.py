@@ -15,10 +15,11 @@ from prometheus_client import CollectorRegistry
 from configs.schema import (
     APP_NAME,
     PROJECT_ROOT,
+    AppConfig,
     app_config_from_serve_config,
     load_serve_config,
 )
-from router.chat_service import ChatService
+from router.chat_service import ChatService, ChatStreamer
 from router.ingress import build_api
 from router.metrics import IngressMetrics, prometheus_client_instruments
 
@@ -28,10 +29,15 @@ async def _no_replica(_request):
     yield  # pragma: no cover - makes this an async generator
 
 
+def ingress_app(config: AppConfig, streamer: ChatStreamer = _no_replica
+                ) -> tuple[FastAPI, ChatService]:
+    """The ingress app of `config` in this process, every model answered by `streamer`, its
+    metrics in a private registry (also used by body_stall.py and rate_limit_accuracy.py)."""
+    metrics = IngressMetrics.for_app(prometheus_client_instruments(CollectorRegistry()), config)
+    service = ChatService(config, {m.modality: streamer for m in config.models})
+    return build_api(service, metrics, config, text_model=None), service
+
+
 def create_app() -> FastAPI:
     path = os.environ.get("CS_SERVE_CONFIG", str(PROJECT_ROOT / "configs" / "local-cpu.yaml"))
-    config = app_config_from_serve_config(load_serve_config(path), APP_NAME)
-    streamers = {m.modality: _no_replica for m in config.models}
-    metrics = IngressMetrics(prometheus_client_instruments(CollectorRegistry()),
-                             {m.name: m.modality for m in config.models})
-    return build_api(ChatService(config, streamers), metrics, config, text_model=None)
+    return ingress_app(app_config_from_serve_config(load_serve_config(path), APP_NAME))[0]

@@ -30,30 +30,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from configs.schema import APP_NAME, app_config_from_serve_config, load_serve_config  # noqa: E402
 from loadtests.server_process import free_port  # noqa: E402
 from router.access.api_keys import hash_key, new_key  # noqa: E402
-from router.chat_service import ChatService  # noqa: E402
-from router.ingress import build_api  # noqa: E402
-from router.metrics import IngressMetrics, prometheus_client_instruments  # noqa: E402
+from loadtests.plain_ingress import ingress_app  # noqa: E402
 
 CONFIG = Path(__file__).resolve().parent.parent / "configs" / "local-cpu.yaml"
 
 
-async def models(request):  # never called: the burst asks GET /v1/models
-    yield None
-
-
 def replica(keys_file: Path, store: str | None):
-    from prometheus_client import CollectorRegistry
-
     config = app_config_from_serve_config(load_serve_config(CONFIG), APP_NAME)
     config = config.model_copy(update={"access": config.access.model_copy(update={
         "keys_file": str(keys_file), "allow_anonymous": False, "rate_limit_store": store,
         "store_timeout_s": 2.0})})
-    metrics = IngressMetrics(prometheus_client_instruments(CollectorRegistry()),
-                             {m.name: m.modality for m in config.models})
-    service = ChatService(config, {"text": models, "vision": models})
-    return httpx.AsyncClient(transport=httpx.ASGITransport(build_api(service, metrics, config,
-                                                                     None)),
-                             base_url="http://ingress")
+    api, _ = ingress_app(config)  # the burst asks GET /v1/models: no model is called
+    return httpx.AsyncClient(transport=httpx.ASGITransport(api), base_url="http://ingress")
 
 
 async def burst(replicas: int, store: str | None, limit: int, count: int, folder: Path) -> int:

@@ -5,7 +5,6 @@ Pure (no Locust import), so the request mix, images and schedule are unit-tested
 
 from __future__ import annotations
 
-import base64
 import io
 import random
 from dataclasses import dataclass
@@ -15,6 +14,8 @@ from typing import Literal
 import yaml
 from PIL import Image, ImageDraw
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from router.images import data_url
 
 DEFAULT_WORKLOAD = Path(__file__).resolve().parent / "sales_event.yaml"
 RequestKind = Literal["text_single", "text_multi_turn", "vision"]
@@ -172,4 +173,4 @@ def image_data_url(kind: str, size: tuple[int, int], quality: int = 85) -> str:
             draw.line([w * 0.22, y, w * 0.42, y], fill=(40, 40, 40), width=1)
     buffer = io.BytesIO()
     image.save(buffer, format="JPEG", quality=quality)
-    return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode()
+    return data_url(buffer.getvalue(), "image/jpeg")

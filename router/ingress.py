@@ -92,24 +92,20 @@ class Ingress:
         }
         self._config = config
         self._text_model = text_model
-        shop_ids = [shop.id for shop in config.shops.catalog] if config.shops else []
-        self._metrics = IngressMetrics(
-            serve_instruments, {m.name: m.modality for m in config.models}, shop_ids
-        )
+        self._metrics = IngressMetrics.for_app(serve_instruments, config)
         # Indexing the knowledge bases takes about a second per shop; it happens once here.
         shops = ShopDirectory(config.shops, PROJECT_ROOT) if config.shops else None
         self._service = ChatService(config, streamers, shops)
         self._service.parser.start()
-        self._keys = KeyStore(config.access, PROJECT_ROOT, frozenset(shop_ids))
+        self._keys = KeyStore(config.access, PROJECT_ROOT, self._metrics.shops)
         self._limiter = limiter_for(config, self._metrics)
         loop = asyncio.get_running_loop()
-        self._background = [
-            loop.create_task(self._refresh_gauges()),
-            loop.create_task(self._every(config.access.reload_check_s,
-                                         self._keys.refresh_if_changed, "API keys")),
-        ]
+        self._background = [loop.create_task(self._refresh_gauges())]
+        if config.access.keys_file:
+            self._background.append(loop.create_task(self._reload_every(
+                config.access.reload_check_s, self._keys.refresh_if_changed, "API keys")))
         if config.shops:
-            self._background.append(loop.create_task(self._every(
+            self._background.append(loop.create_task(self._reload_every(
                 config.shops.reload_check_s, self._service.refresh_knowledge,
                 "knowledge bases")))
 
@@ -122,7 +118,8 @@ class Ingress:
             except Exception:  # noqa: BLE001 - metrics must never take the ingress down
                 logger.warning("refreshing gauges failed", exc_info=True)
 
-    async def _every(self, period_s: float, reload: Callable[[], object], what: str) -> None:
+    async def _reload_every(self, period_s: float, reload: Callable[[], object],
+                            what: str) -> None:
         """Pick up edited files (knowledge bases, API keys) without a restart; reloading runs in
         a worker thread, and requests use the previous version until the new one is in."""
         while True:

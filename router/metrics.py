@@ -32,6 +32,7 @@ from prometheus_client import CollectorRegistry
 from router.errors import ErrorCode
 
 if TYPE_CHECKING:
+    from configs.schema import AppConfig
     from shop.assistant import ShopPlan
 
 MetricKind = Literal["counter", "gauge", "histogram"]
@@ -184,6 +185,12 @@ class IngressMetrics:
         self.shops = frozenset(shops)
         self._in_flight = {(name, route): 0 for name, route in models.items()}
         self.refresh_gauges()
+
+    @classmethod
+    def for_app(cls, factory: InstrumentFactory, config: AppConfig) -> IngressMetrics:
+        """The instruments for an app config: its models' routes and its shop ids."""
+        shops = [shop.id for shop in config.shops.catalog] if config.shops else []
+        return cls(factory, {m.name: m.modality for m in config.models}, shops)
 
     def rate_limited(self, key_id: str, limit: str) -> None:
         self.record(RATE_LIMITED, 1, key_id=key_id, limit=limit)

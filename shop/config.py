@@ -7,9 +7,16 @@ neither Ray nor vLLM nor the router.
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from typing import Annotated
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from shop.text import LANGUAGES, Language
+
+# Image hosts as configured: compared with URL host names, which are lower case. Shared with the
+# app-wide list in configs/schema.py (RemoteImages.allowed_domains).
+HostNames = Annotated[tuple[str, ...],
+                      AfterValidator(lambda hosts: tuple(h.strip().lower() for h in hosts))]
 
 
 class StrictModel(BaseModel):
@@ -138,15 +145,10 @@ class ShopConfig(StrictModel):
     retrieval: RetrievalConfig = Field(default_factory=RetrievalConfig)
     handoff: HandoffConfig = Field(default_factory=HandoffConfig)
     messages: ShopMessages
-    image_domains: tuple[str, ...] = Field(
+    image_domains: HostNames = Field(
         (), description="Hosts (the shop's CDN) whose image URLs the ingress fetches for this "
         "shop, besides the app-wide remote_images.allowed_domains. `cdn.shop.com` matches that "
         "host; `.shop.com` its subdomains.")
-
-    @field_validator("image_domains")
-    @classmethod
-    def _lowercase_domains(cls, domains: tuple[str, ...]) -> tuple[str, ...]:
-        return tuple(d.strip().lower() for d in domains)
 
     @model_validator(mode="after")
     def _default_language_is_spoken(self) -> ShopConfig:

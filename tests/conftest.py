@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import base64
 import io
+
 import pytest
 
 from configs.schema import (
@@ -14,6 +14,7 @@ from configs.schema import (
     app_config_from_serve_config,
     load_serve_config,
 )
+from router.images import data_url
 
 LOCAL_CONFIG = PROJECT_ROOT / "configs" / "local-cpu.yaml"
 PRODUCTION_CONFIG = PROJECT_ROOT / "configs" / "production-gpu.yaml"
@@ -27,16 +28,12 @@ def image_bytes(width: int = 64, height: int = 48, fmt: str = "PNG", color=(200,
     return buffer.getvalue()
 
 
-def data_url(raw: bytes, mime: str = "image/png") -> str:
-    return f"data:{mime};base64,{base64.b64encode(raw).decode()}"
-
-
 def image_message(text: str = "Is this the item in the listing?", url: str | None = None) -> dict:
     return {
         "role": "user",
         "content": [
             {"type": "text", "text": text},
-            {"type": "image_url", "image_url": {"url": url or data_url(image_bytes())}},
+            {"type": "image_url", "image_url": {"url": url or data_url(image_bytes(), "image/png")}},
         ],
     }
 

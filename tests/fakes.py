@@ -88,11 +88,7 @@ def fake_streamers(config: AppConfig, behaviour: FakeBehaviour | None = None):
 def recording_metrics(config: AppConfig) -> tuple[IngressMetrics, CollectorRegistry]:
     """Real ingress metrics recorded into a private prometheus_client registry."""
     registry = CollectorRegistry()
-    shops = [shop.id for shop in config.shops.catalog] if config.shops else []
-    metrics = IngressMetrics(
-        prometheus_client_instruments(registry), {m.name: m.modality for m in config.models},
-        shops)
-    return metrics, registry
+    return IngressMetrics.for_app(prometheus_client_instruments(registry), config), registry
 
 
 class FakeDeploymentHandle:

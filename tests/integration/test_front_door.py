@@ -179,12 +179,12 @@ def test_a_large_image_body_is_parsed_in_the_worker_process_of_a_ray_replica(sta
 
     from PIL import Image
 
-    from tests.conftest import data_url
+    from router.images import data_url
 
     buffer = io.BytesIO()
     Image.frombytes("RGB", (400, 400), os.urandom(400 * 400 * 3)).save(buffer, "PNG")
     assert buffer.tell() > 300_000  # noise does not compress
-    body = {"messages": [image_message(url=data_url(buffer.getvalue()))], **SAMPLE}
+    body = {"messages": [image_message(url=data_url(buffer.getvalue(), "image/png"))], **SAMPLE}
     response = post(stack, body=body)
     assert response.status_code == 200, response.text
     assert response.json()["model"] == VISION_MODEL

@@ -146,8 +146,9 @@ BAD = [
 @pytest.mark.parametrize(("name", "raw", "status", "code", "param"), BAD, ids=[b[0] for b in BAD])
 def test_bad_input_is_4xx_with_the_openai_envelope(stack, name, raw, status, code, param):
     if raw is None:
-        from tests.conftest import data_url, image_bytes
-        raw = json.dumps({"messages": [image_message(url=data_url(image_bytes(1, 1)))]}).encode()
+        from router.images import data_url
+        from tests.conftest import image_bytes
+        raw = json.dumps({"messages": [image_message(url=data_url(image_bytes(1, 1), "image/png"))]}).encode()
     with stack.client() as client:
         r = client.post("/v1/chat/completions", content=raw, headers={"Content-Type": "application/json"})
     assert r.status_code == status, (name, r.text)

@@ -11,8 +11,8 @@ import pytest
 
 from configs.schema import RequestLimits
 from router.errors import APIError
-from router.images import check_data_url
-from tests.conftest import data_url, image_bytes
+from router.images import check_data_url, data_url
+from tests.conftest import image_bytes
 
 LIMITS = RequestLimits(max_image_bytes=1_000_000, max_image_pixels=4_000_000)
 
@@ -47,10 +47,10 @@ def test_valid_images_pass(fmt, mime):
     [
         ("data:image/png;base64,!!!not-base64!!!", "invalid_image"),
         ("data:image/png;base64," + base64.b64encode(b"definitely not an image").decode(), "invalid_image"),
-        (data_url(image_bytes(64, 64)[:60]), "invalid_image"),  # truncated PNG
-        (data_url(image_bytes(1, 1)), "image_too_small"),  # CVE-2026-22773 shape
-        (data_url(image_bytes(200, 10)), "image_too_small"),
-        (data_url(png_header_only(40000, 40000)), "image_too_large"),  # decompression bomb
+        (data_url(image_bytes(64, 64)[:60], "image/png"), "invalid_image"),  # truncated PNG
+        (data_url(image_bytes(1, 1), "image/png"), "image_too_small"),  # CVE-2026-22773 shape
+        (data_url(image_bytes(200, 10), "image/png"), "image_too_small"),
+        (data_url(png_header_only(40000, 40000), "image/png"), "image_too_large"),  # decompression bomb
         ("data:image/png;base64," + "A" * 2_000_000, "image_too_large"),  # over the byte cap
         ("data:text/plain,hello", "invalid_image"),
     ],
@@ -64,7 +64,7 @@ def test_bad_data_urls(url, code):
 def test_pixel_cap_of_the_config_is_reached_before_pils_guard():
     # 3000 x 2000 = 6 M pixels: over this config's 4 M cap, far below PIL's own bomb guard
     # (89 M warns, 179 M raises), so the refusal is ours, with the size in the message.
-    error = rejected(data_url(png_header_only(3000, 2000)))
+    error = rejected(data_url(png_header_only(3000, 2000), "image/png"))
     assert error.code == "image_too_large"
     assert "3000x2000" in error.message
 

@@ -271,3 +271,9 @@ def test_the_vllm_engine_is_told_to_fetch_nothing(local_config):
     # vLLM treats an empty list as "every host"; one impossible host allows none.
     assert args.allowed_media_domains == [ENGINE_FETCHES_NOTHING]
     assert ENGINE_FETCHES_NOTHING.endswith(".invalid")
+
+
+def test_configured_hosts_are_compared_in_lower_case():
+    # URL host names are lower-cased before the allow-list is consulted.
+    assert config(allowed_domains=(" CDN.Shop.Test ", ".IMG.shop.test")).allowed_domains == (
+        "cdn.shop.test", ".img.shop.test")
