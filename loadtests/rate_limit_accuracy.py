@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from configs.schema import APP_NAME, app_config_from_serve_config, load_serve_config  # noqa: E402
 from loadtests.server_process import free_port  # noqa: E402
-from router.access.api_keys import hash_key, new_key  # noqa: E402
+from router.access.api_keys import key_entry, new_key  # noqa: E402
 from loadtests.plain_ingress import ingress_app  # noqa: E402
 
 CONFIG = Path(__file__).resolve().parent.parent / "configs" / "local-cpu.yaml"
@@ -48,9 +48,8 @@ async def burst(replicas: int, store: str | None, limit: int, count: int, folder
     key = new_key()
     key_id = f"burst-{replicas}-{'redis' if store else 'memory'}-{time.monotonic_ns()}"
     keys_file = folder / f"{key_id}.yaml"
-    keys_file.write_text(yaml.safe_dump({"keys": [{
-        "id": key_id, "sha256": hash_key(key), "shops": "*", "role": "backend",
-        "limits": {"requests_per_minute": limit}}]}))
+    keys_file.write_text(yaml.safe_dump({"keys": [
+        key_entry(key, key_id, "*", "backend", {"requests_per_minute": limit})]}))
     clients = [replica(keys_file, store) for _ in range(replicas)]
     headers = {"Authorization": f"Bearer {key}"}
     responses = await asyncio.gather(*(clients[i % replicas].get("/v1/models", headers=headers)

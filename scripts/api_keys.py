@@ -23,7 +23,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from router.access.api_keys import ALL_SHOPS, KeysFile, hash_key, new_key  # noqa: E402
+from router.access.api_keys import ALL_SHOPS, KeysFile, key_entry, new_key  # noqa: E402
 
 
 def read(path: Path) -> list[dict]:
@@ -89,8 +89,7 @@ def main(argv: list[str] | None = None) -> int:
                                               ("concurrent_requests", args.concurrent))
               if value is not None}
     shops = ALL_SHOPS if args.shops == ALL_SHOPS else args.shops.split(",")
-    write(args.file, entries + [{"id": args.id, "sha256": hash_key(key), "shops": shops,
-                                 "role": args.role, "limits": limits}])
+    write(args.file, entries + [key_entry(key, args.id, shops, args.role, limits)])
     print(f"added {args.id} to {args.file}; the key (shown once):", file=sys.stderr)
     print(key)
     return 0

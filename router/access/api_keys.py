@@ -72,6 +72,14 @@ class KeyRecord(BaseModel):
         return shops
 
 
+def key_entry(key: str, key_id: str, shops: list[str] | str, role: Role,
+              limits: dict | None = None) -> dict:
+    """The keys-file entry of `key` (its hash, never the key), checked like a loaded file."""
+    record = KeyRecord(id=key_id, sha256=hash_key(key), shops=shops, role=role,
+                       limits=RateLimits(**(limits or {})))
+    return record.model_dump(mode="json", exclude_none=True)
+
+
 class KeysFile(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -108,12 +116,12 @@ class Caller:
         """The shop this request is for: the X-Shop-Id header if the key may use it; without
         the header, the key's only shop, else the app's default shop if the key may use it."""
         if requested is not None:
-            if self.shops is not None and requested not in self.shops:
+            if not self.may_use(requested):
                 raise APIError.shop_not_allowed(requested)
             return requested
         if self.shops is not None and len(self.shops) == 1:
             return next(iter(self.shops))
-        if default is None or self.shops is None or default in self.shops:
+        if default is None or self.may_use(default):
             return default
         raise APIError.shop_required(sorted(self.shops))
 
@@ -138,7 +146,7 @@ class KeyStore:
         self._signature: tuple[int, int, str] | None = None
         if self._path is not None:
             # A missing or broken file at start-up fails the deployment, with the reason.
-            self._load(self._read_signature())
+            self._load(*self._read())
         # Serving without keys is logged as a warning: an open deployment should be noticed.
         (logger.warning if self._anonymous is not None else logger.info)(self.describe())
 
@@ -152,10 +160,6 @@ class KeyStore:
             parts.append("requests without an API key are SERVED as 'anonymous' "
                          "(access.allow_anonymous)")
         return "access: " + "; ".join(parts)
-
-    @property
-    def key_ids(self) -> list[str]:
-        return sorted(c.key_id for c in self._by_hash.values())
 
     def authenticate(self, authorization: str | None) -> Caller:
         """The caller of a request with this Authorization header; 401 if it names no key.
@@ -184,26 +188,27 @@ class KeyStore:
         if self._path is None:
             return False
         try:
-            signature = self._read_signature()
+            signature, data = self._read()
             if signature == self._signature:
                 return False
-            self._load(signature)
+            self._load(signature, data)
         except (OSError, ValueError) as exc:
             logger.error("access: keeping the previous API keys; %s", exc)
             return False
         logger.info(self.describe())
         return True
 
-    def _read_signature(self) -> tuple[int, int, str]:
+    def _read(self) -> tuple[tuple[int, int, str], bytes]:
+        """The file's signature (mtime, size, content hash) and the very bytes it describes."""
         stat = self._path.stat()
-        return (stat.st_mtime_ns, stat.st_size,
-                hashlib.sha256(self._path.read_bytes()).hexdigest())
+        data = self._path.read_bytes()
+        return (stat.st_mtime_ns, stat.st_size, hashlib.sha256(data).hexdigest()), data
 
-    def _load(self, signature: tuple[int, int, str]) -> None:
+    def _load(self, signature: tuple[int, int, str], data: bytes) -> None:
         try:
-            raw = yaml.safe_load(self._path.read_text(encoding="utf-8")) or {}
+            raw = yaml.safe_load(data.decode("utf-8")) or {}
             keys = KeysFile.model_validate(raw)
-        except (yaml.YAMLError, ValidationError) as exc:
+        except (yaml.YAMLError, ValidationError, UnicodeDecodeError) as exc:
             raise ValueError(f"{self._path}: {exc}") from None
         unknown = sorted({shop for k in keys.keys if k.shops != ALL_SHOPS for shop in k.shops}
                          - self._known_shops) if self._known_shops else []

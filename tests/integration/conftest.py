@@ -233,13 +233,12 @@ STACK_KEYS = (
 
 @pytest.fixture(scope="session")
 def stack_keys() -> dict[str, StackKey]:
-    from router.access.api_keys import hash_key, new_key
+    from router.access.api_keys import key_entry, new_key
 
     keys = {}
     for key_id, shops, role, limits in STACK_KEYS:
         key = new_key()
-        keys[key_id] = StackKey(key, {"id": key_id, "sha256": hash_key(key), "shops": shops,
-                                     "role": role, "limits": limits})
+        keys[key_id] = StackKey(key, key_entry(key, key_id, shops, role, limits))
     return keys
 
 

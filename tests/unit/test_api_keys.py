@@ -11,7 +11,7 @@ import yaml
 from fastapi.testclient import TestClient
 
 from configs.schema import PROJECT_ROOT, AccessConfig, AppConfig, RateLimits
-from router.access.api_keys import KEY_PREFIX, Caller, KeyStore, hash_key, new_key
+from router.access.api_keys import KEY_PREFIX, Caller, KeyStore, hash_key, key_entry, new_key
 from router.chat_service import ChatService
 from router.errors import APIError
 from router.ingress import build_api
@@ -22,11 +22,6 @@ from tests.unit.test_ingress_http import FakeHandle
 URL = "/v1/chat/completions"
 SHOPS = frozenset({"demo-apparel", "demo-electronics"})
 ASK = {"messages": [{"role": "user", "content": "Is shipping free?"}]}
-
-
-def key_entry(key: str, key_id: str, shops, role: str = "backend", **limits) -> dict:
-    return {"id": key_id, "sha256": hash_key(key), "shops": shops, "role": role,
-            "limits": limits}
 
 
 class Keys:
@@ -40,7 +35,7 @@ class Keys:
     def add(self, key_id: str, shops, role: str = "backend", **limits) -> str:
         key = new_key()
         self.plain[key_id] = key
-        self.entries.append(key_entry(key, key_id, shops, role, **limits))
+        self.entries.append(key_entry(key, key_id, shops, role, limits))
         self.write()
         return key
 

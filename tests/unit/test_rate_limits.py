@@ -13,13 +13,12 @@ from fastapi.testclient import TestClient
 import limits.aio.storage.memory
 import limits.aio.strategies
 from configs.schema import PROJECT_ROOT, AccessConfig, AppConfig, RateLimits
-from router.access.api_keys import Caller, new_key
+from router.access.api_keys import Caller, key_entry, new_key
 from router.access.rate_limits import RateLimiter, openai_duration
 from router.chat_service import ChatService
 from router.errors import APIError
 from router.ingress import build_api
 from tests.fakes import FakeBehaviour, fake_streamers, recording_metrics
-from tests.unit.test_api_keys import key_entry
 from tests.unit.test_ingress_http import FakeHandle
 
 URL = "/v1/chat/completions"
@@ -193,8 +192,9 @@ def limited(local_config, tmp_path, clock):
     keys = {"bot": new_key(), "shopper": new_key()}
     path = tmp_path / "keys.yaml"
     path.write_text(yaml.safe_dump({"keys": [
-        key_entry(keys["bot"], "bot", "*", requests_per_minute=2, tokens_per_minute=10_000),
-        key_entry(keys["shopper"], "shopper", "*", requests_per_minute=100),
+        key_entry(keys["bot"], "bot", "*", "backend",
+                  {"requests_per_minute": 2, "tokens_per_minute": 10_000}),
+        key_entry(keys["shopper"], "shopper", "*", "backend", {"requests_per_minute": 100}),
     ]}))
     config = AppConfig.model_validate({**local_config.model_dump(),
                                        "access": {"keys_file": str(path)}})
@@ -247,8 +247,8 @@ def test_http_tokens_of_a_streamed_answer_are_charged_when_it_ends(limited):
 def test_http_a_stream_refused_as_it_opens_gives_its_slot_back(local_config, tmp_path, clock):
     key = new_key()
     path = tmp_path / "keys.yaml"
-    path.write_text(yaml.safe_dump({"keys": [key_entry(key, "one-stream", "*",
-                                                       concurrent_requests=1)]}))
+    path.write_text(yaml.safe_dump({"keys": [key_entry(key, "one-stream", "*", "backend",
+                                                       {"concurrent_requests": 1})]}))
     config = AppConfig.model_validate({**local_config.model_dump(),
                                        "access": {"keys_file": str(path)}})
     behaviour = FakeBehaviour(reject_input=True)  # the engine refuses the prompt up front
