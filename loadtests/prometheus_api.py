@@ -18,17 +18,30 @@ class PromQLError(RuntimeError):
 
 
 class PrometheusAPI:
-    def __init__(self, url: str, timeout_s: float = 10.0):
+    def __init__(self, url: str, timeout_s: float = 10.0, attempts: int = 3):
         self.url = url.rstrip("/")
         self.timeout_s = timeout_s
+        self.attempts = attempts
 
     def _get(self, path: str, **params: str) -> dict:
         query = f"?{urllib.parse.urlencode(params)}" if params else ""
-        try:
-            with urllib.request.urlopen(f"{self.url}{path}{query}", timeout=self.timeout_s) as r:
-                body = json.load(r)
-        except urllib.error.HTTPError as exc:  # 400/422 carry the PromQL error as JSON
-            body = json.load(exc)
+        for attempt in range(1, self.attempts + 1):
+            try:
+                with urllib.request.urlopen(f"{self.url}{path}{query}", timeout=self.timeout_s) as r:
+                    body = json.load(r)
+                break
+            except urllib.error.HTTPError as exc:  # 400/422 carry the PromQL error as JSON
+                body = json.load(exc)
+                break
+            except (TimeoutError, ConnectionError, urllib.error.URLError) as exc:
+                if isinstance(exc, urllib.error.URLError) and not isinstance(
+                        exc.reason, (TimeoutError, ConnectionError)):
+                    raise
+                # A 2-core host running vLLM, Serve and traffic can starve Prometheus for
+                # longer than one timeout (seen once in CI): a slow answer is not a wrong one.
+                if attempt == self.attempts:
+                    raise TimeoutError(f"Prometheus did not answer {path} {params} "
+                                       f"in {self.attempts} x {self.timeout_s:g} s") from exc
         if body.get("status") != "success":
             raise PromQLError(f"{body.get('errorType')}: {body.get('error')} ({params or path})")
         return body["data"]
