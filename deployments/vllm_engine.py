@@ -12,6 +12,7 @@ import logging
 from collections.abc import AsyncIterator
 
 from configs.schema import ModelConfig
+from deployments.cpu_placement import engine_start_placement
 from deployments.engine_protocol import (
     ChatEngine,
     ContextLengthError,
@@ -78,7 +79,11 @@ class VLLMChatEngine(ChatEngine):
             from vllm.v1.metrics.ray_wrappers import RayPrometheusStatLogger
 
             stat_loggers = [RayPrometheusStatLogger]
-        self._engine = AsyncLLM.from_engine_args(self.engine_args(), stat_loggers=stat_loggers)
+        # CPU engines: when Ray runs on other cores than the engine's (taskset), the engine
+        # gets its cores to itself (deployments/cpu_placement.py). A no-op otherwise.
+        with engine_start_placement():
+            self._engine = AsyncLLM.from_engine_args(self.engine_args(),
+                                                     stat_loggers=stat_loggers)
         logger.info("engine for %s ready (weights: %s)", self._model.name, self._model_path)
 
     async def chat(self, request: EngineRequest) -> AsyncIterator[GenerationChunk]:

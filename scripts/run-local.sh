@@ -22,6 +22,8 @@ echo "run-local: starting Ray Serve with $CONFIG (log: $LOG); the text engine ta
 # handling that bash takes away from background jobs of a non-interactive shell (it would
 # ignore Ctrl-C, and so would Python). Ray's processes are started inside that group.
 set -m
+# Ray Serve's request path (HAProxy in front, README "Performance"): read by every Ray process.
+set -a; . configs/ray-serve.env; set +a
 .venv/bin/serve run "$CONFIG" >"$LOG" 2>&1 &
 serve_pid=$!
 set +m

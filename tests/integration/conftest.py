@@ -20,6 +20,7 @@ import pytest
 import yaml
 
 from configs.schema import load_serve_config
+from configs.serve_env import load_serve_env
 from loadtests.prometheus_api import PrometheusAPI
 from loadtests.server_process import ServerProcess, ServerStartError, free_port, url_answers
 from tests.conftest import LOCAL_CONFIG, PROJECT_ROOT
@@ -128,7 +129,9 @@ class StackRunner:
         server = ServerProcess(
             f"serve run ({variant})", [str(self._bin / "serve"), "run", str(config)], log_path,
             PROJECT_ROOT,
-            {"RAY_metrics_report_interval_ms": str(METRICS_REPORT_INTERVAL_MS)},
+            # The request path the product ships with (HAProxy, direct ingress).
+            {**load_serve_env(),
+             "RAY_metrics_report_interval_ms": str(METRICS_REPORT_INTERVAL_MS)},
         )
         stack = LocalStack(f"http://127.0.0.1:{port}", log_path, config)
         self._running = (variant, server, stack)

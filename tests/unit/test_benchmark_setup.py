@@ -3,8 +3,11 @@ engine environment of the Serve stack's text model, and the Serve stack runs tha
 
 from __future__ import annotations
 
+import json
+
 from configs.schema import AppConfig
-from loadtests.benchmark import MODEL_DIR, TextModelSettings, markdown
+from loadtests.bench_report import markdown
+from loadtests.benchmark import BENCHMARK_TIMEOUT_S, MODEL_DIR, VARIANTS, TextModelSettings
 
 SETTINGS = TextModelSettings.load()
 
@@ -22,6 +25,21 @@ def test_serve_stack_runs_only_the_text_model_with_dummy_weights():
     assert model.engine.load_format == "dummy"
     assert {d["name"] for d in app["deployments"]} == {"Ingress", model.deployment_name}
     assert config["http_options"]["port"] == 12345
+    assert args.shops is not None  # the shop workload's stack
+    # Bare vLLM has no request limit: Serve's must not cut off slow answers either.
+    assert args.limits.request_timeout_s == BENCHMARK_TIMEOUT_S
+    assert config["http_options"]["request_timeout_s"] == BENCHMARK_TIMEOUT_S
+
+
+def test_plain_workload_stack_has_no_shop_layer_and_variants_change_only_their_lever():
+    plain = SETTINGS.serve_config_for_benchmark(1, with_shops=False)
+    assert "shops" not in plain["applications"][0]["args"]
+    off = SETTINGS.serve_config_for_benchmark(1, variant=VARIANTS["no-prefix-cache"])
+    (model,) = off["applications"][0]["args"]["models"]
+    assert model["engine"]["extra_engine_kwargs"] == {"enable_prefix_caching": False}
+    baseline = SETTINGS.serve_config_for_benchmark(1)
+    (model,) = baseline["applications"][0]["args"]["models"]
+    assert "enable_prefix_caching" not in model["engine"].get("extra_engine_kwargs", {})
 
 
 def test_bare_vllm_gets_the_same_engine_arguments_and_environment():
@@ -40,21 +58,63 @@ def test_bare_vllm_gets_the_same_engine_arguments_and_environment():
     assert "VLLM_CPU_OMP_THREADS_BIND" in SETTINGS.engine_env
 
 
-def test_report_table_shows_ratios_and_differences():
-    level = dict(concurrency=4, requests=8, failed=0, wall_s=10.0, output_tokens=400,
-                 tokens_per_s=40.0, requests_per_s=0.8, ttft_p50_s=0.2, ttft_p99_s=0.5,
-                 itl_p50_s=0.05, itl_p99_s=0.1, client_cpu_core_share=0.1, client_cpu_of_busy=0.05)
-    bare = {**level, "tokens_per_s": 50.0, "requests_per_s": 1.0, "ttft_p50_s": 0.15}
-    tax = {"requests_per_s": 500.0, "p50_ms": 10.0, "p99_ms": 30.0, "requests": 5000,
-           "client_cpu_core_share": 0.5}
-    table = markdown({"serve": [level], "vllm": [bare],
-                      "framework_tax": {"serve": tax, "uvicorn": tax, "concurrency": 8,
-                                        "duration_s": 10},
-                      "setup": {"model": "Qwen3-0.6B", "engine": {}, "engine_env": {},
-                                "output_tokens": 48}})
-    row = next(line for line in table.splitlines() if line.startswith("| 4 |"))
-    assert "| 40.0 | 50.0 | 0.80 |" in row and "(+50 ms)" in row
-    assert "plain uvicorn" in table
+def _level(concurrency=4, **changes):
+    level = dict(concurrency=concurrency, requests=8, failed=0, wall_s=10.0, output_tokens=400,
+                 prompt_tokens=900, tokens_per_s=40.0, requests_per_s=0.8, ttft_p50_s=0.2,
+                 ttft_p99_s=0.5, itl_p50_s=0.05, itl_p99_s=0.1, client_cpu_core_share=0.1,
+                 client_cpu_of_busy=0.05,
+                 cores_by_role={"vLLM worker (model compute)": 1.0, "Serve proxy": 0.1})
+    return {**level, **changes}
+
+
+def _results():
+    hop = {"requests_per_s": 500.0, "p50_ms": 10.0, "p99_ms": 30.0, "requests": 5000,
+           "client_cpu_core_share": 0.5, "cores_by_role": {}}
+    workload = {"serve": {"baseline": [_level(1), _level(16, tokens_per_s=30.0)],
+                          "shipped": [_level(1), _level(16, tokens_per_s=49.0)]},
+                "bare": [_level(1, tokens_per_s=50.0, ttft_p50_s=0.15),
+                         _level(16, tokens_per_s=50.0, itl_p99_s=0.05)],
+                "replicas": {}}
+    return {"setup": {"date": "2026-11-26", "quick": False, "model": "Qwen3-0.6B", "engine": {},
+                      "engine_env": {}, "output_tokens": 48, "sampling": {},
+                      "concurrency": [1, 16], "requests_per_level": 8,
+                      "machine": {"cpus": 2, "cpu_model": "x", "memory_gib": 24,
+                                  "python": "3.11", "kernel": "6"},
+                      "versions": {"ray": "2.60.0"},
+                      "variants": {"baseline": {"description": "defaults"},
+                                   "shipped": {"description": "ours: HAProxy"}},
+                      "workloads": {"shop": "the shop's prompts"}},
+            "workloads": {"shop": workload},
+            "hops": {"baseline": {"/health": {"1": hop, "16": hop}},
+                     "plain uvicorn": {"/health": {"1": hop, "16": {**hop, "requests_per_s": 2000.0}}}}}
+
+
+def test_report_shows_each_variant_against_the_same_bare_run():
+    table = markdown(_results())
+    summary = [line for line in table.splitlines() if line.startswith("| shop |")]
+    assert summary == ["| shop | baseline | 0.80 | 0.60 |", "| shop | shipped | 0.80 | 0.98 |"]
+    row = next(line for line in table.splitlines() if line.startswith("| 1 | 40.0 / 50.0 |"))
+    assert "(+50 ms)" in row
+    assert "| 16 | 30.0 / 50.0 | 0.60 |" in table and "(2.00) |" in table  # ITL p99 ratio
+    assert "plain uvicorn" in table and "`shipped`: ours: HAProxy" in table
+    assert "| vLLM worker (model compute) | 1.00 |" in table
+
+
+def test_readme_table_is_replaced_between_its_markers(tmp_path):
+    from loadtests import bench_report
+
+    folder = tmp_path / "run"
+    folder.mkdir()
+    (folder / "results.json").write_text(json.dumps(_results()))
+    readme = tmp_path / "README.md"
+    readme.write_text(f"intro\n{bench_report.TABLE_START}\nold table\n"
+                      f"{bench_report.TABLE_END}\nafter\n")
+    bench_report.update_readme(folder, readme)
+    text = readme.read_text()
+    assert "old table" not in text and text.startswith("intro\n") and text.endswith("after\n")
+    assert "| shop | before (Serve defaults) | 0.80 | 0.60 | +50 ms / n/a | 2.00 |" in text
+    assert "| shop | after (shipped) | 0.80 | 0.98 |" in text
+    assert "plain uvicorn 2000 req/s" in text
 
 
 def test_both_servers_get_the_same_explicit_sampling():

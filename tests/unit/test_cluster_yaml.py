@@ -69,6 +69,9 @@ def test_ray_token_authentication_is_on_for_every_ray_process():
         starts = [c for c in CLUSTER[kind] if "ray start" in c]
         assert len(starts) == 1, kind
         assert "export RAY_AUTH_MODE=token;" in starts[0]
+        # Serve's request path (HAProxy, direct ingress) is read by each Ray process at start.
+        assert "set -a; . ~/cs-assistant/configs/ray-serve.env; set +a;" in starts[0], kind
+        assert starts[0].index("ray-serve.env") < starts[0].index("ray start")
     # The same token on every node, from the operator's machine (never from the repository).
     assert CLUSTER["file_mounts"]["~/.ray/auth_token"] == "~/.ray/auth_token"
     assert any("RAY_AUTH_MODE=token" in c and ".bashrc" in c for c in CLUSTER["setup_commands"])
