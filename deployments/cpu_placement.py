@@ -70,10 +70,53 @@ def engine_start_placement(bind: str | None = None) -> Iterator[None]:
     try:
         yield
     finally:
-        os.sched_setaffinity(0, own)
+        set_process_affinity(os.getpid(), own)
         for pid in child_pids(os.getpid()):
-            try:
-                os.sched_setaffinity(pid, own)  # vLLM's engine core; its worker keeps its cores
-            except OSError:
-                pass  # exited
+            set_process_affinity(pid, own)  # vLLM's engine core; its worker keeps its cores
         logger.info("cores %s left to the engine's worker", sorted(lent))
+
+
+def set_process_affinity(pid: int, cores: set[int]) -> None:
+    """`cores` for every thread of `pid`: sched_setaffinity(pid) moves only the thread whose id
+    is `pid`, and threads started while the cores were lent keep the wider mask."""
+    try:
+        threads = [int(tid) for tid in os.listdir(f"/proc/{pid}/task")]
+    except OSError:
+        return  # exited
+    for tid in threads:
+        try:
+            os.sched_setaffinity(tid, cores)
+        except OSError:
+            pass  # the thread ended in between
+
+
+def cores_for_ray(engine_bind: str | None, available: set[int] | None = None) -> set[int]:
+    """The cores Ray should start on so that the engine bound by `engine_bind` has its own:
+    every available core but the engine's; empty when that leaves none or binds nothing."""
+    if available is None:
+        if not hasattr(os, "sched_getaffinity"):
+            return set()  # not Linux: no placement
+        available = os.sched_getaffinity(0)
+    engine = engine_cores(engine_bind) & available
+    return available - engine if engine else set()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`python -m deployments.cpu_placement CONFIG`: the `taskset -c` list for Ray when the
+    config's text engine binds its worker to cores (scripts/run-local.sh), or nothing."""
+    import sys
+
+    from configs.schema import APP_NAME, app_config_from_serve_config, load_serve_config
+
+    path = (argv or sys.argv[1:])[0]
+    raw = load_serve_config(path)
+    text = next(m for m in app_config_from_serve_config(raw, APP_NAME).models
+                if m.modality == "text")
+    deployment = next(d for d in raw["applications"][0]["deployments"]
+                      if d["name"] == text.deployment_name)
+    env = deployment.get("ray_actor_options", {}).get("runtime_env", {}).get("env_vars", {})
+    print(",".join(map(str, sorted(cores_for_ray(env.get("VLLM_CPU_OMP_THREADS_BIND"))))))
+
+
+if __name__ == "__main__":
+    main()

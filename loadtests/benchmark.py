@@ -59,7 +59,7 @@ from configs.schema import (
     app_config_from_serve_config,
     load_serve_config,
 )
-from deployments.cpu_placement import engine_cores
+from deployments.cpu_placement import cores_for_ray
 from loadtests import process_cpu
 from loadtests.bench_report import markdown, plot, update_readme
 from loadtests.bench_workloads import WORKLOADS, BenchWorkload, plain_workload, shop_workload
@@ -107,8 +107,8 @@ VARIANTS: dict[str, Variant] = {
         "ingress replicas instead of Serve's Python proxy",
         env={"RAY_SERVE_THROUGHPUT_OPTIMIZED": "1", "RAY_SERVE_ENABLE_HA_PROXY": "1"}),
     "no-prefix-cache": Variant(
-        "baseline with vLLM's prefix caching off (on by default; bare vLLM keeps it on)",
-        engine_kwargs={"enable_prefix_caching": False}),
+        "shipped with vLLM's prefix caching off (on by default; bare vLLM keeps it on)",
+        env=load_serve_env(), engine_kwargs={"enable_prefix_caching": False}),
     "pinned": Variant(
         "shipped plus CPU placement: Ray started on the cores the engine does not compute on "
         "(taskset), the engine's worker alone on its core",
@@ -415,8 +415,8 @@ def serve_side(settings: TextModelSettings, variant_name: str, workload: BenchWo
     result: dict = {}
     command = [str(VENV_BIN / "serve"), "run", str(config_path)]
     if variant.engine_cores_to_itself:
-        others = os.sched_getaffinity(0) - engine_cores(settings.engine_env.get(
-            "VLLM_CPU_OMP_THREADS_BIND"))
+        # As scripts/run-local.sh does (the same function).
+        others = cores_for_ray(settings.engine_env.get("VLLM_CPU_OMP_THREADS_BIND"))
         command = ["taskset", "-c", ",".join(map(str, sorted(others))), *command]
     with running(f"Ray Serve stack ({name})", command,
                  variant.env, f"{url}/ready", out / f"serve-{name}.log",

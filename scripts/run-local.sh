@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Set up (idempotently) and start the local stack on CPU; prints the URL once it answers.
 # Ctrl-C (or SIGTERM) stops it and every process it started, Ray and engines included.
-# Options: PORT (default 8000), CONFIG (default configs/local-cpu.yaml), STOP_TIMEOUT_S (30).
+# Options: PORT (default 8000), CONFIG (default configs/local-cpu.yaml), STOP_TIMEOUT_S (30),
+# PIN (1: Ray kept off the text engine's core; default 0, README "Performance").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
@@ -24,7 +25,16 @@ echo "run-local: starting Ray Serve with $CONFIG (log: $LOG); the text engine ta
 set -m
 # Ray Serve's request path (HAProxy in front, README "Performance"): read by every Ray process.
 set -a; . configs/ray-serve.env; set +a
-.venv/bin/serve run "$CONFIG" >"$LOG" 2>&1 &
+# CPU placement (README "Performance"), PIN=1: Ray starts on the cores the text engine does not
+# compute on, so the engine's worker has its core to itself (deployments/cpu_placement.py). Off by
+# default: it smooths generation but leaves the request path one core.
+launcher=()
+ray_cores=$(.venv/bin/python -m deployments.cpu_placement "$CONFIG")
+if [[ "${PIN:-0}" == 1 && -n "$ray_cores" ]] && command -v taskset >/dev/null; then
+  launcher=(taskset -c "$ray_cores")
+  echo "run-local: Ray on core(s) $ray_cores, the text engine's worker alone on the others"
+fi
+"${launcher[@]}" .venv/bin/serve run "$CONFIG" >"$LOG" 2>&1 &
 serve_pid=$!
 set +m
 
