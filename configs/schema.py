@@ -332,3 +332,12 @@ def app_config_from_serve_config(serve_config: dict[str, Any], app_name: str) ->
         if app.get("name") == app_name:
             return AppConfig.model_validate(app.get("args") or {})
     raise KeyError(f"no application named {app_name!r} in the Serve config")
+
+
+def deployment_env_vars(serve_config: dict[str, Any], deployment_name: str) -> dict[str, str]:
+    """The runtime_env env_vars of a deployment of the config's first application (the engine
+    environment of a model deployment: KV cache size, OpenMP binding)."""
+    app = serve_config["applications"][0]
+    deployment = next(d for d in app["deployments"] if d["name"] == deployment_name)
+    return dict(deployment.get("ray_actor_options", {}).get("runtime_env", {})
+                .get("env_vars", {}))

@@ -106,15 +106,18 @@ def main(argv: list[str] | None = None) -> None:
     config's text engine binds its worker to cores (scripts/run-local.sh), or nothing."""
     import sys
 
-    from configs.schema import APP_NAME, app_config_from_serve_config, load_serve_config
+    from configs.schema import (
+        APP_NAME,
+        app_config_from_serve_config,
+        deployment_env_vars,
+        load_serve_config,
+    )
 
     path = (argv or sys.argv[1:])[0]
     raw = load_serve_config(path)
     text = next(m for m in app_config_from_serve_config(raw, APP_NAME).models
                 if m.modality == "text")
-    deployment = next(d for d in raw["applications"][0]["deployments"]
-                      if d["name"] == text.deployment_name)
-    env = deployment.get("ray_actor_options", {}).get("runtime_env", {}).get("env_vars", {})
+    env = deployment_env_vars(raw, text.deployment_name)
     print(",".join(map(str, sorted(cores_for_ray(env.get("VLLM_CPU_OMP_THREADS_BIND"))))))
 
 

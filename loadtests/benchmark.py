@@ -57,6 +57,7 @@ from configs.schema import (
     PROJECT_ROOT,
     ModelConfig,
     app_config_from_serve_config,
+    deployment_env_vars,
     load_serve_config,
 )
 from deployments.cpu_placement import cores_for_ray
@@ -137,9 +138,7 @@ class TextModelSettings:
         app = raw["applications"][0]
         config = app_config_from_serve_config(raw, app["name"])
         model = next(m for m in config.models if m.modality == "text")
-        deployment = next(d for d in app["deployments"] if d["name"] == model.deployment_name)
-        env = deployment.get("ray_actor_options", {}).get("runtime_env", {}).get("env_vars", {})
-        return cls(raw, model, dict(env))
+        return cls(raw, model, deployment_env_vars(raw, model.deployment_name))
 
     def app_config(self):
         return app_config_from_serve_config(self.serve_config,
