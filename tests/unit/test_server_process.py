@@ -40,3 +40,41 @@ def test_a_server_that_never_answers_times_out(tmp_path):
     finally:
         server.stop(timeout_s=5)
     assert server.process.returncode is not None
+
+
+def test_stop_also_ends_what_the_server_started_in_another_process_group(tmp_path):
+    """Like Ray's HAProxy: a grandchild in a process group of its own outlives the server's
+    group; stop() must still end it (it would hold the server's ports)."""
+    import os
+    import time
+
+    pid_file = tmp_path / "grandchild.pid"
+    # `set -m`: the background job gets its own process group, in the same session.
+    script = f"set -m; sleep 300 & echo $! > {pid_file}; wait"
+    server = ServerProcess("shell", ["bash", "-c", script], tmp_path / "log", tmp_path)
+    deadline = time.monotonic() + 10
+    while not pid_file.exists() or not pid_file.read_text().strip():
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    grandchild = int(pid_file.read_text())
+    assert os.getpgid(grandchild) != server.process.pid  # not reachable by killpg
+    server.stop(timeout_s=5)
+    deadline = time.monotonic() + 5
+    while grandchild in _live_pids():
+        assert time.monotonic() < deadline, "the grandchild outlived stop()"
+        time.sleep(0.05)
+
+
+def _live_pids() -> set[int]:
+    import os
+
+    live = set()
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                state = open(f"/proc/{entry}/stat").read().rsplit(")", 1)[1].split()[0]
+            except OSError:
+                continue
+            if state != "Z":
+                live.add(int(entry))
+    return live
