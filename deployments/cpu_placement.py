@@ -22,6 +22,8 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from deployments.procfs import live_processes
+
 logger = logging.getLogger("cs_assistant.cpu_placement")
 
 
@@ -39,18 +41,8 @@ def engine_cores(bind: str | None) -> set[int]:
 
 
 def child_pids(pid: int) -> list[int]:
-    """Direct children of `pid`, from /proc (the engine-core process of an AsyncLLM)."""
-    children = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            stat = open(f"/proc/{entry}/stat").read()
-        except OSError:
-            continue  # gone in between
-        if int(stat[stat.rindex(")") + 2:].split()[1]) == pid:
-            children.append(int(entry))
-    return children
+    """Direct children of `pid` (the engine-core process of an AsyncLLM)."""
+    return [p.pid for p in live_processes() if p.ppid == pid]
 
 
 @contextmanager

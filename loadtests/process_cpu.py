@@ -8,12 +8,10 @@ during the level: the question on a 2-core machine is what runs beside the engin
 
 from __future__ import annotations
 
-import os
 from collections import defaultdict
 from dataclasses import dataclass
-from pathlib import Path
 
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+from deployments.procfs import live_processes
 
 # (role, test on the process's name and command line), first match wins; the order matters:
 # the engine core is a child of the model replica and has the replica's command line.
@@ -49,34 +47,19 @@ class Snapshot:
     seconds: dict[int, tuple[str, float]]  # pid -> (role, CPU seconds so far)
 
 
-def _read(pid: str) -> tuple[str, str, float] | None:
-    base = Path("/proc") / pid
-    try:
-        stat = (base / "stat").read_text()
-        cmdline = (base / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-    except OSError:
-        return None  # gone in between
-    # The name is in parentheses and may hold spaces; utime and stime are fields 14 and 15.
-    name = stat[stat.index("(") + 1:stat.rindex(")")]
-    fields = stat[stat.rindex(")") + 2:].split()
-    if fields[0] == "Z":
-        return None
-    return name, cmdline, (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
-
-
 def snapshot(exclude_pid: int | None = None) -> Snapshot:
     """CPU seconds of every process with a known role (the benchmark's own process excluded)."""
     found = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit() or int(entry) == exclude_pid:
+    for process in live_processes():
+        if process.pid == exclude_pid:
             continue
-        read = _read(entry)
-        if read is None:
-            continue
-        name, cmdline, seconds = read
-        role = role_of(name, cmdline)
+        try:
+            cmdline = open(f"/proc/{process.pid}/cmdline", "rb").read()
+        except OSError:
+            continue  # gone in between
+        role = role_of(process.name, cmdline.replace(b"\0", b" ").decode(errors="replace"))
         if role is not None:
-            found[int(entry)] = (role, seconds)
+            found[process.pid] = (role, process.cpu_s)
     return Snapshot(found)
 
 

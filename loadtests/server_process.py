@@ -13,6 +13,8 @@ from pathlib import Path
 
 import httpx
 
+from deployments.procfs import live_processes
+
 
 def free_port() -> int:
     """A TCP port on the loopback interface that is free now."""
@@ -86,16 +88,5 @@ class ServerProcess:
 
 
 def session_processes(session_id: int) -> list[int]:
-    """Live processes of session `session_id` (from /proc; zombies left out)."""
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            stat = Path(f"/proc/{entry}/stat").read_text()
-        except OSError:
-            continue
-        fields = stat[stat.rindex(")") + 2:].split()  # state, ppid, pgrp, session, ...
-        if fields[0] != "Z" and int(fields[3]) == session_id:
-            found.append(int(entry))
-    return found
+    """Live processes of session `session_id`."""
+    return [p.pid for p in live_processes() if p.session == session_id]

@@ -66,15 +66,6 @@ def test_stop_also_ends_what_the_server_started_in_another_process_group(tmp_pat
 
 
 def _live_pids() -> set[int]:
-    import os
+    from deployments.procfs import live_processes
 
-    live = set()
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                state = open(f"/proc/{entry}/stat").read().rsplit(")", 1)[1].split()[0]
-            except OSError:
-                continue
-            if state != "Z":
-                live.add(int(entry))
-    return live
+    return {p.pid for p in live_processes()}
