@@ -37,6 +37,7 @@ import json
 import os
 import platform
 import resource
+import signal
 import subprocess
 import sys
 import time
@@ -452,6 +453,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path,
                         help="results folder (default docs/benchmarks/<date>-cpu-<n>core[-quick])")
     args = parser.parse_args(argv)
+    # A TERM (a CI timeout, `kill`) unwinds like Ctrl-C, so every server this run started is
+    # stopped by its context manager instead of being left holding ports and cores.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     quick = args.quick
     levels = [int(c) for c in (args.concurrency or ("1,4,16" if quick else "1,2,4,8,16,24"))
               .split(",") if c.strip()]
