@@ -47,11 +47,15 @@ from router.parse_offload import BodyParser
 from router.validation import check_request
 from shop.assistant import ShopAssistant, ShopPlan, ShopRequestError
 from shop.directory import ShopDirectory, UnknownShopError
+from shop.response_cache import ResponseCache
 
 logger = logging.getLogger("cs_assistant.chat_service")
 
 ChatStreamer = Callable[[EngineRequest], AsyncIterator[GenerationChunk]]
 SSE_DONE = "data: [DONE]\n\n"
+# A cached or curated answer is streamed in pieces of this many characters, so a client sees
+# the same shape of stream as from a model.
+REPLAY_CHUNK_CHARS = 24
 
 
 @dataclass(frozen=True)
@@ -66,6 +70,8 @@ class PreparedChat:
     metrics: RequestMetrics
     shop_plan: ShopPlan | None = None  # None when the app serves no shops
     shop: ShopAssistant | None = None
+    cache: ResponseCache | None = None
+    cache_key: tuple | None = None  # set when the model's answer may be cached
 
     @property
     def request_id(self) -> str:
@@ -76,14 +82,23 @@ class PreparedChat:
         """The shop's answer when no model is asked (a hand-off, "I will check")."""
         return self.shop_plan.reply if self.shop_plan else None
 
-    def service_after(self, answer: str) -> dict | None:
+    @property
+    def replayed(self) -> bool:
+        """The answer is a curated or cached text, not a model's."""
+        return self.shop_plan is not None and self.shop_plan.service.cache in ("faq", "hit")
+
+    def finished(self, answer: str, finish_reason: str | None) -> dict | None:
         """The response's `service` object once `answer` is complete; None without shops.
-        Called once per request: a model reply that declines is counted as a hand-off here."""
+        Called once per request: a model reply that declines is counted as a hand-off here,
+        and a cacheable one is cached."""
         if self.shop is None or self.shop_plan is None:
             return None
         service = self.shop.review(self.shop_plan, answer)
         if service is not self.shop_plan.service and service.handoff is not None:
             self.metrics.shop_handed_off(self.shop.config.id, service.handoff.reason)
+        if (self.cache is not None and self.cache_key is not None
+                and ResponseCache.storable(finish_reason, service.handoff is not None)):
+            self.cache.put(self.cache_key, answer, finish_reason, self.shop_plan.facts)
         return service.as_dict()
 
 
@@ -91,7 +106,9 @@ class ChatService:
     """Serves /v1/chat/completions and /v1/models for the configured models."""
 
     def __init__(self, config: AppConfig, streamers: dict[str, ChatStreamer],
-                 shops: ShopDirectory | None = None, images: ImageInputs | None = None):
+                 shops: ShopDirectory | None = None, images: ImageInputs | None = None,
+                 on_cache_dropped: Callable[[str, str, int], None] | None = None):
+        """`on_cache_dropped(shop, reason, count)`: cached answers dropped before use."""
         missing = {m.modality for m in config.models} - set(streamers)
         if missing:
             raise ValueError(f"no replica handle for modalities {sorted(missing)}")
@@ -102,6 +119,10 @@ class ChatService:
         self._catalog = tuple(CatalogEntry(m.name, m.modality) for m in config.models)
         self._started = int(time.time())
         self.shops = shops
+        cache = config.shops.response_cache if config.shops else None
+        self.cache = ResponseCache(cache.max_entries, cache.max_bytes, cache.ttl_s,
+                                   on_dropped=on_cache_dropped) \
+            if shops is not None and cache is not None and cache.enabled else None
         self.parser = BodyParser(config.limits)
         self._images = images or ImageInputs(
             config.limits, RemoteImageFetcher(config.remote_images, config.limits.max_image_bytes))
@@ -153,7 +174,6 @@ class ChatService:
                     messages, (request.chat_template_kwargs or {}).get("enable_thinking"))
             except ShopRequestError as exc:
                 raise APIError.invalid_request(exc.message, param=exc.param) from None
-            metrics.shop_planned(assistant.config.id, plan)
             messages = plan.messages or []
             defaults, thinking = plan.sampling, plan.enable_thinking
         engine_request = EngineRequest(
@@ -162,6 +182,18 @@ class ChatService:
             sampling=sampling_for(request, defaults, self._limits),
             chat_template_kwargs=chat_template_kwargs_for(request, thinking),
         )
+        cache_key = None
+        if plan is not None:
+            if plan.reply is None and plan.cacheable and self.cache is not None:
+                cache_key = ResponseCache.key(
+                    assistant.config.id, route.model, plan.question, plan.language, plan.facts,
+                    repr((engine_request.sampling, sorted(engine_request.chat_template_kwargs
+                                                          .items()))))
+                cached = self.cache.get(cache_key)
+                plan = plan.cache_missed() if cached is None else plan.from_cache(cached.text)
+                if cached is not None:
+                    cache_key = None  # nothing to store
+            metrics.shop_planned(assistant.config.id, plan)
         return PreparedChat(
             request=request,
             route=route,
@@ -171,6 +203,8 @@ class ChatService:
             metrics=metrics,
             shop_plan=plan,
             shop=assistant,
+            cache=self.cache,
+            cache_key=cache_key,
         )
 
     def _shop_for(self, caller: Caller, shop_id: str | None) -> ShopAssistant | None:
@@ -194,8 +228,15 @@ class ChatService:
         return [shop for shop in self.shops.listing() if caller.may_use(shop["id"])]
 
     def refresh_knowledge(self) -> list[str]:
-        """Reload changed knowledge bases (blocking I/O and indexing: run off the loop)."""
-        return self.shops.refresh() if self.shops is not None else []
+        """Reload changed knowledge bases (blocking I/O and indexing: run off the loop) and
+        drop the cached answers built from entries that changed; the shops reloaded."""
+        if self.shops is None:
+            return []
+        changed = self.shops.refresh()
+        if self.cache is not None:
+            for shop_id, entry_ids in changed.items():
+                self.cache.invalidate(shop_id, entry_ids)
+        return list(changed)
 
     async def complete(self, chat: PreparedChat) -> ChatCompletionResponse:
         """Run a non-streaming request to the end."""
@@ -225,14 +266,16 @@ class ChatService:
                 )
             ],
             usage=_usage(last),
-            service=chat.service_after("".join(pieces)),
+            service=chat.finished("".join(pieces), last.finish_reason),
         )
 
     def _engine_stream(self, chat: PreparedChat) -> AsyncIterator[GenerationChunk]:
-        """The answer's chunks: from the model's replica, or the shop's fixed reply as one
-        chunk with no tokens (no model was asked)."""
+        """The answer's chunks: from the model's replica, or the shop's fixed reply with no
+        tokens (no model was asked): a hand-off as one chunk, a curated or cached answer in
+        pieces as a model would stream it."""
         if chat.fixed_reply is not None:
-            return _single_chunk(GenerationChunk(chat.fixed_reply, 0, 0, "stop"))
+            size = REPLAY_CHUNK_CHARS if chat.replayed else len(chat.fixed_reply) or 1
+            return _replay(chat.fixed_reply, size)
         return self._streamers[chat.route.modality](chat.engine_request)
 
     async def open_stream(self, chat: PreparedChat) -> ChatStream:
@@ -269,7 +312,9 @@ class ChatStream:
         include_usage = bool(options and options.include_usage)
 
         def event(delta: Delta, finish_reason: str | None = None,
-                  usage: Usage | None = None, choices: bool = True, last: bool = False) -> str:
+                  usage: Usage | None = None, choices: bool = True,
+                  final: str | None = None) -> str:
+            """`final`: the answer's finish reason, on the last chunk before [DONE]."""
             chunk = ChatCompletionChunk(
                 id=chat.request_id,
                 created=chat.created,
@@ -283,9 +328,9 @@ class ChatStream:
                 choice["delta"] = {k: v for k, v in choice["delta"].items() if v is not None}
             if payload["usage"] is None:
                 del payload["usage"]
-            if last:
+            if final is not None:
                 # The last chunk before [DONE] says what happened (sources, hand-off).
-                service = chat.service_after("".join(pieces))
+                service = chat.finished("".join(pieces), final)
                 if service is not None:
                     payload["service"] = service
             return sse_data(payload)
@@ -304,10 +349,11 @@ class ChatStream:
                     yield event(Delta(content=chunk.text))
                 if chunk.finish_reason is not None:
                     yield event(Delta(), finish_reason=chunk.finish_reason,
-                                last=not include_usage)
+                                final=None if include_usage else chunk.finish_reason)
                 chunk = await _next_before(self._stream, chat.deadline)
             if include_usage and last is not None:
-                yield event(Delta(), usage=_usage(last), choices=False, last=True)
+                yield event(Delta(), usage=_usage(last), choices=False,
+                            final=last.finish_reason or "")
             measured.succeeded()
         except asyncio.CancelledError:
             raise  # client went away: nothing more can be sent; close() records it
@@ -332,8 +378,12 @@ def _usage(chunk: GenerationChunk) -> Usage:
     )
 
 
-async def _single_chunk(chunk: GenerationChunk) -> AsyncIterator[GenerationChunk]:
-    yield chunk
+async def _replay(text: str, size: int) -> AsyncIterator[GenerationChunk]:
+    """A fixed text as engine chunks of `size` characters, the last one finished."""
+    pieces = [text[i:i + size] for i in range(0, len(text), size)] or [""]
+    for piece in pieces[:-1]:
+        yield GenerationChunk(piece, 0, 0, None)
+    yield GenerationChunk(pieces[-1], 0, 0, "stop")
 
 
 async def _next_before(

@@ -95,7 +95,10 @@ class Ingress:
         self._metrics = IngressMetrics.for_app(serve_instruments, config)
         # Indexing the knowledge bases takes about a second per shop; it happens once here.
         shops = ShopDirectory(config.shops, PROJECT_ROOT) if config.shops else None
-        self._service = ChatService(config, streamers, shops)
+        self._service = ChatService(config, streamers, shops,
+                                    on_cache_dropped=self._metrics.cache_dropped)
+        if self._service.cache is not None:
+            self._metrics.watch_cache(self._service.cache.stats)
         self._service.parser.start()
         self._keys = KeyStore(config.access, PROJECT_ROOT, self._metrics.shops)
         self._limiter = limiter_for(config, self._metrics)

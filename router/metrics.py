@@ -34,6 +34,7 @@ from router.errors import ErrorCode
 if TYPE_CHECKING:
     from configs.schema import AppConfig
     from shop.assistant import ShopPlan
+    from shop.response_cache import CacheStats
 
 MetricKind = Literal["counter", "gauge", "histogram"]
 
@@ -124,8 +125,25 @@ IMAGES = MetricSpec(
 SHOP_REQUESTS = MetricSpec(
     "cs_shop_requests", "counter",
     "Requests a shop's assistant planned, by shop and how they were answered: model (the model "
-    "was asked), handoff (a fixed hand-off reply, no model call).",
+    "was asked), handoff (a fixed hand-off reply), faq (a curated FAQ answer), cache (a cached "
+    "model answer); only `model` calls a model.",
     ("shop", "answer"))
+SHOP_CACHE = MetricSpec(
+    "cs_shop_cache_requests", "counter",
+    "Requests by shop and what the answer caches did: faq (curated answer), hit (cached model "
+    "answer), miss (the model answered; the answer may be cached), bypass (not cacheable: "
+    "hand-offs, history, images, ungrounded).", ("shop", "result"))
+CACHE_ENTRIES = MetricSpec(
+    "cs_response_cache_entries", "gauge",
+    "Model answers held by this ingress replica's response cache (sum over replicas).", ())
+CACHE_BYTES = MetricSpec(
+    "cs_response_cache_bytes", "gauge",
+    "Approximate memory of this ingress replica's cached answers.", ())
+CACHE_DROPPED = MetricSpec(
+    "cs_response_cache_invalidations", "counter",
+    "Cached answers dropped before reuse, by shop and reason: source_changed (an entry they were "
+    "built from changed), expired (TTL or a promotion's end), evicted (the cache was full).",
+    ("shop", "reason"))
 SHOP_HANDOFFS = MetricSpec(
     "cs_shop_handoffs", "counter",
     "Conversations handed to a human, by shop and reason (requested, complaint, sensitive, "
@@ -160,7 +178,8 @@ IMAGE_FETCH = MetricSpec(
     ("outcome",), IMAGE_FETCH_BUCKETS_S)
 
 INGRESS_METRICS = (REQUESTS, REJECTED, FAILED, TTFT, ITL, E2E, PROMPT_TOKENS, COMPLETION_TOKENS,
-                   IN_FLIGHT, IMAGE_PREPROCESS, IMAGES, SHOP_REQUESTS, SHOP_HANDOFFS,
+                   IN_FLIGHT, IMAGE_PREPROCESS, IMAGES, SHOP_REQUESTS, SHOP_CACHE, CACHE_ENTRIES,
+                   CACHE_BYTES, CACHE_DROPPED, SHOP_HANDOFFS,
                    SHOP_NO_RELEVANT_ENTRY, SHOP_RETRIEVAL, KEY_REQUESTS, KEY_TOKENS,
                    RATE_LIMITED, RATE_LIMIT_STORE_ERRORS, IMAGE_FETCH)
 
@@ -184,6 +203,7 @@ class IngressMetrics:
         self._instruments = {spec.name: factory(spec) for spec in INGRESS_METRICS}
         self.shops = frozenset(shops)
         self._in_flight = {(name, route): 0 for name, route in models.items()}
+        self._cache_stats: Callable[[], CacheStats] | None = None
         self.refresh_gauges()
 
     @classmethod
@@ -202,6 +222,15 @@ class IngressMetrics:
         """`outcome`: `ok`, or the error code that refused the URL."""
         self.record(IMAGE_FETCH, seconds, outcome=outcome)
 
+    def watch_cache(self, stats: Callable[[], CacheStats]) -> None:
+        """Report the response cache's size with the other gauges."""
+        self._cache_stats = stats
+        self.refresh_gauges()
+
+    def cache_dropped(self, shop: str, reason: str, count: int) -> None:
+        if shop in self.shops:
+            self.record(CACHE_DROPPED, count, shop=shop, reason=reason)
+
     def start(self) -> RequestMetrics:
         """Begin measuring one request, at its arrival."""
         return RequestMetrics(self, time.monotonic())
@@ -211,6 +240,10 @@ class IngressMetrics:
         is not re-reported for two export intervals; this keeps idle series at 0 instead."""
         for (model, route), count in self._in_flight.items():
             self.record(IN_FLIGHT, count, model=model, route=route)
+        if self._cache_stats is not None:
+            stats = self._cache_stats()
+            self.record(CACHE_ENTRIES, stats.entries)
+            self.record(CACHE_BYTES, stats.bytes)
 
     def record(self, spec: MetricSpec, value: float, **labels: str) -> None:
         if spec.kind == "counter" and value <= 0:
@@ -253,8 +286,11 @@ class RequestMetrics:
         m = self._metrics
         if shop not in m.shops:
             return  # label values come from the configured ids only
-        handoff = plan.service.handoff
-        m.record(SHOP_REQUESTS, 1, shop=shop, answer="handoff" if plan.reply else "model")
+        handoff, cache = plan.service.handoff, plan.service.cache
+        answer = ("handoff" if handoff is not None else "faq" if cache == "faq"
+                  else "cache" if cache == "hit" else "model")
+        m.record(SHOP_REQUESTS, 1, shop=shop, answer=answer)
+        m.record(SHOP_CACHE, 1, shop=shop, result=cache)
         if handoff is not None:
             m.record(SHOP_HANDOFFS, 1, shop=shop, handoff_reason=handoff.reason)
         if plan.no_relevant_entry:
@@ -326,14 +362,18 @@ def prometheus_client_instruments(registry: CollectorRegistry) -> InstrumentFact
         if spec.kind == "counter":
             metric = prometheus_client.Counter(spec.name, spec.description, spec.labels,
                                                registry=registry)
-            return Recorder(lambda value, labels: metric.labels(**labels).inc(value))
+            return Recorder(lambda value, labels: series(metric, labels).inc(value))
         if spec.kind == "gauge":
             metric = prometheus_client.Gauge(spec.name, spec.description, spec.labels,
                                              registry=registry)
-            return Recorder(lambda value, labels: metric.labels(**labels).set(value))
+            return Recorder(lambda value, labels: series(metric, labels).set(value))
         metric = prometheus_client.Histogram(spec.name, spec.description, spec.labels,
                                              registry=registry, buckets=spec.buckets)
-        return Recorder(lambda value, labels: metric.labels(**labels).observe(value))
+        return Recorder(lambda value, labels: series(metric, labels).observe(value))
+
+    def series(metric, labels: dict[str, str]):
+        # prometheus_client refuses .labels() on a metric declared without labels.
+        return metric.labels(**labels) if labels else metric
 
     return factory
 

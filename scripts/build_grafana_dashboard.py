@@ -154,8 +154,9 @@ ROWS: list[tuple[str, list[Panel]]] = [
     ]),
     ("Shops", [
         Panel("Requests/s by shop and answer",
-              "Requests each shop's assistant planned: answered by the model, or by a fixed "
-              "hand-off reply (no model call, no GPU time).",
+              "Requests each shop's assistant planned: answered by the model, a fixed hand-off "
+              "reply, a curated FAQ answer (faq) or a cached model answer (cache); only `model` "
+              "costs GPU time.",
               [(f"sum by (shop, answer) (rate(ray_cs_shop_requests_total[{RATE}]))",
                 "{{shop}} {{answer}}")], unit="reqps"),
         Panel("Hand-offs/s by shop and reason",
@@ -173,6 +174,29 @@ ROWS: list[tuple[str, list[Panel]]] = [
         Panel("Knowledge-base retrieval time",
               "Time to search a shop's knowledge base for one request, p50/p95/p99.",
               quantiles("ray_cs_shop_retrieval_seconds", "shop", 'shop=~".+"'), unit="s"),
+    ]),
+    ("Answer caches", [
+        Panel("Requests/s by shop and cache result",
+              "faq: curated FAQ answer; hit: cached model answer; miss: the model answered a "
+              "cacheable question; bypass: not cacheable (hand-offs, history, images, "
+              "ungrounded).",
+              [(f"sum by (shop, result) (rate(ray_cs_shop_cache_requests_total[{RATE}]))",
+                "{{shop}} {{result}}")], unit="reqps"),
+        Panel("Answered without a model (share of requests)",
+              "Curated answers and cache hits over all of a shop's requests: the GPU time "
+              "the peak did not need.",
+              [(f"sum by (shop) (rate(ray_cs_shop_cache_requests_total{{result=~\"faq|hit\"}}"
+                f"[{RATE}])) / sum by (shop) (rate(ray_cs_shop_cache_requests_total[{RATE}]))",
+                "{{shop}}")], unit="percentunit"),
+        Panel("Response cache size",
+              "Answers held and their approximate memory, summed over ingress replicas.",
+              [("sum(ray_cs_response_cache_entries)", "answers"),
+               ("sum(ray_cs_response_cache_bytes)", "bytes")], unit="short"),
+        Panel("Cached answers dropped/s by reason",
+              "source_changed: an entry they used was edited or removed; expired: TTL or a "
+              "promotion's end; evicted: the cache was full (raise max_entries or max_bytes).",
+              [(f"sum by (shop, reason) (rate(ray_cs_response_cache_invalidations_total"
+                f"[{RATE}])) or vector(0)", "{{shop}} {{reason}}")], unit="short"),
     ]),
     ("API keys and remote images", [
         Panel("Requests/s by API key and status",

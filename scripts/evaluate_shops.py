@@ -15,6 +15,9 @@ Definitions:
   hands off or answers with "I will check" gives no sources, so it misses. `rank hit@3` is the
   retriever's own top 3 regardless of the threshold, to tell ranking from thresholding.
 - hand-off: the reason in the response's `service.handoff` (or none) against the label.
+- curated answers (sent without a model): precision = sent answers whose entry is the labelled
+  one / all sent; coverage = right ones / cases whose labelled source is a FAQ entry. A curated
+  answer to a hand-off or no-answer case counts as wrong.
 """
 
 from __future__ import annotations
@@ -39,7 +42,8 @@ from shop.text import COMMERCE_WORDS, Tokenizer
 
 EVAL_SET = PROJECT_ROOT / "evals" / "shop-messages.yaml"
 REASONS = ("requested", "complaint", "sensitive", "no_answer", "repeated_failure")
-TARGETS = {"hit@3": 0.90, "precision": 0.95, "recall": 0.90, "p99_ms_10k": 5.0}
+TARGETS = {"hit@3": 0.90, "precision": 0.95, "recall": 0.90, "p99_ms_10k": 5.0,
+           "curated_precision": 0.98}
 
 
 def split_of(case_id: str) -> str:
@@ -53,6 +57,7 @@ def percentile(values: list[float], q: float) -> float:
 
 def evaluate(cases, assistants, show_misses: bool) -> dict:
     hits1 = hits3 = rank3 = retrieval_cases = 0
+    curated_fired = curated_right = curated_eligible = 0
     predicted, expected, correct = Counter(), Counter(), Counter()
     misses = []
     for case in cases:
@@ -63,9 +68,17 @@ def evaluate(cases, assistants, show_misses: bool) -> dict:
         expected[want] += 1
         correct[want] += got == want
         source = case.get("expected_source")
+        ok = {source, *(case.get("also_acceptable") or [])} if want is None else set()
+        curated_eligible += bool(source) and want is None and source.startswith("faq/")
+        if plan.curated is not None:
+            curated_fired += 1
+            curated_right += plan.curated.entry_id in ok
+            if show_misses and plan.curated.entry_id not in ok:
+                misses.append(f"  curated {case['id']}: sent {plan.curated.entry_id} "
+                              f"(relevance {plan.curated.relevance:.2f}, margin "
+                              f"{plan.curated.margin:.2f}), want {source} / {want}")
         if source and want is None:
             retrieval_cases += 1
-            ok = {source, *(case.get("also_acceptable") or [])}
             given = [s.id for s in plan.service.sources]
             ranked = [hit.entry.id for hit in plan.retrieved[:3]]
             hits1 += bool(given[:1]) and given[0] in ok
@@ -79,7 +92,13 @@ def evaluate(cases, assistants, show_misses: bool) -> dict:
                           f"{case['messages'][-1]['content'][:70]!r}")
     result = {"cases": len(cases), "retrieval_cases": retrieval_cases,
               "hit@1": hits1 / max(retrieval_cases, 1), "hit@3": hits3 / max(retrieval_cases, 1),
-              "rank_hit@3": rank3 / max(retrieval_cases, 1), "handoff": {}, "misses": misses}
+              "rank_hit@3": rank3 / max(retrieval_cases, 1), "handoff": {}, "misses": misses,
+              # Curated answers: sent without a model, so a wrong one reaches the shopper as is.
+              "curated": {"sent": curated_fired, "right": curated_right,
+                          "faq_answerable": curated_eligible,
+                          "precision": curated_right / curated_fired if curated_fired
+                          else float("nan"),
+                          "coverage": curated_right / max(curated_eligible, 1)}}
     for reason in REASONS:
         tp = correct[reason]
         result["handoff"][reason] = {
@@ -148,6 +167,11 @@ def main() -> int:
     for reason, m in result["handoff"].items():
         print(f"  {reason:17} {m['precision']:6.3f}  {m['recall']:6.3f}   {m['predicted']:6d}"
               f"    {m['expected']:6d}")
+    curated = result["curated"]
+    print(f"curated answers: {curated['sent']} sent without a model, {curated['right']} right: "
+          f"precision {curated['precision']:.3f} (target >= {TARGETS['curated_precision']}), "
+          f"coverage {curated['coverage']:.3f} of the {curated['faq_answerable']} questions a FAQ "
+          "entry answers")
     for line in result["misses"]:
         print(line)
 

@@ -17,6 +17,17 @@ messages that match nothing; deciding that the facts found do not answer the que
 the model (the prompt asks it to reply with the shop's no-answer message, which the service
 object then reports as a `no_answer` hand-off).
 
+Curated answers (`curated_answers.min_relevance` and `min_margin`, shop/curated.py) are chosen
+on the same development data: a grid of both, each setting judged by the curated answers it
+would send. A wrong one reaches the shopper unchecked, so the recommendation is the setting
+that sends the most right answers (held-out phrasings plus the dev half) among those that send
+no wrong one on realistic messages: none to an out-of-scope question, none to a dev-half case
+labelled with another entry or a hand-off, and a precision of at least CURATED_HELD_OUT_PRECISION
+on held-out phrasings. Those are the hardest case: the question's own wording is missing from
+the index, so a sibling entry's words can win ("What is it made of?" matched the entry on where
+clothes are made, relevance 0.87); in a shop the FAQ holds the phrasings shoppers use, and each
+wrong answer seen is fixed by adding that phrasing to the right entry.
+
     .venv/bin/python scripts/tune_retrieval.py [--shop demo-apparel]
 """
 
@@ -32,6 +43,8 @@ import yaml
 from configs.schema import APP_NAME, PROJECT_ROOT, app_config_from_serve_config, load_serve_config
 from evaluate_shops import EVAL_SET, evaluate, split_of
 from shop.assistant import ShopAssistant
+from shop.config import CuratedAnswersConfig
+from shop.curated import curated_match
 from shop.knowledge.base import KnowledgeBase
 from shop.knowledge.files import load_entries
 from shop.knowledge.index import KnowledgeIndex, WeightedQuery
@@ -40,6 +53,11 @@ from shop.text import COMMERCE_WORDS, Tokenizer
 NEGATIVES = PROJECT_ROOT / "evals" / "dev-out-of-scope.yaml"
 THRESHOLDS = [round(0.10 + 0.02 * i, 2) for i in range(11)]
 SCAN = [round(0.02 * i, 2) for i in range(1, 16)]
+CURATED_RELEVANCE = [round(0.30 + 0.05 * i, 2) for i in range(11)]
+CURATED_MARGIN = [0.05, 0.10, 0.15, 0.20, 0.25]
+# Share of right answers among those a setting sends to held-out phrasings (see the docstring);
+# the dev half and the out-of-scope questions allow no wrong one at all.
+CURATED_HELD_OUT_PRECISION = 0.95
 # Largest drop of the dev half's hit@3 below its best that a higher threshold may cost.
 HIT3_TOLERANCE = 0.01
 
@@ -114,7 +132,45 @@ def main() -> int:
         chosen = max(t for t, hit3 in scan if hit3 >= best - HIT3_TOLERANCE)
         print(f"recommended min_relevance {chosen} (highest within {HIT3_TOLERANCE} of the best "
               f"dev-half hit@3, {best:.2f})")
+        tune_curated(shop, knowledge, cases, index, positives, negatives[shop.id], now, clock)
     return 0
+
+
+def tune_curated(shop, knowledge, cases, held_out_index, positives, negatives, now, clock):
+    """Print the curated-answer grid and the recommended setting (see the module docstring)."""
+    print(f"curated answers: {len(positives)} held-out phrasings, {len(negatives)} out-of-scope, "
+          f"{len(cases)} dev-half cases; configured min_relevance "
+          f"{shop.curated_answers.min_relevance}, min_margin {shop.curated_answers.min_margin}")
+    print("relevance margin  held-out right/wrong  out-of-scope wrong  dev-half right/wrong")
+    searched_pos = [(held_out_index.search([WeightedQuery(q)], now, 3), want)
+                    for q, want in positives]
+    searched_neg = [held_out_index.search([WeightedQuery(q)], now, 3) for q in negatives]
+    best = None
+    for relevance in CURATED_RELEVANCE:
+        for margin in CURATED_MARGIN:
+            setting = CuratedAnswersConfig(min_relevance=relevance, min_margin=margin)
+            pos = [(curated_match(found, setting, "en"), want) for found, want in searched_pos]
+            pos_right = sum(m is not None and m.entry_id == want for m, want in pos)
+            pos_wrong = sum(m is not None and m.entry_id != want for m, want in pos)
+            neg_wrong = sum(curated_match(found, setting, "en") is not None
+                            for found in searched_neg)
+            tuned = shop.model_copy(update={"curated_answers": setting})
+            result = evaluate(cases, {shop.id: ShopAssistant(tuned, knowledge, lambda: clock)},
+                              show_misses=False)["curated"]
+            dev_right, dev_wrong = result["right"], result["sent"] - result["right"]
+            print(f"  {relevance:5.2f}  {margin:5.2f}      {pos_right:4d} / {pos_wrong:<4d}"
+                  f"           {neg_wrong:4d}             {dev_right:4d} / {dev_wrong}")
+            safe = (neg_wrong == 0 and dev_wrong == 0
+                    and pos_right >= CURATED_HELD_OUT_PRECISION * (pos_right + pos_wrong))
+            score = (pos_right + dev_right, relevance, margin)  # ties: the stricter setting
+            if safe and (best is None or score > best):
+                best = score
+    if best is None:
+        print("no setting sends only right answers: keep curated answers off for this shop")
+    else:
+        print(f"recommended curated_answers min_relevance {best[1]}, min_margin {best[2]} "
+              f"({best[0]} right answers, none wrong on the dev half or out-of-scope, held-out "
+              f"precision >= {CURATED_HELD_OUT_PRECISION})")
 
 
 if __name__ == "__main__":

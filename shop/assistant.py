@@ -5,10 +5,12 @@ shop's chat system what happened.
 
 Order of decisions, cheapest and most certain first:
 1. hand-off rules on the latest message (shop/handoff.py): answered at once, no model call;
-2. retrieval on the latest message plus, with less weight, the shopper's previous one;
-3. no entry relevant enough, and the message is neither small talk nor about an image: the
+2. a curated answer (shop/curated.py): the latest message alone matches one FAQ entry
+   confidently, and its approved answer is the reply, no model call (`service.cache = "faq"`);
+3. retrieval on the latest message plus, with less weight, the shopper's previous one;
+4. no entry relevant enough, and the message is neither small talk nor about an image: the
    no-answer message (a `no_answer` hand-off), no model call;
-4. otherwise the model answers from the persona and the facts; when they do not answer the
+5. otherwise the model answers from the persona and the facts; when they do not answer the
    question it is told to reply with the no-answer message, and `review` turns such a reply
    into a `no_answer` hand-off (lexical relevance alone cannot tell an answerable colloquial
    question from an unanswerable one: scripts/tune_retrieval.py).
@@ -26,10 +28,13 @@ from typing import Any
 
 from shop.config import ShopConfig, ShopSampling
 from shop.conversation import Conversation, is_small_talk
+from shop.curated import CuratedMatch, curated_match, exact_match, may_use_curated
 from shop.handoff import HandoffDecision, HandoffRules
 from shop.knowledge.base import KnowledgeBase
+from shop.knowledge.entries import KnowledgeEntry
 from shop.knowledge.index import ScoredEntry, WeightedQuery
 from shop.prompt import build_messages
+from shop.response_cache import ResponseCache
 from shop.text import Language, normalize
 
 Clock = Callable[[], datetime]
@@ -93,6 +98,20 @@ class ShopPlan:
     knowledge_version: str
     retrieved: tuple[ScoredEntry, ...] = field(default=())  # best candidates, for evaluation
 
+    curated: CuratedMatch | None = None  # the FAQ entry whose approved answer is the reply
+    facts: tuple[KnowledgeEntry, ...] = ()  # given to the model
+    question: str = ""  # the shopper's latest message
+    cacheable: bool = False  # a model answer to it may be kept (shop/response_cache.py)
+
+    def from_cache(self, text: str) -> ShopPlan:
+        """This plan answered with a cached answer: a fixed reply, `service.cache` "hit"."""
+        return dataclasses.replace(self, reply=text, messages=None,
+                                   service=dataclasses.replace(self.service, cache="hit"))
+
+    def cache_missed(self) -> ShopPlan:
+        return dataclasses.replace(
+            self, service=dataclasses.replace(self.service, cache="miss"))
+
     @property
     def no_relevant_entry(self) -> bool:
         return self.service.handoff is not None and self.service.handoff.reason == "no_answer"
@@ -133,11 +152,31 @@ class ShopAssistant:
                          version=self.knowledge.version)
 
         started = time.perf_counter()
-        queries = [WeightedQuery(conversation.latest)]
-        if conversation.earlier_user_turns and shop.retrieval.history_weight > 0:
-            queries.append(WeightedQuery(conversation.earlier_user_turns[-1],
-                                         shop.retrieval.history_weight))
-        version, found = self.knowledge.search(queries, self._clock(), shop.retrieval.top_k)
+        now = self._clock()
+        latest_alone = [WeightedQuery(conversation.latest)]
+        history = bool(conversation.earlier_user_turns) and shop.retrieval.history_weight > 0
+        found = None
+        if shop.curated_answers.enabled and may_use_curated(conversation):
+            version, written = self.knowledge.exact_question(conversation.latest, now)
+            match = exact_match(written, shop.curated_answers, language)
+            found = []
+            if match is None:
+                # At least 2 results, so the lead over the runner-up is known.
+                version, found = self.knowledge.search(
+                    latest_alone, now, max(2, shop.retrieval.top_k))
+                match = curated_match(found, shop.curated_answers, language)
+            if match is not None:
+                return ShopPlan(
+                    ServiceInfo(shop.id, (Source(match.entry_id, match.title),), cache="faq"),
+                    language, match.answer, None, shop.sampling, enable_thinking,
+                    time.perf_counter() - started, version, tuple(found), curated=match)
+            # Without history the same search gives the model its facts.
+            found = None if history else found[:shop.retrieval.top_k]
+        if found is None:
+            queries = latest_alone + ([WeightedQuery(conversation.earlier_user_turns[-1],
+                                                     shop.retrieval.history_weight)]
+                                      if history else [])
+            version, found = self.knowledge.search(queries, now, shop.retrieval.top_k)
         retrieval_s = time.perf_counter() - started
 
         threshold = shop.retrieval.min_relevance
@@ -152,7 +191,9 @@ class ShopAssistant:
         return ShopPlan(
             ServiceInfo(shop.id, sources), language, None,
             build_messages(shop, conversation, facts, language), shop.sampling,
-            enable_thinking, retrieval_s, version, tuple(found))
+            enable_thinking, retrieval_s, version, tuple(found), facts=tuple(facts),
+            question=conversation.latest,
+            cacheable=ResponseCache.cacheable(conversation, facts))
 
     def review(self, plan: ShopPlan, answer: str) -> ServiceInfo:
         """The `service` object once the model has answered: a reply that is the shop's

@@ -96,6 +96,20 @@ class RetrievalConfig(StrictModel):
         "'and in grey?' or '那这个呢' resolve against what was asked before.")
 
 
+class CuratedAnswersConfig(StrictModel):
+    """FAQ answers sent as written, without a model call, when a message matches one FAQ entry
+    confidently (shop/curated.py has the whole rule)."""
+
+    enabled: bool = Field(True, description="Send approved FAQ answers without asking a model.")
+    min_relevance: float = Field(
+        0.5, gt=0.0, description="Relevance (as retrieval.min_relevance) the FAQ entry must reach "
+        "on the latest message alone. Much higher than retrieval.min_relevance: a canned answer "
+        "must be about this question, not merely related to it.")
+    min_margin: float = Field(
+        0.15, ge=0.0, description="How far the FAQ entry's relevance must lead the next entry's "
+        "(of any kind), so a question two entries answer goes to the model.")
+
+
 class HandoffConfig(StrictModel):
     """When a conversation goes to a human. The built-in rules (shop/handoff.py) apply to every
     shop; these settings add to them."""
@@ -143,6 +157,7 @@ class ShopConfig(StrictModel):
         "promotions.yaml (docs/design/shop-knowledge-base.md). Relative paths are resolved "
         "against the project root. Changes are picked up without a restart.")
     retrieval: RetrievalConfig = Field(default_factory=RetrievalConfig)
+    curated_answers: CuratedAnswersConfig = Field(default_factory=CuratedAnswersConfig)
     handoff: HandoffConfig = Field(default_factory=HandoffConfig)
     messages: ShopMessages
     image_domains: HostNames = Field(
@@ -157,6 +172,19 @@ class ShopConfig(StrictModel):
         return self
 
 
+class ResponseCacheConfig(StrictModel):
+    """Generated answers kept per ingress replica and sent again to the same question
+    (shop/response_cache.py: what is cached, the key, invalidation)."""
+
+    enabled: bool = Field(True, description="Cache grounded single-turn answers.")
+    max_entries: int = Field(10_000, ge=1, description="Answers held at most per replica.")
+    max_bytes: int = Field(32 * 1024 * 1024, ge=4096,
+                           description="Memory the answers may take per replica (approximate).")
+    ttl_s: float = Field(600.0, gt=0, description="Longest time an answer is reused; answers "
+                         "using a promotion also expire when it ends, and an edited entry "
+                         "drops its answers at once.")
+
+
 class ShopsConfig(StrictModel):
     """The shops of the application; requests choose one with the X-Shop-Id header."""
 
@@ -165,6 +193,7 @@ class ShopsConfig(StrictModel):
     reload_check_s: float = Field(
         2.0, gt=0, description="How often each ingress replica checks the knowledge-base "
         "folders for changes.")
+    response_cache: ResponseCacheConfig = Field(default_factory=ResponseCacheConfig)
 
     @model_validator(mode="after")
     def _ids(self) -> ShopsConfig:

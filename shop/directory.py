@@ -47,8 +47,9 @@ class ShopDirectory:
         return [{"id": s.id, "name": s.name, "languages": list(s.languages)}
                 for s in self.config.catalog]
 
-    def refresh(self) -> list[str]:
+    def refresh(self) -> dict[str, frozenset[str]]:
         """Reload every knowledge base whose files changed (blocking: call off the event
-        loop); the ids of the shops now serving a new version."""
-        return [shop_id for shop_id, assistant in self._assistants.items()
-                if assistant.knowledge.refresh_if_changed()]
+        loop): for each shop now serving a new version, the ids of the entries that changed."""
+        return {shop_id: assistant.knowledge.last_changed_entries
+                for shop_id, assistant in self._assistants.items()
+                if assistant.knowledge.refresh_if_changed()}

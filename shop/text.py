@@ -15,6 +15,8 @@ import unicodedata
 from collections.abc import Iterable
 from typing import Literal
 
+_to_simplified = None  # opencc.OpenCC("t2s"), made on first use
+
 Language = Literal["zh", "en"]
 LANGUAGES: tuple[Language, ...] = ("zh", "en")
 
@@ -39,9 +41,22 @@ _EN_STOP = frozenset(
 
 
 def normalize(text: str) -> str:
-    """NFKC (full-width letters and digits become ASCII, compatibility forms fold) and lower
-    case: the form every rule and the index compare."""
-    return unicodedata.normalize("NFKC", text).lower()
+    """NFKC (full-width letters and digits become ASCII, compatibility forms fold), lower case
+    and traditional Chinese as simplified: the form every rule and the index compare, so a
+    shopper writing 退貨 is understood as one writing 退货."""
+    global _to_simplified
+    if _to_simplified is None:
+        import opencc
+
+        _to_simplified = opencc.OpenCC("t2s")  # reads its dictionaries once
+    return _to_simplified.convert(unicodedata.normalize("NFKC", text).lower())
+
+
+def question_key(text: str) -> str:
+    """The form in which two messages count as the same question (curated exact matches, the
+    response cache): `normalize`d, then only letters and digits kept (punctuation, symbols,
+    emoji and whitespace dropped). "請問，包郵嗎？" and "请问包邮吗" have the same key."""
+    return "".join(ch for ch in normalize(text) if unicodedata.category(ch)[0] in "LN")
 
 
 def language_of(text: str, default: Language = "en") -> Language:

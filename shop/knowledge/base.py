@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+from shop.knowledge.entries import KnowledgeEntry
 from shop.knowledge.files import FILES, KnowledgeBaseError, load_entries
 from shop.knowledge.index import KnowledgeIndex, ScoredEntry, WeightedQuery
 from shop.text import Tokenizer
@@ -38,6 +39,9 @@ class KnowledgeBase:
         self._tokenizer = tokenizer
         self._lock = threading.Lock()  # one rebuild at a time
         self.last_error: str | None = None
+        # Ids of the entries the last reload added, removed or changed (what they say, by
+        # KnowledgeEntry.digest): the answers built from them are stale.
+        self.last_changed_entries: frozenset[str] = frozenset()
         fingerprint = self._fingerprint()
         self._snapshot = self._build(fingerprint)  # a broken folder at start-up is fatal
 
@@ -61,6 +65,11 @@ class KnowledgeBase:
         snapshot = self._snapshot
         return snapshot.version, snapshot.index.search(queries, now, limit)
 
+    def exact_question(self, text: str, now: datetime) -> tuple[str, KnowledgeEntry | None]:
+        """(version, the FAQ entry whose written question `text` is, or None)."""
+        snapshot = self._snapshot
+        return snapshot.version, snapshot.index.exact_question(text, now)
+
     def refresh_if_changed(self) -> bool:
         """Rebuild if a file changed since the last build; True when a new version serves."""
         with self._lock:
@@ -77,6 +86,8 @@ class KnowledgeBase:
                 return False
             self.last_error = None
             changed = snapshot.version != self._snapshot.version
+            self.last_changed_entries = _changed_entries(self._snapshot.index.entries,
+                                                         snapshot.index.entries)
             self._snapshot = snapshot
             if changed:
                 logger.info("knowledge base %s reloaded: version %s, %d entries", self.folder,
@@ -102,3 +113,10 @@ class KnowledgeBase:
         entries = load_entries(self.folder)
         return _Snapshot(fingerprint, digest.hexdigest()[:12],
                          KnowledgeIndex(entries, self._tokenizer))
+
+
+def _changed_entries(old, new) -> frozenset[str]:
+    before = {entry.id: entry.digest for entry in old}
+    after = {entry.id: entry.digest for entry in new}
+    return frozenset(entry_id for entry_id in before.keys() | after.keys()
+                     if before.get(entry_id) != after.get(entry_id))

@@ -110,6 +110,7 @@ def _faq(path: Path) -> list[KnowledgeEntry]:
             documents=(" ".join([*faq.questions.en, faq.title.en]),
                        " ".join([*faq.questions.zh, faq.title.zh]),
                        faq.answer.en, faq.answer.zh),
+            questions=(*faq.questions.en, *faq.questions.zh),
             approved_answer=answer,
         ))
     return out

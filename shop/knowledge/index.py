@@ -21,7 +21,7 @@ from datetime import datetime
 import numpy as np
 
 from shop.knowledge.entries import KnowledgeEntry
-from shop.text import Tokenizer
+from shop.text import Tokenizer, question_key
 
 # Weight of an entry's summed document scores next to its best one (chosen on the development
 # data of scripts/tune_retrieval.py: held-out FAQ phrasings found in the top 3 rose from 0.86 to
@@ -67,8 +67,21 @@ class KnowledgeIndex:
         self._idf = {term: math.log(1 + (n - df + 0.5) / (df + 0.5))
                      for term, df in frequency.items()}
         self._unknown_idf = math.log(1 + (n + 0.5) / 0.5)
+        # A question written for two entries names neither: it is left out.
+        by_key: dict[str, int | None] = {}
+        for i, entry in enumerate(self.entries):
+            for key in {question_key(q) for q in entry.questions} - {""}:
+                by_key[key] = i if key not in by_key else None
+        self._by_question = {key: i for key, i in by_key.items() if i is not None}
         self._dated = np.array([e.valid_from is not None or e.valid_until is not None
                                 for e in self.entries], dtype=bool)
+
+    def exact_question(self, text: str, now: datetime) -> KnowledgeEntry | None:
+        """The entry one of whose written questions `text` is (same question_key), if valid."""
+        i = self._by_question.get(question_key(text))
+        if i is None or not self.entries[i].valid_at(now):
+            return None
+        return self.entries[i]
 
     def search(self, queries: list[WeightedQuery], now: datetime, limit: int) -> list[ScoredEntry]:
         """The best `limit` entries valid at `now`, most relevant first (relevance > 0)."""

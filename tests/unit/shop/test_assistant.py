@@ -14,14 +14,15 @@ from tests.unit.shop.conftest import user
 
 
 def test_persona_is_the_first_system_message_and_facts_carry_ids(apparel):
-    plan = apparel.plan([user("When will my order ship?")])
+    question = "When will my order ship if I pay at 3pm today?"
+    plan = apparel.plan([user(question)])
     assert plan.reply is None
     system = plan.messages[0]
     assert system["role"] == "system"
     assert system["content"].startswith("You are Maple, the customer-service assistant of Maple")
     assert "[faq/shipping-cutoff]" in system["content"]
     assert "Answer only from these facts" in system["content"]
-    assert plan.messages[1:] == [user("When will my order ship?")]
+    assert plan.messages[1:] == [user(question)]
     assert [s.id for s in plan.service.sources][0] == "faq/shipping-cutoff"
 
 
@@ -96,7 +97,8 @@ def test_thinking_is_refused_where_the_shop_does_not_allow_it(apparel, electroni
 
 
 def test_service_object_has_exactly_the_documented_fields(apparel):
-    service = apparel.plan([user("包邮吗")]).service.as_dict()
+    # A question the model answers (a written FAQ question would be a curated answer).
+    service = apparel.plan([user("包邮吗？新疆也包邮吗，顺丰要加钱吗")]).service.as_dict()
     assert set(service) == {"shop", "sources", "handoff", "cache"}
     assert service["shop"] == "demo-apparel" and service["cache"] == "bypass"
     assert service["handoff"] is None
