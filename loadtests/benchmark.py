@@ -142,8 +142,10 @@ class TextModelSettings:
         return cls(raw, model, deployment_env_vars(raw, model.deployment_name))
 
     def app_config(self):
-        return app_config_from_serve_config(self.serve_config,
-                                            self.serve_config["applications"][0]["name"])
+        """The app as the benchmark's Serve side runs it (shops answering through the model)."""
+        config = copy.deepcopy(self.serve_config)
+        model_path_only(config["applications"][0]["args"])
+        return app_config_from_serve_config(config, config["applications"][0]["name"])
 
     def sampling(self) -> dict:
         """Sampling sent explicitly to both servers: the text model's configured defaults.
@@ -166,6 +168,7 @@ class TextModelSettings:
         app["args"]["models"] = [model]
         if not with_shops:
             app["args"].pop("shops", None)
+        model_path_only(app["args"])
         app["deployments"] = [d for d in app["deployments"]
                               if d["name"] in ("Ingress", self.model.deployment_name)]
         # Like with like: bare vLLM runs one engine, so the Serve side runs exactly one text
@@ -433,6 +436,19 @@ def serve_side(settings: TextModelSettings, variant_name: str, workload: BenchWo
             run_levels(url, workload, "serve", levels, per_level, record_replicas))]
         result["replicas"] = replicas
     return result
+
+
+def model_path_only(app_args: dict) -> None:
+    """Turn off the answers that skip the model (curated FAQ answers, the response cache):
+    this benchmark compares the path to the model with bare vLLM, and the shop workload
+    repeats its messages at every level, which the cache would answer. The fast answers are
+    measured by loadtests/fast_answers.py."""
+    shops = app_args.get("shops")
+    if not shops:
+        return
+    shops["response_cache"] = {**shops.get("response_cache", {}), "enabled": False}
+    for shop in shops["catalog"]:
+        shop["curated_answers"] = {**shop.get("curated_answers", {}), "enabled": False}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -26,6 +26,11 @@ def test_serve_stack_runs_only_the_text_model_with_dummy_weights():
     assert {d["name"] for d in app["deployments"]} == {"Ingress", model.deployment_name}
     assert config["http_options"]["port"] == 12345
     assert args.shops is not None  # the shop workload's stack
+    # Every shop message reaches the model, as every bare-vLLM request does: no curated
+    # answers, no response cache (the workload repeats its messages at every level).
+    assert args.shops.response_cache.enabled is False
+    assert not any(shop.curated_answers.enabled for shop in args.shops.catalog)
+    assert not any(shop.curated_answers.enabled for shop in SETTINGS.app_config().shops.catalog)
     # Bare vLLM has no request limit: Serve's must not cut off slow answers either.
     assert args.limits.request_timeout_s == BENCHMARK_TIMEOUT_S
     assert config["http_options"]["request_timeout_s"] == BENCHMARK_TIMEOUT_S
