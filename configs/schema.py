@@ -280,6 +280,10 @@ class AppConfig(_Strict):
     api_docs: bool = Field(
         False, description="Serve /docs and /openapi.json (local development and the API "
         "tests); off in production.")
+    chat_page: bool = Field(
+        True, description="Serve the web chat page at / and /chat (router/chat_page/): shop "
+        "owners and testers talk to a shop's assistant in a browser. The page is static; "
+        "everything it shows comes through /v1 with the API key its user types in.")
     ingress_deployment_name: str = Field("Ingress", description="Serve name of the ingress.")
     shops: ShopsConfig | None = Field(
         None, description="The shops served (persona, knowledge base, hand-off rules): the "

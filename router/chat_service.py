@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 from configs.schema import AppConfig, ModelConfig
 from deployments.engine_protocol import EngineRequest, GenerationChunk
+from deployments.model_source import ModelNotAvailableError, resolve_model_path
 from router.errors import APIError, api_error_for, sse_error_event
 from router.metrics import RequestMetrics
 from router.protocol import (
@@ -118,6 +119,7 @@ class ChatService:
         self._models: dict[str, ModelConfig] = {m.name: m for m in config.models}
         self._catalog = tuple(CatalogEntry(m.name, m.modality) for m in config.models)
         self._started = int(time.time())
+        self._weights = {m.name: served_weights(m) for m in config.models}
         self.shops = shops
         cache = config.shops.response_cache if config.shops else None
         self.cache = ResponseCache(cache.max_entries, cache.max_bytes, cache.ttl_s,
@@ -132,7 +134,7 @@ class ChatService:
             data=[
                 ModelCard(
                     id=m.name, created=self._started, modality=m.modality,
-                    max_model_len=m.engine.max_model_len,
+                    max_model_len=m.engine.max_model_len, root=self._weights[m.name],
                 )
                 for m in self._config.models
             ]
@@ -368,6 +370,16 @@ class ChatStream:
     async def close(self) -> None:
         await _close(self._stream)
         self._chat.metrics.client_disconnected()  # no-op when events() recorded the outcome
+
+
+def served_weights(model: ModelConfig) -> str:
+    """The weights a replica of `model` loads: resolved here as the replica resolves them
+    (deployments/model_source.py), so /v1/models needs no call that would wake a replica
+    scaled to zero. A model this node cannot resolve is reported by its configured source."""
+    try:
+        return resolve_model_path(model)
+    except ModelNotAvailableError:
+        return model.source
 
 
 def _usage(chunk: GenerationChunk) -> Usage:

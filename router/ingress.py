@@ -28,6 +28,7 @@ from configs.schema import PROJECT_ROOT, AppConfig
 from router.access.api_keys import Caller, KeyStore
 from router.access.rate_limits import Admission, RateLimiter
 from router.admission import handle_streamer
+from router.chat_page import install_chat_page
 from router.chat_service import ChatService, ChatStream
 from router.errors import APIError, api_error_for
 from router.metrics import IngressMetrics
@@ -171,6 +172,7 @@ def build_api(
     )
     api.add_middleware(RequestIdMiddleware)
     install_openapi(api, config)
+    install_chat_page(api, config)
 
     @api.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:

@@ -187,6 +187,9 @@ class ModelCard(BaseModel):
     owned_by: str = "cs-assistant"
     modality: Modality
     max_model_len: int
+    # The weights actually served, as vLLM reports it: the hub id in production, the local
+    # substitute's directory on a laptop (so nobody takes the offline stand-in for the model).
+    root: str
 
 
 class ModelList(BaseModel):
