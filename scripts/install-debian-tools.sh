@@ -3,17 +3,26 @@
 # missing (idempotent):
 #   prometheus, promtool   the metrics tests and scripts/run-prometheus.sh start a real Prometheus
 #   redis-server           the integration stack counts per-key rate limits in a real Redis
+#   chromium               the chat page's browser tests drive a real headless Chromium
+#   fonts-noto-cjk         so that Chromium draws the page's Chinese (screenshots included)
 # Needs root or passwordless sudo. The packages' systemd units are not started: the tests start
 # their own servers on loopback ports.
 #   scripts/install-debian-tools.sh             everything above
 #   scripts/install-debian-tools.sh prometheus  only that package
 set -euo pipefail
-declare -A COMMANDS=([prometheus]="prometheus promtool" [redis-server]="redis-server")
+declare -A COMMANDS=([prometheus]="prometheus promtool" [redis-server]="redis-server"
+                     [chromium]="chromium")
+# Packages without a command are checked by a file they install.
+declare -A FILES=([fonts-noto-cjk]="/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc")
 packages=("$@")
-[[ ${#packages[@]} -gt 0 ]] || packages=(prometheus redis-server)
+[[ ${#packages[@]} -gt 0 ]] || packages=(prometheus redis-server chromium fonts-noto-cjk)
 
 missing=()
 for package in "${packages[@]}"; do
+  if [[ -n "${FILES[$package]:-}" ]]; then
+    [[ -e "${FILES[$package]}" ]] || missing+=("$package")
+    continue
+  fi
   for command in ${COMMANDS[$package]}; do
     if ! command -v "$command" >/dev/null; then missing+=("$package"); break; fi
   done
@@ -43,6 +52,10 @@ if ! "${SUDO[@]}" apt-get install -y --no-install-recommends "${missing[@]}" >/d
   "${SUDO[@]}" apt-get install -y --no-install-recommends "${missing[@]}" >/dev/null
 fi
 for package in "${missing[@]}"; do
+  if [[ -n "${FILES[$package]:-}" ]]; then
+    [[ -e "${FILES[$package]}" ]] || { echo "install-debian-tools: ${FILES[$package]} missing" >&2; exit 1; }
+    continue
+  fi
   for command in ${COMMANDS[$package]}; do
     command -v "$command" >/dev/null || { echo "install-debian-tools: $command missing" >&2; exit 1; }
   done

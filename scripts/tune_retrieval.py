@@ -142,18 +142,21 @@ def tune_curated(shop, knowledge, cases, held_out_index, positives, negatives, n
           f"{len(cases)} dev-half cases; configured min_relevance "
           f"{shop.curated_answers.min_relevance}, min_margin {shop.curated_answers.min_margin}")
     print("relevance margin  held-out right/wrong  out-of-scope wrong  dev-half right/wrong")
-    searched_pos = [(held_out_index.search([WeightedQuery(q)], now, 3), want)
+    words = knowledge.word_count
+    searched_pos = [(held_out_index.search([WeightedQuery(q)], now, 3), want, words(q))
                     for q, want in positives]
-    searched_neg = [held_out_index.search([WeightedQuery(q)], now, 3) for q in negatives]
+    searched_neg = [(held_out_index.search([WeightedQuery(q)], now, 3), words(q))
+                    for q in negatives]
     best = None
     for relevance in CURATED_RELEVANCE:
         for margin in CURATED_MARGIN:
             setting = CuratedAnswersConfig(min_relevance=relevance, min_margin=margin)
-            pos = [(curated_match(found, setting, "en"), want) for found, want in searched_pos]
+            pos = [(curated_match(found, setting, "en", n), want)
+                   for found, want, n in searched_pos]
             pos_right = sum(m is not None and m.entry_id == want for m, want in pos)
             pos_wrong = sum(m is not None and m.entry_id != want for m, want in pos)
-            neg_wrong = sum(curated_match(found, setting, "en") is not None
-                            for found in searched_neg)
+            neg_wrong = sum(curated_match(found, setting, "en", n) is not None
+                            for found, n in searched_neg)
             tuned = shop.model_copy(update={"curated_answers": setting})
             result = evaluate(cases, {shop.id: ShopAssistant(tuned, knowledge, lambda: clock)},
                               show_misses=False)["curated"]

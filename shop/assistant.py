@@ -164,7 +164,8 @@ class ShopAssistant:
                 # At least 2 results, so the lead over the runner-up is known.
                 version, found = self.knowledge.search(
                     latest_alone, now, max(2, shop.retrieval.top_k))
-                match = curated_match(found, shop.curated_answers, language)
+                match = curated_match(found, shop.curated_answers, language,
+                                      self.knowledge.word_count(conversation.latest))
             if match is not None:
                 return ShopPlan(
                     ServiceInfo(shop.id, (Source(match.entry_id, match.title),), cache="faq"),

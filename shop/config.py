@@ -108,6 +108,10 @@ class CuratedAnswersConfig(StrictModel):
     min_margin: float = Field(
         0.15, ge=0.0, description="How far the FAQ entry's relevance must lead the next entry's "
         "(of any kind), so a question two entries answer goes to the model.")
+    min_words: int = Field(
+        2, ge=1, description="Words (after stop words) a message needs before it is matched by "
+        "relevance: one word cannot say what is asked ('still there?' shares 'still' with the "
+        "late-parcel entry). The shop's written questions match exactly whatever their length.")
 
 
 class HandoffConfig(StrictModel):

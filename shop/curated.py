@@ -11,8 +11,8 @@ can only say no:
   points back ("it", "that one", "这个", "那…呢"): such a follow-up needs the history, which a
   fixed answer cannot read;
 - the message IS one of the questions the shop wrote for the entry (same `question_key`: width,
-  case, punctuation, traditional or simplified Chinese aside), or, searched on the latest
-  message alone, the best entry reaches the shop's `min_relevance` AND
+  case, punctuation, traditional or simplified Chinese aside), or it has at least `min_words`
+  words and, searched on the latest message alone, the best entry reaches the shop's `min_relevance` AND
   leads the runner-up (of any kind: a product or policy that matches nearly as well means the
   question may be about that) by `min_margin`.
 
@@ -88,9 +88,10 @@ def exact_match(entry: KnowledgeEntry | None, config: CuratedAnswersConfig,
 
 
 def curated_match(found: list[ScoredEntry], config: CuratedAnswersConfig,
-                  language: Language) -> CuratedMatch | None:
-    """The curated answer for search results `found` (latest message alone, best first)."""
-    if not config.enabled or not found:
+                  language: Language, words: int) -> CuratedMatch | None:
+    """The curated answer for search results `found` (latest message alone, best first) of a
+    message of `words` words."""
+    if not config.enabled or not found or words < config.min_words:
         return None
     best = found[0]
     entry = best.entry

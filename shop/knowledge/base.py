@@ -65,6 +65,10 @@ class KnowledgeBase:
         snapshot = self._snapshot
         return snapshot.version, snapshot.index.search(queries, now, limit)
 
+    def word_count(self, text: str) -> int:
+        """Distinct words of `text` as the index sees them (stop words out, no bigrams)."""
+        return len(set(self._tokenizer.words_and_bigrams(text)[0]))
+
     def exact_question(self, text: str, now: datetime) -> tuple[str, KnowledgeEntry | None]:
         """(version, the FAQ entry whose written question `text` is, or None)."""
         snapshot = self._snapshot

@@ -158,7 +158,7 @@ def test_vision_burst_gets_fast_429s_while_text_is_unaffected(scaling, request):
     stack = scaling.stack
     # Random-weight models: sample (temperature 1) so they emit tokens instead of an instant EOS
     # (the shop's service default, 0.2, makes that likely and leaves no first token to time).
-    text_body = {"messages": [{"role": "user", "content": "When will my order ship?"}],
+    text_body = {"messages": [{"role": "user", "content": "When will my order ship if I pay at 3pm today?"}],
                  "max_tokens": 16, "temperature": 1.0}
 
     def text_ttfts(client, n):

@@ -130,7 +130,7 @@ def test_killed_replica_takes_its_engine_with_it_and_is_replaced(stack):
     assert not any(pid == engine for pid, _, _ in processes()), "engine core outlived its replica"
 
     # Text traffic is unaffected while the vision replica is replaced.
-    response, elapsed = timed_ask(stack, [{"role": "user", "content": "is grey M in stock?"}])
+    response, elapsed = timed_ask(stack, [{"role": "user", "content": "Do you have the merino sweater in grey, size M, and how warm is it?"}])
     assert response.status_code == 200 and elapsed < 30
 
     recovered_s, failures = wait_until_served(stack, [image_message()])

@@ -19,7 +19,7 @@ from tests.integration.test_local_stack import SAMPLE, VISION_MODEL
 
 pytestmark = pytest.mark.integration
 URL = "/v1/chat/completions"
-ASK = {"messages": [{"role": "user", "content": "Is shipping free?"}], **SAMPLE}
+ASK = {"messages": [{"role": "user", "content": "Is shipping free to Xinjiang if I order two hoodies?"}], **SAMPLE}
 
 
 def post(stack, headers=None, body=None, **kwargs) -> httpx.Response:

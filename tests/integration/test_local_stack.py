@@ -25,7 +25,7 @@ def ask(stack: LocalStack, **body):
 
 
 def test_text_question_is_answered_by_the_text_model(stack):
-    r = ask(stack, messages=[{"role": "user", "content": "我的订单什么时候发货？"}], **SAMPLE)
+    r = ask(stack, messages=[{"role": "user", "content": "我的订单今天下午三点付款，什么时候发货？"}], **SAMPLE)
     assert r.status_code == 200, r.text
     data = r.json()
     assert data["model"] == TEXT_MODEL and r.headers["x-route"] == "text"
@@ -57,7 +57,7 @@ def test_image_in_an_earlier_turn_keeps_the_conversation_on_the_vision_model(sta
 
 def test_streaming_chunks_parse_as_openai_sse(stack):
     with stack.client() as client, client.stream("POST", "/v1/chat/completions", json={
-        "messages": [{"role": "user", "content": "Can I return it?"}], "stream": True,
+        "messages": [{"role": "user", "content": "Can I return it if I already washed it once?"}], "stream": True,
         "stream_options": {"include_usage": True}, **SAMPLE,
     }) as r:
         assert r.status_code == 200
@@ -86,7 +86,7 @@ def test_openai_sdk(stack, stack_keys):
     client = openai.OpenAI(base_url=f"{stack.url}/v1", api_key=stack_keys["quiet"].key,
                            max_retries=0)
     completion = client.chat.completions.create(
-        model="auto", messages=[{"role": "user", "content": "Is the size true to fit?"}], **SAMPLE)
+        model="auto", messages=[{"role": "user", "content": "Is the size true to fit for the merino sweater, or should I size up?"}], **SAMPLE)
     assert completion.model == TEXT_MODEL and completion.usage.completion_tokens >= 1
     stream = client.chat.completions.create(
         model=VISION_MODEL, messages=[image_message()], stream=True, **SAMPLE)

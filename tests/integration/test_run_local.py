@@ -81,7 +81,7 @@ def test_run_local_answers_and_ctrl_c_stops_everything_it_started(stacks, tmp_pa
         # A real answer from the real (small) model, grounded in the demo shop: no "assistant"
         # role name in front of it (the engine once rendered prompts without the turn opener).
         answer = httpx.post(f"http://127.0.0.1:{port}/v1/chat/completions", timeout=120, json={
-            "messages": [{"role": "user", "content": "Is shipping free?"}], "max_tokens": 40,
+            "messages": [{"role": "user", "content": "Is shipping free to Xinjiang if I order two hoodies?"}], "max_tokens": 40,
             "temperature": 0}).json()
         text = answer["choices"][0]["message"]["content"]
         assert answer["usage"]["completion_tokens"] > 0 and text.strip()

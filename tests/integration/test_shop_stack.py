@@ -66,13 +66,13 @@ def test_a_handoff_is_answered_without_an_engine_call(stack):
     assert response.json()["choices"][0]["message"]["content"] == service["handoff"]["message"]
     assert settled(stack, ENGINE_FINISHED, model_name=TEXT_MODEL) == before
     # The counter does move for a question the model answers: the check above can fail.
-    assert ask(stack, "包邮吗").status_code == 200
+    assert ask(stack, "包邮吗？新疆也包邮吗，顺丰要加钱吗").status_code == 200
     assert settled(stack, ENGINE_FINISHED, model_name=TEXT_MODEL) == before + 1
 
 
 def test_the_last_stream_chunk_carries_service(stack):
     with stack.client() as client, client.stream("POST", "/v1/chat/completions", json={
-        "messages": [{"role": "user", "content": "When will my order ship?"}], **SAMPLE,
+        "messages": [{"role": "user", "content": "When will my order ship if I pay at 3pm today?"}], **SAMPLE,
         "stream": True, "stream_options": {"include_usage": True},
     }) as response:
         assert response.status_code == 200

@@ -130,9 +130,11 @@ function showService(node, service, meta) {
     showBanner(`A human agent will take over this conversation · 人工客服将接手此对话 ` +
                `(${service.handoff.reason})`, "handoff");
   }
-  const how = { faq: "curated FAQ answer 常见问题", hit: "cached answer 缓存", miss: "model", bypass: "model" };
+  const how = { faq: "curated FAQ answer 常见问题", hit: "cached answer 缓存" };
   const parts = [meta.model];
-  if (service) parts.push(how[service.cache] || service.cache);
+  if (service && how[service.cache]) parts.push(how[service.cache]);
+  else if (meta.completionTokens === 0) parts.push("fixed reply, no model call");
+  else if (meta.completionTokens !== null) parts.push(`model, ${meta.completionTokens} tokens`);
   if (meta.ttftMs !== null) parts.push(`first text ${meta.ttftMs} ms`);
   const line = document.createElement("span");
   line.className = "meta";
@@ -145,7 +147,7 @@ async function readStream(response, node, started) {
   const reader = response.body.getReader();
   const decoder = new TextDecoder();
   const text = node.querySelector(".text");
-  const meta = { model: "", ttftMs: null };
+  const meta = { model: "", ttftMs: null, completionTokens: null };
   let buffer = "", answer = "", service = null, failed = null;
   for (;;) {
     const { value, done } = await reader.read();
@@ -170,6 +172,7 @@ async function readStream(response, node, started) {
           node.scrollIntoView({ block: "end" });
         }
         if (chunk.service) service = chunk.service;
+        if (chunk.usage) meta.completionTokens = chunk.usage.completion_tokens;
       }
     }
   }
@@ -209,7 +212,8 @@ async function send(event) {
     response = await fetch("/v1/chat/completions", {
       method: "POST",
       headers: headers({ "Content-Type": "application/json", "X-Shop-Id": $("shop").value }),
-      body: JSON.stringify({ messages: state.history, stream: true }),
+      body: JSON.stringify({ messages: state.history, stream: true,
+                             stream_options: { include_usage: true } }),
     });
   } catch (error) {
     state.history.pop();
@@ -320,10 +324,12 @@ function newChat() {
 async function start() {
   state.settings = await (await fetch("/chat/settings.json")).json();
   $("api-key").value = state.key;
+  $("key-button").hidden = state.settings.keys === "off";
   if (state.settings.keys === "required" && !state.key) {
     needKey("This server asks for an API key. It stays in this browser. 请输入接口密钥。");
   }
-  $("save-key").addEventListener("click", async () => {
+  $("key-panel").addEventListener("submit", async (event) => {
+    event.preventDefault();
     state.key = $("api-key").value.trim();
     localStorage.setItem(KEY_STORAGE, state.key);
     $("key-panel").hidden = true;
@@ -336,6 +342,10 @@ async function start() {
   $("photo").addEventListener("change", attach);
   $("attachment-remove").addEventListener("click", clearPhoto);
   $("new-chat").addEventListener("click", newChat);
+  $("key-button").addEventListener("click", () => {
+    $("key-panel").hidden = !$("key-panel").hidden;
+    if (!$("key-panel").hidden) $("api-key").focus();
+  });
   $("shop").addEventListener("change", newChat);
   await loadShops();
   document.body.dataset.ready = "true";  // for the browser test

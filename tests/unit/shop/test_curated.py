@@ -96,13 +96,15 @@ def test_the_best_entry_must_reach_the_threshold_and_lead_the_runner_up():
     a, b = _faq("a"), _faq("b")
     product = dataclasses.replace(_faq("p"), id="product/P-1", kind="product",
                                   approved_answer={})
-    assert curated_match([ScoredEntry(a, 0.9), ScoredEntry(b, 0.7)], config, "en").entry_id \
+    assert curated_match([ScoredEntry(a, 0.9), ScoredEntry(b, 0.7)], config, "en", 3).entry_id \
         == "faq/a"
-    assert curated_match([ScoredEntry(a, 0.9), ScoredEntry(b, 0.8)], config, "en") is None
-    assert curated_match([ScoredEntry(a, 0.45)], config, "en") is None
-    assert curated_match([ScoredEntry(a, 0.9), ScoredEntry(product, 0.8)], config, "en") is None
-    assert curated_match([ScoredEntry(product, 0.9)], config, "en") is None
-    assert curated_match([ScoredEntry(a, 0.9)], config, "zh").answer == "回答 a"
+    assert curated_match([ScoredEntry(a, 0.9), ScoredEntry(b, 0.8)], config, "en", 3) is None
+    assert curated_match([ScoredEntry(a, 0.45)], config, "en", 3) is None
+    assert curated_match([ScoredEntry(a, 0.9), ScoredEntry(product, 0.8)], config, "en", 3) is None
+    assert curated_match([ScoredEntry(product, 0.9)], config, "en", 3) is None
+    assert curated_match([ScoredEntry(a, 0.9)], config, "zh", 3).answer == "回答 a"
+    # One word cannot say what is asked, however well it matches.
+    assert curated_match([ScoredEntry(a, 0.9)], config, "en", 1) is None
 
 
 def test_a_question_written_for_two_entries_is_nobodys_exact_question(tokenizer):
