@@ -33,6 +33,8 @@ def test_serve_stack_runs_only_the_text_model_with_dummy_weights():
     assert not any(shop.curated_answers.enabled for shop in SETTINGS.app_config().shops.catalog)
     # Bare vLLM has no request limit: Serve's must not cut off slow answers either.
     assert args.limits.request_timeout_s == BENCHMARK_TIMEOUT_S
+    # Nor give up on a request that waits for a free engine slot, as bare vLLM never does.
+    assert args.models[0].replica_wait.timeout_s >= BENCHMARK_TIMEOUT_S - 60
     assert config["http_options"]["request_timeout_s"] == BENCHMARK_TIMEOUT_S
 
 
