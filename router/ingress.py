@@ -19,6 +19,7 @@ from collections.abc import Awaitable, Callable
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
+from fastapi_offline import FastAPIOffline
 from ray import serve
 from ray.serve.handle import DeploymentHandle
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -162,14 +163,13 @@ def build_api(
     keys = keys or KeyStore(config.access, PROJECT_ROOT, metrics.shops)
     limiter = limiter or limiter_for(config, metrics)
     docs = config.api_docs
-    api = FastAPI(
-        title="Customer-service assistant",
-        description="OpenAI-compatible chat completions for shops' customer service, routed by "
-        "content to text or vision models. Authorization: Bearer <API key>.",
-        docs_url="/docs" if docs else None,
-        redoc_url=None,
-        openapi_url="/openapi.json" if docs else None,
-    )
+    about = {"title": "Customer-service assistant",
+             "description": "OpenAI-compatible chat completions for shops' customer service, "
+             "routed by content to text or vision models. Authorization: Bearer <API key>."}
+    # /docs with Swagger UI's files served from the package: the stock page loads them from a
+    # CDN, which an offline laptop or a locked-down cluster cannot reach (a blank page).
+    api = (FastAPIOffline(docs_url="/docs", redoc_url=None, static_url="/docs/static", **about)
+           if docs else FastAPI(docs_url=None, redoc_url=None, openapi_url=None, **about))
     api.add_middleware(RequestIdMiddleware)
     install_openapi(api, config)
     install_chat_page(api, config)

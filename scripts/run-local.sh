@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Set up (idempotently) and start the local stack on CPU; prints the URL once it answers.
 # Ctrl-C (or SIGTERM) stops it and every process it started, Ray and engines included.
-# Options: PORT (default 8000), CONFIG (default configs/local-cpu.yaml), STOP_TIMEOUT_S (30),
+# Options: PORT (default 8000), CONFIG (default configs/local-cpu.yaml), STOP_TIMEOUT_S (45),
 # PIN (1: Ray kept off the text engine's core; default 0, README "Performance").
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -9,7 +9,9 @@ scripts/setup.sh
 
 PORT=${PORT:-8000}
 CONFIG=${CONFIG:-configs/local-cpu.yaml}
-STOP_TIMEOUT_S=${STOP_TIMEOUT_S:-30}
+# Serve drains an ingress replica for up to 30 s in HAProxy mode (configs/ray-serve.env) before
+# Ray stops; 45 s lets that finish instead of killing serve run half-way.
+STOP_TIMEOUT_S=${STOP_TIMEOUT_S:-45}
 mkdir -p .run
 if [[ "$PORT" != 8000 ]]; then
   sed "s/^  port: 8000$/  port: $PORT/" "$CONFIG" > .run/local-config.yaml
@@ -77,10 +79,19 @@ until curl -sf "$URL/ready" >/dev/null 2>&1; do
 done
 echo
 echo "run-local: ready after $(( $(date +%s) - started ))s. OpenAI-compatible API at $URL/v1"
+echo "run-local: chat page: $URL/   (choose a shop, ask in Chinese or English, attach a photo)"
+# Which weights answer: the production model ids stay, `root` names what is actually loaded.
+curl -sf "$URL/v1/models" | .venv/bin/python -c '
+import json, sys
+for model in json.load(sys.stdin)["data"]:
+    print("run-local: %s (%s) is answered by the weights at %s"
+          % (model["id"], model["modality"], model["root"]))
+' || true
 echo "  curl $URL/v1/shops      # the demo shops; choose one with the X-Shop-Id header"
 echo "  curl $URL/v1/chat/completions -H 'Content-Type: application/json' \\"
 echo "       -d '{\"messages\":[{\"role\":\"user\",\"content\":\"我的订单什么时候发货？\"}]}'"
-echo "  (the answer's \"service\" object names its knowledge-base sources, or a hand-off to a human)"
+echo "  (a question the demo shop's FAQ lists is answered from it at once, \"service\".\"cache\": \"faq\";"
+echo "   others go to the model; \"service\" names the knowledge-base sources, or a hand-off)"
 echo "run-local: no API key needed: $CONFIG sets access.allow_anonymous (production requires"
 echo "  keys; README \"API keys\"). API docs: $URL/docs"
 echo "run-local: the vision model starts at zero replicas: the first image request wakes it and"

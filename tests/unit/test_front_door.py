@@ -132,3 +132,13 @@ def test_api_docs_are_served_locally_with_the_chat_schema_and_off_in_production(
     off = client_for(production_like)
     assert off.get("/openapi.json").status_code == 404
     assert off.get("/docs").status_code == 404
+    assert off.get("/docs/static/swagger-ui-bundle.js").status_code == 404
+
+
+def test_the_docs_page_loads_swagger_from_this_server_not_a_cdn(local_config):
+    client = client_for(local_config)
+    page = client.get("/docs").text
+    assert "/docs/static/swagger-ui-bundle.js" in page and "/docs/static/swagger-ui.css" in page
+    assert "cdn." not in page and "https://" not in page  # a blank page on offline machines
+    bundle = client.get("/docs/static/swagger-ui-bundle.js")
+    assert bundle.status_code == 200 and len(bundle.content) > 100_000
