@@ -186,15 +186,7 @@ class ChatService:
         )
         cache_key = None
         if plan is not None:
-            if plan.reply is None and plan.cacheable and self.cache is not None:
-                cache_key = ResponseCache.key(
-                    assistant.config.id, route.model, plan.question, plan.language, plan.facts,
-                    repr((engine_request.sampling, sorted(engine_request.chat_template_kwargs
-                                                          .items()))))
-                cached = self.cache.get(cache_key)
-                plan = plan.cache_missed() if cached is None else plan.from_cache(cached.text)
-                if cached is not None:
-                    cache_key = None  # nothing to store
+            plan, cache_key = self._consult_cache(assistant, plan, engine_request, route.model)
             metrics.shop_planned(assistant.config.id, plan)
         return PreparedChat(
             request=request,
@@ -208,6 +200,21 @@ class ChatService:
             cache=self.cache,
             cache_key=cache_key,
         )
+
+    def _consult_cache(self, assistant: ShopAssistant, plan: ShopPlan,
+                       engine_request: EngineRequest, model: str) -> tuple[ShopPlan, tuple | None]:
+        """The plan after a response-cache lookup (a hit becomes a fixed reply), and the key
+        under which the model's answer is to be stored (None: nothing to store)."""
+        if plan.reply is not None or not plan.cacheable or self.cache is None:
+            return plan, None
+        options = repr((engine_request.sampling,
+                        sorted(engine_request.chat_template_kwargs.items())))
+        key = ResponseCache.key(assistant.config.id, model, plan.question, plan.language,
+                                plan.facts, options)
+        cached = self.cache.get(key)
+        if cached is not None:
+            return plan.from_cache(cached.text), None
+        return plan.cache_missed(), key
 
     def _shop_for(self, caller: Caller, shop_id: str | None) -> ShopAssistant | None:
         """The shop of the request (404 unknown, 403 not the key's); None without shops."""
