@@ -8,6 +8,7 @@ Runs last (own_stack): it starts its own Ray instance, so the shared stack is st
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import time
@@ -20,9 +21,9 @@ from tests.conftest import PROJECT_ROOT
 from tests.integration.conftest import STARTUP_TIMEOUT_S
 
 pytestmark = [pytest.mark.integration, pytest.mark.own_stack]
-# run-local gives `serve run` STOP_TIMEOUT_S (30 s) before it kills what is left; Ray's own
-# shutdown takes about 15 s on 2 cores.
-STOPPED_WITHIN_S = 45
+# run-local gives `serve run` STOP_TIMEOUT_S (45 s: Serve drains an ingress replica for up to
+# 30 s in HAProxy mode, then Ray shuts down) before it kills what is left.
+STOPPED_WITHIN_S = 60
 
 
 def process_table() -> dict[int, tuple[int, str]]:
@@ -78,6 +79,15 @@ def test_run_local_answers_and_ctrl_c_stops_everything_it_started(stacks, tmp_pa
             assert script.poll() is None, log_path.read_text()[-3000:]
             assert time.monotonic() < deadline, "run-local did not become ready"
             time.sleep(2)
+        printed = log_path.read_text()
+        assert f"chat page: http://127.0.0.1:{port}/" in printed
+        # Which weights answer each production model id (the offline substitute here).
+        assert re.search(r"Qwen/Qwen3-0\.6B \(text\) is answered by the weights at \S+", printed)
+        # A question the demo shop's FAQ lists: its approved answer, no model call.
+        curated = httpx.post(f"http://127.0.0.1:{port}/v1/chat/completions", timeout=30, json={
+            "messages": [{"role": "user", "content": "包邮吗"}]}).json()
+        assert curated["service"]["cache"] == "faq"
+        assert curated["usage"]["completion_tokens"] == 0
         # A real answer from the real (small) model, grounded in the demo shop: no "assistant"
         # role name in front of it (the engine once rendered prompts without the turn opener).
         answer = httpx.post(f"http://127.0.0.1:{port}/v1/chat/completions", timeout=120, json={
