@@ -98,7 +98,7 @@ class PreparedChat:
         if service is not self.shop_plan.service and service.handoff is not None:
             self.metrics.shop_handed_off(self.shop.config.id, service.handoff.reason)
         if (self.cache is not None and self.cache_key is not None
-                and ResponseCache.storable(finish_reason, service.handoff is not None)):
+                and ResponseCache.storable(answer, finish_reason, service.handoff is not None)):
             self.cache.put(self.cache_key, answer, finish_reason, self.shop_plan.facts)
         return service.as_dict()
 

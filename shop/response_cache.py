@@ -11,7 +11,7 @@ answers' memory. An answer also expires at its TTL or when one of its facts stop
 
 What is cached (`cacheable`): single-turn text (no history, no image, no client instructions),
 grounded (the model had facts), and, once answered (`storable`), a complete answer
-(finish_reason "stop") that is not a hand-off. Anything else is a `bypass`.
+(finish_reason "stop"), not empty, that is not a hand-off. Anything else is a `bypass`.
 
 Invalidation by source: every answer records the entry ids it was built from, and a knowledge
 base reload drops exactly the answers that used an entry the reload changed or removed.
@@ -82,8 +82,9 @@ class ResponseCache:
                 and bool(question_key(conversation.latest)) and any(True for _ in facts))
 
     @staticmethod
-    def storable(finish_reason: str | None, handed_off: bool) -> bool:
-        return finish_reason == "stop" and not handed_off
+    def storable(text: str, finish_reason: str | None, handed_off: bool) -> bool:
+        """A model answer worth sending again: complete, not empty, not a hand-off."""
+        return finish_reason == "stop" and bool(text.strip()) and not handed_off
 
     @staticmethod
     def key(shop: str, model: str, question: str, language: str,

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import re
 import shutil
+import time
 from pathlib import Path
 
 import pytest
 from PIL import Image
+from playwright.sync_api import expect
 
 from tests.conftest import PROJECT_ROOT
 from tests.integration.test_local_stack import TEXT_MODEL, VISION_MODEL
@@ -66,6 +68,11 @@ def ask(page, text: str):
     return answer
 
 
+def banner_text(page) -> str:
+    banner = page.locator("#banner")
+    return banner.inner_text() if banner.is_visible() else ""
+
+
 def test_answers_stream_in_with_their_sources_curated_and_generated(page):
     assert page.locator("#shop option").all_inner_texts() == [
         "Maple & Thread Apparel 枫线服饰", "Voltway Electronics 伏特路数码"]
@@ -78,7 +85,9 @@ def test_answers_stream_in_with_their_sources_curated_and_generated(page):
     sources = generated.locator(".sources").inner_text()
     assert "faq/shipping-fee" in sources and "faq/shipping-remote-regions" in sources
     meta = generated.locator(".meta").inner_text()
-    assert TEXT_MODEL in meta and "model, " in meta and "first text" in meta
+    # The random-weight tiny model may write only tokens that decode to nothing, so the time to
+    # the first text is not asserted; the tokens it generated are.
+    assert TEXT_MODEL in meta and re.search(r"model, [1-9]\d* tokens", meta), meta
     assert generated.get_attribute("data-route") == "text"
     assert page.locator(".msg.user").count() == 2
     page.screenshot(path=str(ARTIFACTS / "chat-page.png"))
@@ -116,17 +125,18 @@ def test_a_key_limits_the_shops_and_a_429_counts_down_from_retry_after(page, sta
     page.click("#key-button")
     page.fill("#api-key", stack_keys["page-limited"].key)
     page.click("#save-key")
-    page.wait_for_function("document.querySelectorAll('#shop option').length === 1")
+    # Locator assertions, not wait_for_function: the page's CSP forbids evaluating strings.
+    expect(page.locator("#shop option")).to_have_count(1)
     assert page.locator("#shop option").all_inner_texts() == ["Maple & Thread Apparel 枫线服饰"]
     # One request a minute: the listing or the first question uses it; a later one is a 429.
     for _ in range(3):
         page.fill("#message", "包邮吗")
         page.click("#send")
-        page.wait_for_function(
-            "document.querySelector('#send').disabled === false || "
-            "/try again in/.test(document.querySelector('#banner').textContent)",
-            timeout=ANSWER_TIMEOUT_MS)
-        if "try again in" in page.inner_text("#banner"):
+        deadline = time.monotonic() + ANSWER_TIMEOUT_MS / 1000
+        while page.locator("#send").is_disabled() and "try again in" not in banner_text(page):
+            assert time.monotonic() < deadline, "neither an answer nor a countdown"
+            page.wait_for_timeout(200)
+        if "try again in" in banner_text(page):
             break
     banner = page.inner_text("#banner")
     assert "Too many requests" in banner, banner

@@ -172,7 +172,7 @@ def test_a_seeded_request_prefilled_in_chunks_does_not_kill_the_engine(stack):
     # ~2.5k prompt tokens with the tiny tokenizer (+ the shop prompt): more than one 2048-token
     # prefill chunk. With a seed, vLLM CPU 0.32 killed the engine here ("CPU Generator does not
     # use offset"); the CPU config does not pass seeds to the engine (engine.request_seed: false).
-    text = "Is shipping free? " * 250
+    text = "Is shipping free to Xinjiang if I order two hoodies? " * 200  # not a curated answer
     for _ in range(2):
         r = ask(stack, messages=[{"role": "user", "content": text}], max_tokens=4, seed=7,
                 temperature=1.0)

@@ -122,9 +122,10 @@ def test_only_complete_single_turn_grounded_text_answers_are_cached():
     assert not ResponseCache.cacheable(instructed, facts)
     punctuation_only = Conversation.from_messages([{"role": "user", "content": "？？"}])
     assert not ResponseCache.cacheable(punctuation_only, facts)
-    assert ResponseCache.storable("stop", handed_off=False)
-    assert not ResponseCache.storable("length", handed_off=False)  # cut short
-    assert not ResponseCache.storable("stop", handed_off=True)
+    assert ResponseCache.storable("Yes.", "stop", handed_off=False)
+    assert not ResponseCache.storable("Yes.", "length", handed_off=False)  # cut short
+    assert not ResponseCache.storable("Yes.", "stop", handed_off=True)
+    assert not ResponseCache.storable("  ", "stop", handed_off=False)  # nothing said
 
 
 def test_digest_follows_what_an_entry_says_not_how_it_is_matched():
