@@ -231,7 +231,7 @@ STACK_KEYS = (
     ("streams", "*", "backend", {"concurrent_requests": 1}),
     ("fuzz", "*", "backend", {}),
     ("over-budget", "*", "backend", {"tokens_per_minute": 50}),  # test_prometheus's 429s
-    ("page-limited", "*", "widget", {"requests_per_minute": 1}),  # the chat page's countdown
+    ("page-limited", ["demo-apparel"], "widget", {"requests_per_minute": 1}),  # chat page test
 )
 
 
