@@ -28,12 +28,9 @@ from router.errors import APIError, api_error_for, sse_error_event
 from router.metrics import RequestMetrics
 from router.protocol import (
     AssistantMessage,
-    ChatCompletionChunk,
     ChatCompletionRequest,
     ChatCompletionResponse,
     Choice,
-    ChunkChoice,
-    Delta,
     ModelCard,
     ModelList,
     Usage,
@@ -320,23 +317,21 @@ class ChatStream:
         options = chat.request.stream_options
         include_usage = bool(options and options.include_usage)
 
-        def event(delta: Delta, finish_reason: str | None = None,
+        # Chunks are built as plain dicts in ChatCompletionChunk's field order: a pydantic model
+        # and its dump per token cost more than the rest of the event (curated answers over SSE
+        # ran at half their JSON rate with them).
+        head = {"id": chat.request_id, "object": "chat.completion.chunk",
+                "created": chat.created, "model": chat.route.model}
+
+        def event(delta: dict, finish_reason: str | None = None,
                   usage: Usage | None = None, choices: bool = True,
                   final: str | None = None) -> str:
-            """`final`: the answer's finish reason, on the last chunk before [DONE]."""
-            chunk = ChatCompletionChunk(
-                id=chat.request_id,
-                created=chat.created,
-                model=chat.route.model,
-                choices=[ChunkChoice(delta=delta, finish_reason=finish_reason)] if choices else [],
-                usage=usage,
-            )
-            payload = chunk.model_dump()
-            for choice in payload["choices"]:
-                # OpenAI sends only the delta fields that are set.
-                choice["delta"] = {k: v for k, v in choice["delta"].items() if v is not None}
-            if payload["usage"] is None:
-                del payload["usage"]
+            """`delta` holds only the fields that are set, as OpenAI sends them; `final`: the
+            answer's finish reason, on the last chunk before [DONE]."""
+            payload = {**head, "choices": [
+                {"index": 0, "delta": delta, "finish_reason": finish_reason}] if choices else []}
+            if usage is not None:
+                payload["usage"] = usage.model_dump()
             if final is not None:
                 # The last chunk before [DONE] says what happened (sources, hand-off).
                 service = chat.finished("".join(pieces), final)
@@ -347,7 +342,7 @@ class ChatStream:
         last: GenerationChunk | None = None
         pieces: list[str] = []
         try:
-            yield event(Delta(role="assistant", content=""))
+            yield event({"role": "assistant", "content": ""})
             chunk = self._first
             while chunk is not None:
                 last = chunk
@@ -355,13 +350,13 @@ class ChatStream:
                 if chunk.text:
                     measured.content_sent()
                     pieces.append(chunk.text)
-                    yield event(Delta(content=chunk.text))
+                    yield event({"content": chunk.text})
                 if chunk.finish_reason is not None:
-                    yield event(Delta(), finish_reason=chunk.finish_reason,
+                    yield event({}, finish_reason=chunk.finish_reason,
                                 final=None if include_usage else chunk.finish_reason)
                 chunk = await _next_before(self._stream, chat.deadline)
             if include_usage and last is not None:
-                yield event(Delta(), usage=_usage(last), choices=False,
+                yield event({}, usage=_usage(last), choices=False,
                             final=last.finish_reason or "")
             measured.succeeded()
         except asyncio.CancelledError:

@@ -170,6 +170,9 @@ class ChunkChoice(BaseModel):
 
 
 class ChatCompletionChunk(BaseModel):
+    """One SSE event of a stream. router/chat_service.py builds these as dicts (per-token speed);
+    this model is their schema, and a test validates streamed events against it."""
+
     id: str
     object: Literal["chat.completion.chunk"] = "chat.completion.chunk"
     created: int

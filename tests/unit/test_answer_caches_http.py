@@ -14,6 +14,7 @@ from fastapi.testclient import TestClient
 from configs.schema import PROJECT_ROOT
 from router.chat_service import ChatService
 from router.ingress import build_api
+from router.protocol import ChatCompletionChunk
 from shop.directory import ShopDirectory
 from tests.fakes import fake_streamers, recording_metrics
 from tests.unit.shop.conftest import SINGLES_DAY
@@ -68,6 +69,9 @@ def test_a_streamed_curated_answer_arrives_in_pieces_like_a_model_answer(stack):
     assert chunks[-1]["usage"]["completion_tokens"] == 0
     assert chunks[-1]["service"]["cache"] == "faq"
     assert stack.engine_calls() == 0
+    # Every event is a valid chunk of the documented schema (they are built without it).
+    for chunk in chunks:
+        assert ChatCompletionChunk.model_validate(chunk).id == chunks[0]["id"]
 
 
 def test_the_second_identical_question_is_a_hit_without_an_engine_call(stack):
