@@ -169,10 +169,10 @@ def test_prompt_longer_than_the_context_is_400_from_the_engine(stack):
 
 
 def test_a_seeded_request_prefilled_in_chunks_does_not_kill_the_engine(stack):
-    # ~2.5k prompt tokens with the tiny tokenizer (+ the shop prompt): more than one 2048-token
-    # prefill chunk. With a seed, vLLM CPU 0.32 killed the engine here ("CPU Generator does not
+    # ~3.3k prompt tokens with the tiny tokenizer (2k of text + the shop prompt): more than one
+    # 2048-token prefill chunk, inside the 4096-token context. With a seed, vLLM CPU 0.32 killed the engine here ("CPU Generator does not
     # use offset"); the CPU config does not pass seeds to the engine (engine.request_seed: false).
-    text = "Is shipping free to Xinjiang if I order two hoodies? " * 200  # not a curated answer
+    text = "Is shipping free to Xinjiang if I order two hoodies? " * 60  # not a curated answer
     for _ in range(2):
         r = ask(stack, messages=[{"role": "user", "content": text}], max_tokens=4, seed=7,
                 temperature=1.0)
