@@ -76,15 +76,21 @@ def margin_of(found: list[ScoredEntry]) -> float:
     return found[0].relevance - (found[1].relevance if len(found) > 1 else 0.0)
 
 
+def _approved(entry: KnowledgeEntry, language: Language, relevance: float,
+              margin: float) -> CuratedMatch | None:
+    """`entry`'s curated answer in `language`, if it is a FAQ entry with one."""
+    answer = entry.approved_answer.get(language)
+    if entry.kind != "faq" or not answer:
+        return None
+    return CuratedMatch(entry.id, entry.title[language], answer, relevance, margin)
+
+
 def exact_match(entry: KnowledgeEntry | None, config: CuratedAnswersConfig,
                 language: Language) -> CuratedMatch | None:
     """The curated answer for a message that is one of `entry`'s written questions."""
-    if not config.enabled or entry is None or entry.kind != "faq":
+    if not config.enabled or entry is None:
         return None
-    answer = entry.approved_answer.get(language)
-    if not answer:
-        return None
-    return CuratedMatch(entry.id, entry.title[language], answer, math.inf, math.inf)
+    return _approved(entry, language, math.inf, math.inf)
 
 
 def curated_match(found: list[ScoredEntry], config: CuratedAnswersConfig,
@@ -93,12 +99,7 @@ def curated_match(found: list[ScoredEntry], config: CuratedAnswersConfig,
     message of `words` words."""
     if not config.enabled or not found or words < config.min_words:
         return None
-    best = found[0]
-    entry = best.entry
-    answer = entry.approved_answer.get(language)
-    if entry.kind != "faq" or not answer:
-        return None
     margin = margin_of(found)
-    if best.relevance < config.min_relevance or margin < config.min_margin:
+    if found[0].relevance < config.min_relevance or margin < config.min_margin:
         return None
-    return CuratedMatch(entry.id, entry.title[language], answer, best.relevance, margin)
+    return _approved(found[0].entry, language, found[0].relevance, margin)
