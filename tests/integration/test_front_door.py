@@ -109,6 +109,10 @@ def test_limits_hold_across_two_ingress_replicas_while_another_key_is_served(sta
     assert served.status_code == 200
     assert set(statuses) <= {200, 429}
     assert admitted == limit
+    # Each replica exports its counters every interval: wait until all 60 are on record
+    # before asking which replicas saw them.
+    assert stack.wait_for_metric("ray_cs_key_requests_total", 60, timeout_s=30,
+                                 key_id="burst") == 60
     replicas = {dict(labels).get("replica")
                 for (name, labels), value in stack.metrics().items()
                 if name == "ray_cs_key_requests_total" and dict(labels).get("key_id") == "burst"
