@@ -104,6 +104,12 @@ class ReplicaWait(_Strict):
         10, ge=1, description="Retry-After (seconds) of that 503: about the time a replica "
         "that is starting needs to be ready."
     )
+    replacement_s: int = Field(
+        120, ge=1, description="How long Serve takes to replace a lost replica (process, node "
+        "or engine died) until it serves: measure it (README \"Failures under load\"). A "
+        "request whose replica was lost and that no other replica could take gets a 503 with "
+        "the time left until then as Retry-After."
+    )
 
 
 class ModelConfig(_Strict):

@@ -85,8 +85,8 @@ def _rebuild(cls: type[EngineInputError], message: str, param: str | None) -> En
 
 
 class EngineUnavailableError(RuntimeError):
-    """This replica's engine can no longer serve (its process died). Retryable: Serve replaces the
-    replica once its health check fails, and other replicas may serve meanwhile (HTTP 503)."""
+    """This replica's engine can no longer serve (its process died). Retryable: the replica
+    exits and Serve replaces it, and other replicas serve meanwhile (router/admission.py)."""
 
 
 class ChatEngine(abc.ABC):
@@ -103,6 +103,11 @@ class ChatEngine(abc.ABC):
     @abc.abstractmethod
     async def check_health(self) -> None:
         """Raise if the engine can no longer serve (e.g. its process died)."""
+
+    def is_dead(self) -> bool:
+        """True once the engine can never serve again (its process died). Must be cheap: the
+        replica polls it to leave the pool at once (deployments/model_deployment.py)."""
+        return False
 
     @abc.abstractmethod
     async def shutdown(self) -> None:

@@ -7,8 +7,10 @@ periods come from the Serve config's `deployments:` section, not from code.
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import AsyncIterator
+import os
+from collections.abc import AsyncIterator, Callable
 
 from ray import serve
 
@@ -24,6 +26,18 @@ from deployments.model_source import resolve_model_path
 
 logger = logging.getLogger("cs_assistant.model_deployment")
 
+# How often a replica looks at its engine. Checking is a flag read; a dead engine is noticed
+# within this time, against 3 failed health checks (15 s and more) through Serve.
+ENGINE_WATCH_PERIOD_S = 0.5
+ENGINE_DIED_EXIT_CODE = 70  # EX_SOFTWARE: the replica ends itself because its engine died
+
+
+def exit_process() -> None:
+    """End this replica's process now. Serve sees the actor die, drops it from every router and
+    starts a replacement; there is nothing to drain (the engine is gone)."""
+    logging.shutdown()
+    os._exit(ENGINE_DIED_EXIT_CODE)
+
 
 @serve.deployment
 class ModelDeployment:
@@ -33,7 +47,9 @@ class ModelDeployment:
         self,
         model: ModelConfig,
         engine_cls: type[ChatEngine] | None = None,
+        on_engine_death: Callable[[], None] = exit_process,
     ):
+        """`on_engine_death` runs once when the engine dies (tests pass a recorder)."""
         use_serve_logging()
         # Resolve before importing vLLM: a missing model fails the deploy with a clear message.
         model_path = resolve_model_path(model)
@@ -44,6 +60,19 @@ class ModelDeployment:
         self._model = model
         self._engine = engine_cls(model, model_path)
         await self._engine.start()
+        self._on_engine_death = on_engine_death
+        self._watch = asyncio.get_running_loop().create_task(self._leave_when_engine_dies())
+
+    async def _leave_when_engine_dies(self) -> None:
+        """A replica whose engine died must leave the pool at once: alive, it would answer
+        every request with an error and, being the least loaded, attract more of them until
+        Serve's health checks fail. So it ends itself; its requests in flight are lost with the
+        engine either way, and the ingress retries those that had no output yet."""
+        while not self._engine.is_dead():
+            await asyncio.sleep(ENGINE_WATCH_PERIOD_S)
+        logger.error("the engine of %s died; this replica exits so that it leaves the pool "
+                     "now (Serve starts a replacement)", self._model.name)
+        self._on_engine_death()
 
     async def chat(
         self, request: EngineRequest
@@ -65,6 +94,9 @@ class ModelDeployment:
 
     async def __del__(self):
         # Serve calls this on graceful shutdown (scale-down, redeploy) after draining requests.
-        engine = getattr(self, "_engine", None)  # absent when __init__ failed
+        watch = getattr(self, "_watch", None)  # absent when __init__ failed
+        if watch is not None:
+            watch.cancel()
+        engine = getattr(self, "_engine", None)
         if engine is not None:
             await engine.shutdown()

@@ -154,6 +154,10 @@ class VLLMChatEngine(ChatEngine):
             raise RuntimeError("engine not started")
         await self._engine.check_health()
 
+    def is_dead(self) -> bool:
+        # vLLM's monitor thread sets this the moment the engine-core process exits.
+        return self._engine is not None and self._engine.errored
+
     async def shutdown(self) -> None:
         if self._engine is not None:
             self._engine.shutdown()

@@ -8,6 +8,17 @@ calls. A request is refused here when
   or saturated): the queued call is cancelled and answered 503 with Retry-After.
 Closing the returned generator early cancels the call on the replica, which aborts the request
 inside the engine (client disconnects, timeouts).
+
+A replica that is lost (its process or node died, or its engine died) costs the requests it was
+generating and nothing else:
+- before the first chunk of the answer the call has produced nothing, so it is sent once more;
+  Serve's router has already dropped the dead replica, so the retry goes to another one (or waits
+  for a replacement within `replica_wait`);
+- a second loss, or a loss after output began, is a 503 `model_unavailable` whose Retry-After is
+  the model's measured replacement time (`replica_wait.replacement_s`); for a stream that already
+  sent its status it is the in-band error event;
+- while a replacement is expected, a 503 for "no replica within the wait" carries the time left
+  until it is ready instead of the cold-start Retry-After.
 """
 
 from __future__ import annotations
@@ -15,13 +26,20 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable
 
+from ray.exceptions import RayActorError
 from ray.serve.exceptions import BackPressureError
 from ray.serve.handle import DeploymentHandle
 
 from configs.schema import ModelConfig
-from deployments.engine_protocol import EngineRequest, GenerationChunk, ReplicaAccepted
+from deployments.engine_protocol import (
+    EngineRequest,
+    EngineUnavailableError,
+    GenerationChunk,
+    ReplicaAccepted,
+)
 from router.chat_service import ChatStreamer
 from router.errors import APIError
 
@@ -31,30 +49,96 @@ logger = logging.getLogger("cs_assistant.admission")
 DEFAULT_OVERLOAD_RETRY_AFTER_S = 1
 
 
-def handle_streamer(handle: DeploymentHandle, model: ModelConfig) -> ChatStreamer:
-    """Adapt a model deployment handle to the `ChatStreamer` the service expects."""
+# Why a replica call was lost: the `reason` label of cs_replica_retries_total.
+REPLICA_DIED = "replica_died"  # the actor, its process or its node is gone (or unreachable)
+ENGINE_DEAD = "engine_dead"  # the replica answered that its engine process died
+LOSS_REASONS = (REPLICA_DIED, ENGINE_DEAD)
+
+
+def loss_reason(exc: BaseException) -> str | None:
+    """Why `exc` means the replica was lost, or None when it is the request's own failure.
+    gRPC transport errors arrive as ActorUnavailableError (a RayActorError), and the engine's
+    error crosses Ray as a RayTaskError that is also an EngineUnavailableError."""
+    if isinstance(exc, EngineUnavailableError):
+        return ENGINE_DEAD
+    if isinstance(exc, RayActorError):
+        return REPLICA_DIED
+    return None
+
+
+def handle_streamer(handle: DeploymentHandle, model: ModelConfig,
+                    on_retry: Callable[[str, str], None] | None = None) -> ChatStreamer:
+    """Adapt a model deployment handle to the `ChatStreamer` the service expects.
+    `on_retry(model, reason)` is called for each call sent again after a replica loss."""
     stream_handle = handle.options(stream=True)
     wait = model.replica_wait
+    last_loss = [-math.inf]  # time.monotonic() of the last replica loss seen by this ingress
+
+    def replacement_retry_after() -> int:
+        """Seconds until a replacement for the last lost replica should be serving."""
+        left = wait.replacement_s - (time.monotonic() - last_loss[0])
+        return max(1, math.ceil(left))
+
+    def unavailable(request_id: str) -> APIError:
+        return APIError.unavailable(
+            f"The replica serving this request was lost and no other replica of the model "
+            f"'{model.name}' could answer it (request id {request_id}). A replacement is "
+            "starting.", replacement_retry_after())
+
+    async def first_chunk(request: EngineRequest):
+        """(call, its first chunk): a call whose replica is lost before any output is sent once
+        more; the second loss is a 503."""
+        for attempt in (1, 2):
+            response = None
+            try:
+                try:
+                    response = stream_handle.chat.remote(request)
+                    accepted = await asyncio.wait_for(anext(response), timeout=wait.timeout_s)
+                except BackPressureError as exc:
+                    retry_after = math.ceil(exc.retry_after_s or DEFAULT_OVERLOAD_RETRY_AFTER_S)
+                    raise APIError.overloaded(model.name, exc.status_code, retry_after) from None
+                except TimeoutError:
+                    recovering = time.monotonic() - last_loss[0] < wait.replacement_s
+                    retry_after = (max(wait.retry_after_s, replacement_retry_after())
+                                   if recovering else wait.retry_after_s)
+                    raise APIError.no_replica(model.name, wait.timeout_s, retry_after) from None
+                if not isinstance(accepted, ReplicaAccepted):
+                    raise RuntimeError(f"replica stream began with {type(accepted).__name__}")
+                return response, await anext(response, None)
+            except BaseException as exc:
+                if response is not None:
+                    cancel_call(response)
+                reason = loss_reason(exc)
+                if reason is None:
+                    raise
+                last_loss[0] = time.monotonic()
+                if attempt == 2:
+                    logger.warning("request %s: replica of %s lost again (%s); answering 503",
+                                   request.request_id, model.name, reason)
+                    raise unavailable(request.request_id) from None
+                logger.warning("request %s: replica of %s lost before any output (%s); "
+                               "sending it once more", request.request_id, model.name, reason)
+                if on_retry is not None:
+                    on_retry(model.name, reason)
+        raise AssertionError("unreachable")
 
     async def stream(request: EngineRequest) -> AsyncIterator[GenerationChunk]:
-        response = None
+        response, chunk = await first_chunk(request)
         finished = False
         try:
-            try:
-                response = stream_handle.chat.remote(request)
-                accepted = await asyncio.wait_for(anext(response), timeout=wait.timeout_s)
-            except BackPressureError as exc:
-                retry_after = math.ceil(exc.retry_after_s or DEFAULT_OVERLOAD_RETRY_AFTER_S)
-                raise APIError.overloaded(model.name, exc.status_code, retry_after) from None
-            except TimeoutError:
-                raise APIError.no_replica(model.name, wait.timeout_s, wait.retry_after_s) from None
-            if not isinstance(accepted, ReplicaAccepted):
-                raise RuntimeError(f"replica stream began with {type(accepted).__name__}")
-            async for chunk in response:
+            if chunk is not None:
                 yield chunk
+                async for chunk in response:
+                    yield chunk
             finished = True
+        except BaseException as exc:
+            if loss_reason(exc) is None:
+                raise
+            # Output was already sent: nothing can be retried without repeating it.
+            last_loss[0] = time.monotonic()
+            raise unavailable(request.request_id) from None
         finally:
-            if not finished and response is not None:
+            if not finished:
                 cancel_call(response)
 
     return stream

@@ -88,13 +88,14 @@ class Ingress:
     ):
         use_serve_logging()
         handles = {"text": text_model, "vision": vision_model}
-        streamers = {
-            model.modality: handle_streamer(handles[model.modality], model)
-            for model in config.models
-        }
         self._config = config
         self._text_model = text_model
         self._metrics = IngressMetrics.for_app(serve_instruments, config)
+        streamers = {
+            model.modality: handle_streamer(handles[model.modality], model,
+                                            self._metrics.replica_retried)
+            for model in config.models
+        }
         # Indexing the knowledge bases takes about a second per shop; it happens once here.
         shops = ShopDirectory(config.shops, PROJECT_ROOT) if config.shops else None
         self._service = ChatService(config, streamers, shops,

@@ -177,11 +177,17 @@ IMAGE_FETCH = MetricSpec(
     "Remote image URLs: time to fetch one image (redirects included), successful or not.",
     ("outcome",), IMAGE_FETCH_BUCKETS_S)
 
+REPLICA_RETRIES = MetricSpec(
+    "cs_replica_retries", "counter",
+    "Replica calls sent once more because their replica was lost before any output "
+    "(replica_died: its process or node is gone; engine_dead: its engine process died).",
+    ("model", "reason"))
+
 INGRESS_METRICS = (REQUESTS, REJECTED, FAILED, TTFT, ITL, E2E, PROMPT_TOKENS, COMPLETION_TOKENS,
                    IN_FLIGHT, IMAGE_PREPROCESS, IMAGES, SHOP_REQUESTS, SHOP_CACHE, CACHE_ENTRIES,
                    CACHE_BYTES, CACHE_DROPPED, SHOP_HANDOFFS,
                    SHOP_NO_RELEVANT_ENTRY, SHOP_RETRIEVAL, KEY_REQUESTS, KEY_TOKENS,
-                   RATE_LIMITED, RATE_LIMIT_STORE_ERRORS, IMAGE_FETCH)
+                   RATE_LIMITED, RATE_LIMIT_STORE_ERRORS, IMAGE_FETCH, REPLICA_RETRIES)
 
 
 class Instrument(Protocol):
@@ -221,6 +227,9 @@ class IngressMetrics:
     def image_fetched(self, seconds: float, outcome: str) -> None:
         """`outcome`: `ok`, or the error code that refused the URL."""
         self.record(IMAGE_FETCH, seconds, outcome=outcome)
+
+    def replica_retried(self, model: str, reason: str) -> None:
+        self.record(REPLICA_RETRIES, 1, model=model, reason=reason)
 
     def watch_cache(self, stats: Callable[[], CacheStats]) -> None:
         """Report the response cache's size with the other gauges."""

@@ -144,6 +144,12 @@ ROWS: list[tuple[str, list[Panel]]] = [
                 f"or sum by (model) (rate(ray_cs_requests_total{{{MODEL}}}[{RATE}])) * 0) "
                 f"/ sum by (model) (rate(ray_cs_requests_total{{{MODEL}}}[{RATE}]))",
                 "{{model}}")], unit="percentunit"),
+        Panel("Replica losses retried/s by reason",
+              "Calls whose replica was lost before any output (replica_died: process or node "
+              "gone; engine_dead: its engine died), sent once more to another replica. The "
+              "shoppers did not see these; a second loss is a 503 in the panel beside.",
+              [(f"sum by (model, reason) (rate(ray_cs_replica_retries_total{{{MODEL}}}"
+                f"[{RATE}])) or vector(0)", "{{model}} {{reason}}")], unit="reqps"),
     ]),
     ("Vision route", [
         Panel("Images/s", "Images received in routed vision requests per second.",

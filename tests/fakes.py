@@ -11,12 +11,14 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry
+from ray.exceptions import ActorDiedError, RayTaskError
 
 from configs.schema import AppConfig, RateLimits
 from deployments.engine_protocol import (
     ChatEngine,
     ContextLengthError,
     EngineRequest,
+    EngineUnavailableError,
     GenerationChunk,
     ReplicaAccepted,
 )
@@ -32,6 +34,7 @@ class FakeBehaviour:
     reject_input: bool = False  # raise ContextLengthError before the first token
     healthy: bool = True
     fail_start: bool = False
+    dead: bool = False  # the engine process is gone (`is_dead`)
 
 
 class FakeChatEngine(ChatEngine):
@@ -75,6 +78,9 @@ class FakeChatEngine(ChatEngine):
         if not self.behaviour.healthy:
             raise RuntimeError("fake engine is dead")
 
+    def is_dead(self) -> bool:
+        return self.behaviour.dead
+
     async def shutdown(self) -> None:
         self.shut_down = True
 
@@ -101,8 +107,14 @@ class FakeDeploymentHandle:
     """
 
     def __init__(self, engine: FakeChatEngine, state: str = "serving",
-                 status_code: int = 429, retry_after_s: float | None = 2.5):
+                 status_code: int = 429, retry_after_s: float | None = 2.5,
+                 losses: tuple[str | None, ...] = ()):
+        """`losses`: per call in order, how its replica is lost (None: it is not; later calls
+        are served): "replica_died" before any output (Ray's ActorDiedError),
+        "engine_dead" before any output (the replica's EngineUnavailableError, as Ray raises
+        it), "mid_stream" (ActorDiedError after the first chunk)."""
         self.engine = engine
+        self.losses = list(losses)
         self.state = state
         self.status_code = status_code
         self.retry_after_s = retry_after_s
@@ -117,14 +129,17 @@ class FakeDeploymentHandle:
         return self
 
     def remote(self, request: EngineRequest) -> _FakeResponse:
-        response = _FakeResponse(self, request)
+        loss = self.losses.pop(0) if self.losses else None
+        response = _FakeResponse(self, request, loss)
         self.calls.append(response)
         return response
 
 
 class _FakeResponse:
-    def __init__(self, handle: FakeDeploymentHandle, request: EngineRequest):
+    def __init__(self, handle: FakeDeploymentHandle, request: EngineRequest,
+                 loss: str | None = None):
         self._handle = handle
+        self._loss = loss
         self.request_id = request.request_id
         self._items = self._generate(request)
         self.cancelled = False
@@ -140,8 +155,15 @@ class _FakeResponse:
         if handle.state == "no_replica":
             await asyncio.Event().wait()
         yield ReplicaAccepted()
+        if self._loss == "replica_died":
+            raise ActorDiedError()
+        if self._loss == "engine_dead":
+            raise RayTaskError("chat", "traceback", EngineUnavailableError("engine is dead")
+                               ).as_instanceof_cause()
         async for chunk in handle.engine.chat(request):
             yield chunk
+            if self._loss == "mid_stream":
+                raise ActorDiedError()
 
     def __aiter__(self):
         return self

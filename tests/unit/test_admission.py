@@ -1,7 +1,9 @@
 """Admission at the Serve boundary (`router.admission.handle_streamer`), over HTTP with fake
 deployment handles: a full queue is a fast 429 with Retry-After, no replica within the wait bound
 is a 503 with Retry-After, both in the OpenAI envelope, counted by model and reason, and a vision
-pool in either state leaves text requests alone."""
+pool in either state leaves text requests alone. A lost replica costs only what it had already
+streamed: a call lost before any output is sent once more, a second loss is a 503 whose
+Retry-After is the replacement time."""
 
 from __future__ import annotations
 
@@ -23,7 +25,7 @@ from tests.fakes import FakeChatEngine, FakeDeploymentHandle, recording_metrics
 URL = "/v1/chat/completions"
 TEXT = {"messages": [{"role": "user", "content": "When will my order ship?"}]}
 IMAGE = {"messages": [image_message()]}
-WAIT = ReplicaWait(timeout_s=0.3, retry_after_s=20)
+WAIT = ReplicaWait(timeout_s=0.3, retry_after_s=20, replacement_s=40)
 
 
 class Ingress:
@@ -39,9 +41,10 @@ class Ingress:
                 text_state if m.modality == "text" else vision_state, **handle_kwargs)
             for m in config.models
         }
-        streamers = {m.modality: handle_streamer(self.handles[m.modality], m)
-                     for m in config.models}
         self.metrics, self.registry = recording_metrics(config)
+        streamers = {m.modality: handle_streamer(self.handles[m.modality], m,
+                                                 self.metrics.replica_retried)
+                     for m in config.models}
         api = build_api(ChatService(config, streamers), self.metrics, config, None)
         self.client = TestClient(api, raise_server_exceptions=False)
 
@@ -149,3 +152,65 @@ def test_replica_wait_must_end_before_the_request_deadline(local_config):
 def test_overloaded_error_is_a_client_error_with_retry_after():
     error = APIError.overloaded("m", 429, 7)
     assert (error.status, error.headers) == (429, {"Retry-After": "7"})
+
+
+def sse_events(response) -> list[str]:
+    return [line[len("data: "):] for line in response.text.splitlines()
+            if line.startswith("data: ")]
+
+
+@pytest.mark.parametrize("stream", [False, True])
+@pytest.mark.parametrize("loss", ["replica_died", "engine_dead"])
+def test_a_call_whose_replica_is_lost_before_any_output_is_sent_once_more(local_config, loss,
+                                                                          stream):
+    ingress = Ingress(local_config, losses=(loss,))
+    response = ingress.client.post(URL, json={**TEXT, "stream": stream})
+    assert response.status_code == 200, response.text
+    text = response.text if stream else response.json()["choices"][0]["message"]["content"]
+    assert "ships" in text and "error" not in text
+    calls = ingress.handles["text"].calls
+    assert [call.cancelled for call in calls] == [True, False]
+    assert calls[0].request_id == calls[1].request_id  # the same request, sent again
+    text_model = ingress.model("text")
+    assert ingress.counted("cs_replica_retries_total", model=text_model, reason=loss) == 1
+    assert ingress.counted("cs_requests_total", model=text_model, route="text",
+                           status="200") == 1
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_second_loss_is_a_503_with_the_replacement_time_as_retry_after(local_config, stream):
+    ingress = Ingress(local_config, losses=("replica_died", "engine_dead"))
+    response = ingress.client.post(URL, json={**TEXT, "stream": stream})
+    error = envelope(response, 503)
+    assert error["code"] == "model_unavailable"
+    assert response.headers["x-request-id"] in error["message"]
+    assert WAIT.replacement_s - 2 <= int(response.headers["retry-after"]) <= WAIT.replacement_s
+    assert len(ingress.handles["text"].calls) == 2  # retried once, not more
+    assert ingress.counted("cs_requests_failed_total", model=ingress.model("text"),
+                           route="text", reason="model_unavailable") == 1
+
+
+def test_a_stream_whose_replica_is_lost_after_output_ends_in_band_and_is_not_repeated(
+        local_config):
+    ingress = Ingress(local_config, losses=("mid_stream",))
+    response = ingress.client.post(URL, json={**TEXT, "stream": True})
+    assert response.status_code == 200  # the status went out with the first chunk
+    events = sse_events(response)
+    assert events[-1] == "[DONE]"
+    assert '"content": "Your "' in events[1].replace('":"', '": "')
+    assert '"model_unavailable"' in events[-2]
+    assert not any("ships" in event for event in events)  # nothing sent twice or after
+    assert len(ingress.handles["text"].calls) == 1
+    assert ingress.counted("cs_requests_failed_total", model=ingress.model("text"),
+                           route="text", reason="model_unavailable") == 1
+
+
+def test_while_a_replacement_starts_no_replica_is_a_503_until_it_is_expected(local_config):
+    ingress = Ingress(local_config, losses=("replica_died", "replica_died"))
+    assert ingress.client.post(URL, json=TEXT).status_code == 503
+    ingress.handles["text"].state = "no_replica"
+    response = ingress.client.post(URL, json=TEXT)
+    error = envelope(response, 503)
+    assert error["code"] == "no_replica_available"
+    # Not the cold-start 20 s: the replacement is due in about 40 s.
+    assert WAIT.replacement_s - 2 <= int(response.headers["retry-after"]) <= WAIT.replacement_s

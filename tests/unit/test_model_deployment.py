@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from deployments.engine_protocol import EngineRequest, ReplicaAccepted, SamplingOptions
-from deployments.model_deployment import ModelDeployment
+from deployments.model_deployment import ENGINE_WATCH_PERIOD_S, ModelDeployment
 from deployments.model_source import ModelNotAvailableError
 from tests.fakes import FakeChatEngine
 from tests.conftest import model_for
@@ -61,3 +61,26 @@ def test_missing_model_fails_before_the_engine_is_built(local_config, tmp_path, 
     with pytest.raises(ModelNotAvailableError, match="Qwen/Qwen3-0.6B"):
         asyncio.run(replica.__init__(model, Recording))
     assert not built
+
+
+def test_a_replica_whose_engine_dies_leaves_at_once_and_not_before(local_config, tmp_path):
+    ckpt = tmp_path / "ckpt"
+    ckpt.mkdir()
+    (ckpt / "config.json").write_text("{}")
+    model = model_for(local_config, "text").model_copy(update={"source": str(ckpt)})
+    replica = DeploymentClass.__new__(DeploymentClass)
+    exits: list[float] = []
+
+    async def run():
+        loop = asyncio.get_running_loop()
+        await replica.__init__(model, FakeChatEngine, lambda: exits.append(loop.time()))
+        await asyncio.sleep(3 * ENGINE_WATCH_PERIOD_S)
+        assert exits == []  # a live engine keeps its replica
+        died = loop.time()
+        replica._engine.behaviour.dead = True
+        await asyncio.sleep(3 * ENGINE_WATCH_PERIOD_S)
+        await replica.__del__()
+        return died
+
+    died = asyncio.run(run())
+    assert len(exits) == 1 and exits[0] - died <= 2 * ENGINE_WATCH_PERIOD_S
