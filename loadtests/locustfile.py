@@ -49,6 +49,9 @@ def _add_arguments(parser) -> None:
                        help="counters must be still this long before a reconciliation snapshot "
                             "(Ray export interval + scrape interval)")
     group.add_argument("--summary-json", default="", help="write SLO and reconciliation figures")
+    group.add_argument("--requests-jsonl", default="",
+                       help="append one JSON line per request (time, route, status, ok, TTFT, "
+                            "duration, error): what loadtests/soak.py windows")
 
 
 class RunState:
@@ -62,6 +65,8 @@ class RunState:
         self.prometheus = PrometheusAPI(options.prometheus_url) if options.prometheus_url else None
         self.settle_s = options.settle_s
         self.summary_path = options.summary_json
+        self.requests_log = (open(options.requests_jsonl, "a", buffering=1)  # noqa: SIM115
+                             if options.requests_jsonl else None)
         self.run_started = False
         self.before = None
         self.reset()
@@ -72,6 +77,14 @@ class RunState:
         self.e2e_s: list[float] = []
         self.started = time.time()
         self.failed_gates: list[str] = []
+
+
+    def log_request(self, route: str, status: int, ok: bool, ttft_s: float | None = None,
+                    e2e_s: float | None = None, error: str | None = None) -> None:
+        if self.requests_log is not None:
+            self.requests_log.write(json.dumps({
+                "t": round(time.time(), 3), "route": route, "status": status, "ok": ok,
+                "ttft_s": ttft_s, "e2e_s": e2e_s, "error": error}) + "\n")
 
 
 def run_state(environment: Environment) -> RunState | None:
@@ -138,6 +151,8 @@ class Shopper(HttpUser):
                 if response.status_code != 200:
                     response.failure(f"HTTP {response.status_code}")
                     state.tally.record(route, ok=False, completion_tokens=0)
+                    state.log_request(route, response.status_code, False,
+                                      e2e_s=time.perf_counter() - started)
                     outcome_recorded = True
                     return
                 # Split bytes, not text: str.splitlines() also breaks at U+2028 and friends,
@@ -150,6 +165,8 @@ class Shopper(HttpUser):
                 else:
                     response.failure(f"in-band error {result.error_code or 'stream ended early'}")
                 state.tally.record(route, result.ok, result.completion_tokens)
+                state.log_request(route, 200, result.ok, result.ttft_s, result.e2e_s,
+                                  None if result.ok else result.error_code or "stream ended early")
                 outcome_recorded = True
         except (GreenletExit, StopUser):
             if not outcome_recorded:  # Locust stopped this user mid-request
@@ -159,6 +176,7 @@ class Shopper(HttpUser):
             if not outcome_recorded:  # broken mid-request: sent, not answered
                 logger.warning("request failed on the client side: %r", exc)
                 state.tally.record(route, ok=False, completion_tokens=0)
+                state.log_request(route, 0, False, error=type(exc).__name__)
             raise
         if result.ttft_s is not None:
             state.ttft_s.append(result.ttft_s)

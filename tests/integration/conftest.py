@@ -34,6 +34,18 @@ PROMETHEUS_CONFIGS = PROJECT_ROOT / "configs" / "prometheus"
 PROMETHEUS_STARTUP_TIMEOUT_S = 60
 
 
+def processes() -> list[tuple[int, int, str]]:
+    """(pid, parent pid, full command line) of every process on this machine."""
+    out = subprocess.run(["ps", "-ww", "-eo", "pid=,ppid=,args="], capture_output=True,
+                         text=True).stdout
+    rows = []
+    for line in out.splitlines():
+        fields = line.split(None, 2)
+        if len(fields) == 3:
+            rows.append((int(fields[0]), int(fields[1]), fields[2]))
+    return rows
+
+
 def write_test_config(dest: Path, port: int, customize=None) -> Path:
     """The shipped local config with the test port and tiny models. The sales calendar is
     emptied so the date the suite runs on cannot change replica counts, and the shops read
@@ -285,9 +297,22 @@ def write_prometheus_config(dest: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
-def prometheus(stack, tmp_path_factory) -> PrometheusAPI:
-    """A real Prometheus server (Debian's package) scraping the local stack with the shipped
-    scrape config and SLO rules; its log is .run/integration-prometheus.log."""
+def prometheus(stack, prometheus_server) -> PrometheusAPI:
+    """Prometheus once it scrapes the shared stack."""
+    deadline = time.monotonic() + PROMETHEUS_STARTUP_TIMEOUT_S
+    while not any(t["health"] == "up" for t in prometheus_server.targets()):
+        if time.monotonic() > deadline:
+            pytest.fail("Prometheus has no healthy scrape target")
+        time.sleep(1)
+    return prometheus_server
+
+
+@pytest.fixture(scope="session")
+def prometheus_server(tmp_path_factory) -> PrometheusAPI:
+    """A real Prometheus server (Debian's package) with the shipped scrape config and SLO
+    rules. It scrapes whatever Ray cluster runs on this machine (the targets come from Ray's
+    service-discovery file), so it follows the stack variants; its log is
+    .run/integration-prometheus.log."""
     binary = shutil.which("prometheus")
     if binary is None:
         pytest.fail("prometheus is not installed: scripts/setup.sh --test installs Debian's package")
@@ -304,11 +329,9 @@ def prometheus(stack, tmp_path_factory) -> PrometheusAPI:
     api = PrometheusAPI(f"http://127.0.0.1:{port}")
     try:
         try:
-            server.wait_until_ready(
-                lambda: api.ready() and any(t["health"] == "up" for t in api.targets()),
-                PROMETHEUS_STARTUP_TIMEOUT_S, poll_s=1.0)
+            server.wait_until_ready(api.ready, PROMETHEUS_STARTUP_TIMEOUT_S, poll_s=1.0)
         except ServerStartError as exc:
-            pytest.fail(f"{exc} (no healthy scrape target)")
+            pytest.fail(str(exc))
         yield api
     finally:
         server.stop(timeout_s=30)

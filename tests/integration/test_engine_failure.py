@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import time
 
 import httpx
@@ -14,20 +13,11 @@ import pytest
 
 from configs.schema import app_config_from_serve_config, load_serve_config
 from tests.conftest import APP_NAME, image_message
+from tests.integration.conftest import processes
 from tests.integration.test_local_stack import SAMPLE
 
 pytestmark = [pytest.mark.integration, pytest.mark.disruptive]
 RECOVERY_TIMEOUT_S = 420
-
-
-def processes() -> list[tuple[int, int, str]]:
-    out = subprocess.run(["ps", "-ww", "-eo", "pid=,ppid=,args="], capture_output=True,
-                         text=True).stdout
-    rows = []
-    for line in out.splitlines():
-        pid, ppid, args = line.strip().split(None, 2)
-        rows.append((int(pid), int(ppid), args))
-    return rows
 
 
 def replica_pid(deployment: str) -> int:
@@ -58,20 +48,20 @@ def timed_ask(stack, messages) -> tuple[httpx.Response, float]:
     return response, elapsed
 
 
-# What a request may get while a replica is being replaced, by (status, error code). A bare 500
-# (internal_error) is still possible today when a replica dies mid-call; the faults issue
-# retries those. Anything else (a 400, a 502 from the proxy, a body outside the OpenAI envelope)
-# fails the test.
+# What a request may get while a replica is being replaced, by (status, error code). No bare
+# 500: a call whose replica is lost before any output is sent once more, and when no replica can
+# take it the client is told when to come back (router/admission.py). Anything else (a 500, a
+# 400, a 502 from the proxy, a body outside the OpenAI envelope) fails the test.
 OUTCOMES_WHILE_RECOVERING = {
-    (500, "internal_error"), (503, "model_unavailable"), (503, "no_replica_available"),
-    (504, "request_timeout"),
+    (503, "model_unavailable"), (503, "no_replica_available"), (504, "request_timeout"),
 }
 # These messages name the request id, so a client's report can be found in the server log.
-CODES_WITH_REQUEST_ID = {"internal_error", "model_unavailable", "request_timeout"}
+CODES_WITH_REQUEST_ID = {"model_unavailable", "request_timeout"}
 
 
-def check_failure(response: httpx.Response) -> tuple[int, str]:
-    """A clean 5xx: the OpenAI envelope, a known code, and a request id to trace it by."""
+def check_failure(response: httpx.Response) -> tuple[int, str, int | None]:
+    """A clean 5xx: the OpenAI envelope, a known code, and a request id to trace it by.
+    Returns (status, code, Retry-After)."""
     error = response.json()["error"]
     assert set(error) == {"message", "type", "param", "code"}, response.text
     outcome = (response.status_code, error["code"])
@@ -79,14 +69,16 @@ def check_failure(response: httpx.Response) -> tuple[int, str]:
     assert response.headers.get("x-request-id"), dict(response.headers)
     if error["code"] in CODES_WITH_REQUEST_ID:
         assert response.headers["x-request-id"] in error["message"], error["message"]
+    retry_after = None
     if response.status_code == 503:
-        assert int(response.headers["Retry-After"]) > 0
-    return outcome
+        retry_after = int(response.headers["Retry-After"])
+        assert retry_after > 0
+    return (*outcome, retry_after)
 
 
 def wait_until_served(stack, messages) -> tuple[float, list[tuple[int, str]]]:
     """Ask until a 200; every failure before it must be a clean 5xx (see `check_failure`).
-    Returns the time to recovery and the (status, code) of each failure, in order."""
+    Returns the time to recovery and the (status, code, Retry-After) of each failure."""
     started = time.monotonic()
     failures = []
     while time.monotonic() - started < RECOVERY_TIMEOUT_S:
@@ -111,9 +103,13 @@ def test_killed_engine_process_gets_its_replica_restarted(stack):
 
     recovered_s, failures = wait_until_served(stack, TEXT)
     assert replica_pid("TextModel") != old_replica
-    # Requests that reach the dead engine are told to retry (503 + Retry-After): the replica
-    # itself is alive and knows its engine is gone.
-    assert (503, "model_unavailable") in failures, failures
+    # The replica left with its engine, so requests found no replica: each was told to come
+    # back when the replacement is due (replica_wait.replacement_s), not after the cold-start
+    # Retry-After of a model at zero.
+    assert failures, "no request saw the text model without a replica"
+    wait = next(m.replica_wait for m in app_config_from_serve_config(
+        load_serve_config(stack.config_path), APP_NAME).models if m.modality == "text")
+    assert failures[0][2] is not None and failures[0][2] > wait.retry_after_s, failures
     print(f"\n[integration] text replica serving again {recovered_s:.0f}s after its engine was "
           f"killed; failures meanwhile: {failures}")
 

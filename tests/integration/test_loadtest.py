@@ -29,6 +29,7 @@ def run_locust(stack, prometheus, workdir: Path, workload: Path, time_scale: flo
         "--prometheus-url", prometheus.url, "--settle-s", str(SETTLE_S),
         "--csv", str(workdir / "run"), "--html", str(workdir / "run.html"),
         "--summary-json", str(workdir / "summary.json"), "--only-summary",
+        "--requests-jsonl", str(workdir / "requests.jsonl"),
     ]
     result = subprocess.run(command, cwd=PROJECT_ROOT, capture_output=True, text=True,
                             timeout=900)
@@ -62,6 +63,11 @@ def test_sales_event_run_meets_slos_and_reconciles(stack, prometheus, tmp_path, 
     for entry in ("chat text", "chat vision", "TTFT text", "TTFT vision", "ITL text"):
         assert entry in stats, entry
     assert (tmp_path / "run.html").stat().st_size > 10_000
+    # One line per finished request, what the soak windows (loadtests/soak.py).
+    logged = [json.loads(line) for line in (tmp_path / "requests.jsonl").read_text().splitlines()]
+    interrupted = sum(summary["interrupted_by_route"].values())
+    assert len(logged) == summary["requests"] - interrupted
+    assert all(r["ok"] and r["ttft_s"] > 0 and r["e2e_s"] >= r["ttft_s"] for r in logged)
 
 
 def test_a_broken_slo_fails_the_run(stack, prometheus, tmp_path):
