@@ -26,8 +26,9 @@ from router.protocol import sse_data
 
 logger = logging.getLogger("cs_assistant.router")
 
-# A replica whose engine died is replaced after its health checks fail (3 x health_check_period_s)
-# plus an engine start-up; clients should come back after roughly that long.
+# Retry-After for a dead engine reported past the admission layer. Requests through Serve never
+# get it: router/admission.py retries them or answers with the model's measured
+# `replica_wait.replacement_s`. This is the fallback for a streamer without that layer.
 ENGINE_RESTART_RETRY_AFTER_S = 15
 
 

@@ -104,6 +104,14 @@ def gpu_worker_bounds(serve_config: dict[str, Any]) -> tuple[int, int]:
     return math.ceil(low / GPUS_PER_WORKER), math.ceil(high / GPUS_PER_WORKER)
 
 
+def termination_grace_s(serve_config: dict[str, Any]) -> int:
+    """A worker pod's termination grace: the longest graceful shutdown of any deployment plus
+    30 s for Ray to stop."""
+    longest = max(d.get("graceful_shutdown_timeout_s", 20)  # Serve's default
+                  for d in serve_config["applications"][0]["deployments"])
+    return int(longest) + 30
+
+
 def _block(text: str, indent: int) -> str:
     """`text` as the body of a YAML literal block scalar at `indent` spaces."""
     if "\t" in text or text[:1].isspace() or not text.endswith("\n") or text.endswith("\n\n"):
@@ -288,6 +296,10 @@ spec:
               app.kubernetes.io/name: cs-assistant
               app.kubernetes.io/component: gpu-worker
           spec:
+            # A drained node (scale-down, node upgrade) lets Serve finish the replicas' streams:
+            # longer than the longest graceful_shutdown_timeout_s in the Serve config (the
+            # Kubernetes default, 30 s, would cut them).
+            terminationGracePeriodSeconds: @@TERMINATION_GRACE_S@@
             securityContext:
               runAsNonRoot: true
               runAsUser: 1000
@@ -391,6 +403,7 @@ def render(image_repository: str = PLACEHOLDER_REPOSITORY,
         "ENV": _env(env, 16).rstrip("\n"),
         "WORKER_ENV": _env(env, 18).rstrip("\n"),
         "MIN_WORKERS": str(min_workers),
+        "TERMINATION_GRACE_S": str(termination_grace_s(serve_config)),
         "MAX_WORKERS": str(max_workers),
         "GPUS_PER_WORKER": str(GPUS_PER_WORKER),
         "GPU_INSTANCE_TYPE": GPU_INSTANCE_TYPE,

@@ -463,3 +463,12 @@ def test_readme_section_creates_every_secret_and_pins_the_operator():
         assert re.search(rf"kubectl (-n \S+ )?create secret generic {re.escape(name)}\b", text), \
             name
     assert f"--version {KUBERAY_VERSION.removeprefix('v')}" in text  # the CRD's release
+
+
+def test_a_drained_gpu_pod_gives_serve_its_graceful_shutdown():
+    # Kubernetes' default grace (30 s) is shorter than the replicas' graceful_shutdown_timeout_s
+    # (60 s): a drained node would cut the streams Serve is finishing.
+    grace = gpu_group()["template"]["spec"]["terminationGracePeriodSeconds"]
+    longest = max(d["graceful_shutdown_timeout_s"] for d in DEPLOYMENTS.values()
+                  if "graceful_shutdown_timeout_s" in d)
+    assert longest == 60 and grace >= longest + 30
