@@ -17,8 +17,11 @@ generating and nothing else:
 - a second loss, or a loss after output began, is a 503 `model_unavailable` whose Retry-After is
   the model's measured replacement time (`replica_wait.replacement_s`); for a stream that already
   sent its status it is the in-band error event;
-- while a replacement is expected, a 503 for "no replica within the wait" carries the time left
-  until it is ready instead of the cold-start Retry-After.
+- a 503 for "no replica within the wait" carries the time left until the replacement is ready,
+  instead of the cold-start Retry-After, when a replacement is what the request waited for: this
+  ingress saw the loss, or Serve reports no running replica of the model (Serve may drop a dead
+  replica before any request reaches it; a model at zero replicas by design gets the same answer,
+  as its cold start is no shorter than a replacement).
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ import asyncio
 import logging
 import math
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 from ray.exceptions import RayActorError
 from ray.serve.exceptions import BackPressureError
@@ -47,6 +50,8 @@ logger = logging.getLogger("cs_assistant.admission")
 
 # Retry-After of a 429 when the Serve config's backpressure_config sets none.
 DEFAULT_OVERLOAD_RETRY_AFTER_S = 1
+# Longest wait for Serve's status on the way to a 503.
+STATUS_TIMEOUT_S = 5
 
 
 # Why a replica call was lost: the `reason` label of cs_replica_retries_total.
@@ -67,9 +72,13 @@ def loss_reason(exc: BaseException) -> str | None:
 
 
 def handle_streamer(handle: DeploymentHandle, model: ModelConfig,
-                    on_retry: Callable[[str, str], None] | None = None) -> ChatStreamer:
+                    on_retry: Callable[[str, str], None] | None = None,
+                    running_replicas: Callable[[], Awaitable[int]] | None = None,
+                    ) -> ChatStreamer:
     """Adapt a model deployment handle to the `ChatStreamer` the service expects.
-    `on_retry(model, reason)` is called for each call sent again after a replica loss."""
+    `on_retry(model, reason)` is called for each call sent again after a replica loss;
+    `running_replicas()` asks Serve how many replicas of the model run (only on the way to a
+    503, never per request)."""
     stream_handle = handle.options(stream=True)
     wait = model.replica_wait
     last_loss = [-math.inf]  # time.monotonic() of the last replica loss seen by this ingress
@@ -78,6 +87,21 @@ def handle_streamer(handle: DeploymentHandle, model: ModelConfig,
         """Seconds until a replacement for the last lost replica should be serving."""
         left = wait.replacement_s - (time.monotonic() - last_loss[0])
         return max(1, math.ceil(left))
+
+    async def no_replica_retry_after() -> int:
+        """Retry-After when no replica took the request within the wait."""
+        if time.monotonic() - last_loss[0] < wait.replacement_s:
+            return max(wait.retry_after_s, replacement_retry_after())
+        if running_replicas is not None:
+            try:
+                running = await asyncio.wait_for(running_replicas(), STATUS_TIMEOUT_S)
+            except Exception:  # noqa: BLE001 - the 503 goes out either way
+                logger.warning("could not read the replica count of %s", model.name,
+                               exc_info=True)
+                running = None
+            if running == 0:  # the request waited for a replica that is starting
+                return max(wait.retry_after_s, math.ceil(wait.replacement_s - wait.timeout_s))
+        return wait.retry_after_s  # replicas run and are all busy
 
     def unavailable(request_id: str) -> APIError:
         return APIError.unavailable(
@@ -98,10 +122,8 @@ def handle_streamer(handle: DeploymentHandle, model: ModelConfig,
                     retry_after = math.ceil(exc.retry_after_s or DEFAULT_OVERLOAD_RETRY_AFTER_S)
                     raise APIError.overloaded(model.name, exc.status_code, retry_after) from None
                 except TimeoutError:
-                    recovering = time.monotonic() - last_loss[0] < wait.replacement_s
-                    retry_after = (max(wait.retry_after_s, replacement_retry_after())
-                                   if recovering else wait.retry_after_s)
-                    raise APIError.no_replica(model.name, wait.timeout_s, retry_after) from None
+                    raise APIError.no_replica(model.name, wait.timeout_s,
+                                              await no_replica_retry_after()) from None
                 if not isinstance(accepted, ReplicaAccepted):
                     raise RuntimeError(f"replica stream began with {type(accepted).__name__}")
                 return response, await anext(response, None)
@@ -142,6 +164,22 @@ def handle_streamer(handle: DeploymentHandle, model: ModelConfig,
                 cancel_call(response)
 
     return stream
+
+
+def serve_running_replicas(deployment: str) -> Callable[[], Awaitable[int]]:
+    """How many replicas of `deployment` (in this replica's application) Serve reports RUNNING:
+    one call to the Serve controller, run off the event loop."""
+    from ray import serve
+
+    def read() -> int:
+        app = serve.get_replica_context().app_name
+        overview = serve.status().applications[app].deployments[deployment]
+        return int(overview.replica_states.get("RUNNING", 0))
+
+    async def running() -> int:
+        return await asyncio.to_thread(read)
+
+    return running
 
 
 def cancel_call(response) -> None:

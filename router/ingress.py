@@ -28,7 +28,7 @@ from starlette.types import Receive, Scope, Send
 from configs.schema import PROJECT_ROOT, AppConfig
 from router.access.api_keys import Caller, KeyStore
 from router.access.rate_limits import Admission, RateLimiter
-from router.admission import handle_streamer
+from router.admission import handle_streamer, serve_running_replicas
 from router.chat_page import install_chat_page
 from router.chat_service import ChatService, ChatStream
 from router.errors import APIError, api_error_for
@@ -92,8 +92,9 @@ class Ingress:
         self._text_model = text_model
         self._metrics = IngressMetrics.for_app(serve_instruments, config)
         streamers = {
-            model.modality: handle_streamer(handles[model.modality], model,
-                                            self._metrics.replica_retried)
+            model.modality: handle_streamer(
+                handles[model.modality], model, self._metrics.replica_retried,
+                serve_running_replicas(model.deployment_name))
             for model in config.models
         }
         # Indexing the knowledge bases takes about a second per shop; it happens once here.

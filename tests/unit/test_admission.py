@@ -31,7 +31,9 @@ WAIT = ReplicaWait(timeout_s=0.3, retry_after_s=20, replacement_s=40)
 class Ingress:
     """The ingress app over fake handles, one per model, each in a chosen state."""
 
-    def __init__(self, config, text_state="serving", vision_state="serving", **handle_kwargs):
+    def __init__(self, config, text_state="serving", vision_state="serving",
+                 running_replicas=None, **handle_kwargs):
+        """`running_replicas`: what Serve would report for every model (None: not asked)."""
         config = config.model_copy(update={"models": tuple(
             m.model_copy(update={"replica_wait": WAIT}) for m in config.models)})
         self.config = config
@@ -42,9 +44,17 @@ class Ingress:
             for m in config.models
         }
         self.metrics, self.registry = recording_metrics(config)
-        streamers = {m.modality: handle_streamer(self.handles[m.modality], m,
-                                                 self.metrics.replica_retried)
-                     for m in config.models}
+        self.status_calls = 0
+
+        async def running() -> int:
+            self.status_calls += 1
+            if isinstance(running_replicas, Exception):
+                raise running_replicas
+            return running_replicas
+
+        streamers = {m.modality: handle_streamer(
+            self.handles[m.modality], m, self.metrics.replica_retried,
+            None if running_replicas is None else running) for m in config.models}
         api = build_api(ChatService(config, streamers), self.metrics, config, None)
         self.client = TestClient(api, raise_server_exceptions=False)
 
@@ -214,3 +224,20 @@ def test_while_a_replacement_starts_no_replica_is_a_503_until_it_is_expected(loc
     assert error["code"] == "no_replica_available"
     # Not the cold-start 20 s: the replacement is due in about 40 s.
     assert WAIT.replacement_s - 2 <= int(response.headers["retry-after"]) <= WAIT.replacement_s
+
+
+@pytest.mark.parametrize("running, retry_after", [
+    (0, WAIT.replacement_s),  # ceil(40 - 0.3): the rest of a replacement after the wait
+    (2, WAIT.retry_after_s),  # replicas run and are busy: the configured Retry-After
+    (RuntimeError("controller unreachable"), WAIT.retry_after_s),
+])
+def test_no_replica_retry_after_follows_what_serve_reports(local_config, running, retry_after):
+    ingress = Ingress(local_config, text_state="no_replica", running_replicas=running)
+    served = Ingress(local_config, running_replicas=0)
+    response = ingress.client.post(URL, json=TEXT)
+    assert envelope(response, 503)["code"] == "no_replica_available"
+    assert response.headers["retry-after"] == str(retry_after)
+    assert ingress.status_calls == 1
+    # Serve is asked on the way to a 503 only, never for a request that is served.
+    assert served.client.post(URL, json=TEXT).status_code == 200
+    assert served.status_calls == 0
