@@ -98,19 +98,19 @@ class MemorySampler(threading.Thread):
         self.exclude = exclude
         self.tracks: dict[int, MemoryTrack] = {}
         self.started = time.monotonic()
-        self._stop = threading.Event()
+        self._stopping = threading.Event()
 
     def run(self) -> None:
-        while not self._stop.is_set():
+        while not self._stopping.is_set():
             now = time.monotonic() - self.started
             for pid, role in serving_processes(self.exclude).items():
                 mib = pss_mib(pid)
                 if mib is not None:
                     self.tracks.setdefault(pid, MemoryTrack(role, pid)).samples.append((now, mib))
-            self._stop.wait(self.period_s)
+            self._stopping.wait(self.period_s)
 
     def stop(self) -> None:
-        self._stop.set()
+        self._stopping.set()
         self.join(timeout=30)
 
 
@@ -134,6 +134,7 @@ def windows(records: list[dict], start: float, window_s: float) -> list[dict]:
         e2e = [r["e2e_s"] for r in ok if r["e2e_s"] is not None]
         errors = Counter(r["error"] or f"HTTP {r['status']}" for r in group if not r["ok"])
         rows.append({
+            "index": index,
             "window": f"{index * window_s / 60:.0f}-{(index + 1) * window_s / 60:.0f} min",
             "requests": len(group), "errors": sum(errors.values()), "error_kinds": dict(errors),
             "ttft_p50_s": percentile(ttft, 0.5), "ttft_p95_s": percentile(ttft, 0.95),
@@ -240,9 +241,11 @@ def progress(requests_log: Path, started: float, window_s: float,
     """One line for the window that just ended."""
     records = [json.loads(line) for line in requests_log.read_text().splitlines()] \
         if requests_log.exists() else []
-    rows = windows(records, started, window_s)
+    ended = int((time.time() - started) // window_s) - 1  # the window that just ended
+    rows = [row for row in windows(records, started, window_s)
+            if row["index"] == ended]
     if rows:
-        w = rows[-1] if len(rows) == 1 else rows[-2]
+        w = rows[0]
         memory = sum(t.samples[-1][1] for t in sampler.tracks.values() if t.samples)
         print(f"soak: {w['window']}: {w['requests']} requests, {w['errors']} errors, TTFT p95 "
               f"{fmt(w['ttft_p95_s'])}, duration p99 {fmt(w['e2e_p99_s'])}; serving processes "

@@ -4,6 +4,7 @@ errors, a memory slope that shows a leak and not a flat line, and PSS read from 
 from __future__ import annotations
 
 import os
+import time
 
 import pytest
 
@@ -54,3 +55,14 @@ def test_the_workload_is_steady_for_the_asked_time_and_the_report_renders():
                                  "peak_mib": 2, "slope_mib_per_hour": None}],
                      "windows": windows([record(0.0), record(1.0)], 0.0, 300)})
     assert "| p (pid 1) | 1 | 2 | 2 | - |" in text and "| 0-5 min | 2 | 0 |" in text
+
+
+def test_the_sampler_tracks_this_process_and_stops_when_asked():
+    from loadtests.soak import MemorySampler
+
+    sampler = MemorySampler(0.05, exclude=set())
+    sampler.start()
+    time.sleep(0.3)
+    sampler.stop()
+    assert not sampler.is_alive()
+    assert all(mib > 0 for t in sampler.tracks.values() for _, mib in t.samples)
