@@ -57,7 +57,6 @@ STATUS_TIMEOUT_S = 5
 # Why a replica call was lost: the `reason` label of cs_replica_retries_total.
 REPLICA_DIED = "replica_died"  # the actor, its process or its node is gone (or unreachable)
 ENGINE_DEAD = "engine_dead"  # the replica answered that its engine process died
-LOSS_REASONS = (REPLICA_DIED, ENGINE_DEAD)
 
 
 def loss_reason(exc: BaseException) -> str | None:
