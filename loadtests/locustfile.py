@@ -78,7 +78,6 @@ class RunState:
         self.started = time.time()
         self.failed_gates: list[str] = []
 
-
     def log_request(self, route: str, status: int, ok: bool, ttft_s: float | None = None,
                     e2e_s: float | None = None, error: str | None = None) -> None:
         if self.requests_log is not None:

@@ -51,12 +51,17 @@ class ServeStatus:
         token = ray_auth_token()
         self._headers = {"Authorization": f"Bearer {token}"} if token else {}
 
-    def deployments(self, app: str = APP_NAME) -> dict[str, Replicas]:
-        """{deployment name: Replicas} of `app`; empty while the app is not deployed."""
+    def application(self, app: str = APP_NAME) -> dict:
+        """Serve's details of `app` (status, deployments, their replicas with pid and node);
+        empty while the app is not deployed."""
         request = urllib.request.Request(self.url, headers=self._headers)
         with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
             details = json.load(response)
-        application = (details.get("applications") or {}).get(app)
+        return (details.get("applications") or {}).get(app) or {}
+
+    def deployments(self, app: str = APP_NAME) -> dict[str, Replicas]:
+        """{deployment name: Replicas} of `app`; empty while the app is not deployed."""
+        application = self.application(app)
         if not application:
             return {}
         return {name: _replicas(d) for name, d in application["deployments"].items()}

@@ -29,9 +29,9 @@ from pathlib import Path
 
 import yaml
 
-from deployments.procfs import live_processes
-from loadtests.process_cpu import role_of
-from loadtests.workload import DEFAULT_WORKLOAD
+from loadtests.process_cpu import snapshot
+from loadtests.stats import percentile
+from loadtests.workload import steady_workload
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -53,20 +53,14 @@ def pss_mib(pid: int) -> float | None:
     return None
 
 
-def serving_processes(exclude: set[int]) -> dict[int, str]:
-    """pid -> role of every process with a known role on this machine."""
-    found = {}
-    for process in live_processes():
-        if process.pid in exclude:
-            continue
-        try:
-            cmdline = open(f"/proc/{process.pid}/cmdline", "rb").read()
-        except OSError:
-            continue
-        role = role_of(process.name, cmdline.replace(b"\0", b" ").decode(errors="replace"))
-        if role is not None and role not in ("spawned helper processes", "plain uvicorn"):
-            found[process.pid] = role
-    return found
+# Roles of processes that do not serve requests (the benchmark's own helpers).
+NOT_SERVING = ("spawned helper processes", "plain uvicorn")
+
+
+def serving_processes(exclude_pid: int | None) -> dict[int, str]:
+    """pid -> role of every process with a known serving role on this machine."""
+    return {pid: role for pid, (role, _) in snapshot(exclude_pid).seconds.items()
+            if role not in NOT_SERVING}
 
 
 @dataclass
@@ -92,10 +86,10 @@ class MemorySampler(threading.Thread):
     """Samples the PSS of every serving process every `period_s` until stopped. A process that
     appears later (a replica restarted or scaled up) gets its own track."""
 
-    def __init__(self, period_s: float, exclude: set[int]):
+    def __init__(self, period_s: float, exclude_pid: int | None = None):
         super().__init__(daemon=True)
         self.period_s = period_s
-        self.exclude = exclude
+        self.exclude_pid = exclude_pid
         self.tracks: dict[int, MemoryTrack] = {}
         self.started = time.monotonic()
         self._stopping = threading.Event()
@@ -103,7 +97,7 @@ class MemorySampler(threading.Thread):
     def run(self) -> None:
         while not self._stopping.is_set():
             now = time.monotonic() - self.started
-            for pid, role in serving_processes(self.exclude).items():
+            for pid, role in serving_processes(self.exclude_pid).items():
                 mib = pss_mib(pid)
                 if mib is not None:
                     self.tracks.setdefault(pid, MemoryTrack(role, pid)).samples.append((now, mib))
@@ -112,13 +106,6 @@ class MemorySampler(threading.Thread):
     def stop(self) -> None:
         self._stopping.set()
         self.join(timeout=30)
-
-
-def percentile(values: list[float], q: float) -> float | None:
-    if not values:
-        return None
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 def windows(records: list[dict], start: float, window_s: float) -> list[dict]:
@@ -145,13 +132,9 @@ def windows(records: list[dict], start: float, window_s: float) -> list[dict]:
 
 
 def soak_workload(minutes: float, users: int) -> dict:
-    """The sales workload's requests and mix at a steady `users` shoppers."""
-    workload = yaml.safe_load(DEFAULT_WORKLOAD.read_text())
-    workload["shape"] = {"baseline_users": users, "drain_s": 120,
-                         "stages": [{"name": "soak", "duration_s": minutes * 60, "users": 1}]}
-    # The soak reports; it does not gate (the sales-event run has the SLO gates).
-    workload["slo"] = {"max_error_rate": 1.0, "p95_ttft_s": 1000, "p99_e2e_s": 1000}
-    return workload
+    """The sales workload's requests and mix at a steady `users` shoppers; it reports, it does
+    not gate (the sales-event run has the SLO gates)."""
+    return steady_workload(minutes * 60, users, drain_s=120, stage="soak")
 
 
 def fmt(value: float | None, unit: str = "s") -> str:
@@ -207,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
     started_wall = time.time()
     with (args.out / "locust.log").open("w") as log:
         runner = subprocess.Popen(command, cwd=PROJECT_ROOT, stdout=log, stderr=subprocess.STDOUT)
-        sampler = MemorySampler(args.sample_s, exclude={runner.pid})
+        sampler = MemorySampler(args.sample_s, exclude_pid=runner.pid)
         sampler.start()
         window_s = args.window_min * 60
         try:
@@ -264,6 +247,7 @@ def build_report(args, records: list[dict], started: float, sampler: MemorySampl
         })
     return {
         "host": args.host, "minutes": args.minutes, "users": args.users,
+        "started": started,  # the windows' origin (Unix time), to recompute them from the log
         "sample_s": args.sample_s, "window_min": args.window_min,
         "requests": len(records), "errors": sum(1 for r in records if not r["ok"]),
         "memory": memory, "windows": windows(records, started, window_s),

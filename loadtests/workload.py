@@ -96,6 +96,19 @@ def load_workload(path: Path | str = DEFAULT_WORKLOAD) -> WorkloadConfig:
     return WorkloadConfig.model_validate(yaml.safe_load(Path(path).read_text()))
 
 
+def steady_workload(duration_s: float, users: int, drain_s: float,
+                    stage: str = "steady") -> dict:
+    """The sales workload's requests and mix at a steady `users` shoppers for `duration_s`,
+    with its SLO gates wide open: for runs that report or assert figures of their own (the
+    soak, the chaos tests) rather than gate on the SLOs. Returned as the YAML's dict, to be
+    adjusted and written for `--workload`."""
+    workload = yaml.safe_load(DEFAULT_WORKLOAD.read_text())
+    workload["shape"] = {"baseline_users": users, "drain_s": drain_s,
+                         "stages": [{"name": stage, "duration_s": duration_s, "users": 1}]}
+    workload["slo"] = {"max_error_rate": 1.0, "p95_ttft_s": 1000, "p99_e2e_s": 1000}
+    return workload
+
+
 @dataclass(frozen=True)
 class ShopperRequest:
     kind: RequestKind

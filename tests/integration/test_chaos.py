@@ -27,7 +27,6 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,12 +34,11 @@ import httpx
 import pytest
 import yaml
 
-from configs.schema import APP_NAME
 from configs.serve_env import load_serve_env
 from loadtests.prometheus_api import PrometheusAPI
-from loadtests.serve_status import ray_auth_token
+from loadtests.serve_status import ServeStatus
 from loadtests.server_process import free_port
-from loadtests.workload import DEFAULT_WORKLOAD
+from loadtests.workload import steady_workload
 from tests.conftest import PROJECT_ROOT
 from tests.integration.conftest import (
     METRICS_REPORT_INTERVAL_MS,
@@ -140,12 +138,7 @@ class TwoNodeCluster:
         assert result.returncode == 0, result.stdout + result.stderr
 
     def application(self) -> dict:
-        token = ray_auth_token()
-        request = urllib.request.Request(
-            f"{self.dashboard_url}/api/serve/applications/",
-            headers={"Authorization": f"Bearer {token}"} if token else {})
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return (json.load(response).get("applications") or {}).get(APP_NAME) or {}
+        return ServeStatus(self.dashboard_url).application()
 
     def text_replicas(self) -> list[dict]:
         deployment = self.application().get("deployments", {}).get("TextModel", {})
@@ -202,15 +195,12 @@ def chaos_config(raw: dict, http_port: int, persona_suffix: str = "",
 
 
 def chaos_workload() -> dict:
-    """The sales workload's questions at a steady USERS shoppers, text only."""
-    workload = yaml.safe_load(DEFAULT_WORKLOAD.read_text())
+    """The sales workload's questions at a steady USERS shoppers, text only; the assertions
+    below are the gates."""
+    workload = steady_workload(LOAD_S, USERS, drain_s=60)
     workload["mix"] = {"text_single": 3, "text_multi_turn": 1, "vision": 0}
     workload["output_tokens"] = {"min": 96, "max": 192}
     workload["think_time_s"] = {"min": 0.05, "max": 0.3}
-    workload["shape"] = {"baseline_users": USERS, "drain_s": 60,
-                         "stages": [{"name": "steady", "duration_s": LOAD_S, "users": 1}]}
-    # Gates are not what these runs check (the assertions below are): wide open.
-    workload["slo"] = {"max_error_rate": 1.0, "p95_ttft_s": 1000, "p99_e2e_s": 1000}
     return workload
 
 
