@@ -3,7 +3,7 @@ stack on this machine, with each serving process's memory sampled from /proc and
 percentiles per window. A leak shows as a slope; a slow degradation as windows that get worse.
 
     scripts/run-local.sh                      # in one terminal: the stack
-    .venv/bin/python -m loadtests.soak --minutes 30 --out .run/soak
+    scripts/run-soak.sh --minutes 30          # installs Locust (the test set), then this
 
 Processes are found by their role (the ingress replica, each model replica and its vLLM engine
 core and worker, HAProxy or the Serve proxy, the Serve controller, Ray's raylet and GCS; the
