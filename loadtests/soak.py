@@ -122,7 +122,7 @@ def windows(records: list[dict], start: float, window_s: float) -> list[dict]:
         errors = Counter(r["error"] or f"HTTP {r['status']}" for r in group if not r["ok"])
         rows.append({
             "index": index,
-            "window": f"{index * window_s / 60:.0f}-{(index + 1) * window_s / 60:.0f} min",
+            "window": f"{index * window_s / 60:g}-{(index + 1) * window_s / 60:g} min",
             "requests": len(group), "errors": sum(errors.values()), "error_kinds": dict(errors),
             "ttft_p50_s": percentile(ttft, 0.5), "ttft_p95_s": percentile(ttft, 0.95),
             "ttft_p99_s": percentile(ttft, 0.99), "e2e_p50_s": percentile(e2e, 0.5),
