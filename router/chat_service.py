@@ -85,6 +85,13 @@ class PreparedChat:
         """The answer is a curated or cached text, not a model's."""
         return self.shop_plan is not None and self.shop_plan.service.cache in ("faq", "hit")
 
+    def blank_answer_reply(self, answer: str) -> str | None:
+        """The shop's text to send when the model's whole `answer` is blank; None otherwise
+        (and always without shops: a plain proxy returns what the model said)."""
+        if self.shop is None or self.shop_plan is None:
+            return None
+        return self.shop.blank_answer_reply(self.shop_plan, answer)
+
     def finished(self, answer: str, finish_reason: str | None) -> dict | None:
         """The response's `service` object once `answer` is complete; None without shops.
         Called once per request: a model reply that declines is counted as a hand-off here,
@@ -261,6 +268,8 @@ class ChatService:
             await _close(stream)
         if last is None:
             raise RuntimeError("engine stream ended without output")
+        if (substitute := chat.blank_answer_reply("".join(pieces))) is not None:
+            pieces = [substitute]
         return ChatCompletionResponse(
             id=chat.request_id,
             created=chat.created,
@@ -352,6 +361,10 @@ class ChatStream:
                     pieces.append(chunk.text)
                     yield event({"content": chunk.text})
                 if chunk.finish_reason is not None:
+                    if (substitute := chat.blank_answer_reply("".join(pieces))) is not None:
+                        measured.content_sent()
+                        pieces.append(substitute)
+                        yield event({"content": substitute})
                     yield event({}, finish_reason=chunk.finish_reason,
                                 final=None if include_usage else chunk.finish_reason)
                 chunk = await _next_before(self._stream, chat.deadline)

@@ -13,7 +13,8 @@ Order of decisions, cheapest and most certain first:
 5. otherwise the model answers from the persona and the facts; when they do not answer the
    question it is told to reply with the no-answer message, and `review` turns such a reply
    into a `no_answer` hand-off (lexical relevance alone cannot tell an answerable colloquial
-   question from an unanswerable one: scripts/tune_retrieval.py).
+   question from an unanswerable one: scripts/tune_retrieval.py). A model answer with no text
+   is replaced by the no-answer message (`blank_answer_reply`), and so handed off too.
 """
 
 from __future__ import annotations
@@ -195,6 +196,14 @@ class ShopAssistant:
             enable_thinking, retrieval_s, version, tuple(found), facts=tuple(facts),
             question=conversation.latest,
             cacheable=ResponseCache.cacheable(conversation, facts))
+
+    def blank_answer_reply(self, plan: ShopPlan, answer: str) -> str | None:
+        """What to send instead of a model answer with no text (a model can end on its first
+        token, or spend its whole budget thinking): the no-answer message, which `review` then
+        hands off as `no_answer`, so a shopper never gets an empty reply. None otherwise."""
+        if plan.reply is not None or answer.strip():
+            return None
+        return self.config.messages.no_answer.get(plan.language)
 
     def review(self, plan: ShopPlan, answer: str) -> ServiceInfo:
         """The `service` object once the model has answered: a reply that is the shop's

@@ -67,7 +67,12 @@ def test_sales_event_run_meets_slos_and_reconciles(stack, prometheus, tmp_path, 
     logged = [json.loads(line) for line in (tmp_path / "requests.jsonl").read_text().splitlines()]
     interrupted = sum(summary["interrupted_by_route"].values())
     assert len(logged) == summary["requests"] - interrupted
-    assert all(r["ok"] and r["ttft_s"] > 0 and r["e2e_s"] >= r["ttft_s"] for r in logged)
+    assert all(r["ok"] and r["e2e_s"] > 0 and r["completion_tokens"] > 0 for r in logged)
+    # TTFT times the first text. The suite's tiny models sometimes end an answer on its first
+    # token (an empty answer, still a complete request): those have no TTFT, and only those.
+    for r in logged:
+        assert (r["ttft_s"] is None) == (r["content_chars"] == 0), r
+        assert r["ttft_s"] is None or 0 < r["ttft_s"] <= r["e2e_s"], r
 
 
 def test_a_broken_slo_fails_the_run(stack, prometheus, tmp_path):

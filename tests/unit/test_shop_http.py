@@ -24,7 +24,8 @@ class ShopStack:
     def __init__(self, config, behaviour=None):
         streamers, self.engines = fake_streamers(config, behaviour)
         metrics, self.registry = recording_metrics(config)
-        shops = ShopDirectory(config.shops, PROJECT_ROOT, clock=lambda: SINGLES_DAY)
+        shops = (ShopDirectory(config.shops, PROJECT_ROOT, clock=lambda: SINGLES_DAY)
+                 if config.shops else None)
         self.config = config
         self.client = TestClient(
             build_api(ChatService(config, streamers, shops), metrics, config, FakeHandle()),
@@ -127,6 +128,35 @@ def test_a_model_reply_that_declines_becomes_a_no_answer_handoff(local_config):
                        handoff_reason="no_answer") == 1
     chunks = stack.stream(ask("Is the trench coat lined?"))
     assert chunks[-1]["service"]["handoff"]["reason"] == "no_answer"
+
+
+def test_a_blank_model_answer_becomes_the_no_answer_message_and_a_handoff(local_config):
+    """A model can end on its first token: the shopper gets the shop's no-answer message, in
+    their language, and the shop's chat system a `no_answer` hand-off; nothing is cached."""
+    messages = local_config.shops.catalog[0].messages.no_answer
+    stack = ShopStack(local_config, FakeBehaviour(reply=("", " \n")))
+    body = stack.client.post(URL, json=ask("风衣有内衬吗？")).json()
+    assert body["choices"][0]["message"]["content"] == messages.zh
+    assert body["service"]["handoff"] == {"reason": "no_answer", "message": messages.zh}
+    assert body["usage"]["completion_tokens"] == 2  # the model's tokens, as counted
+    chunks = stack.stream(ask("Is the trench coat lined?"))
+    text = "".join(c["choices"][0]["delta"].get("content", "") for c in chunks if c["choices"])
+    assert text.strip() == messages.en
+    assert chunks[-1]["service"]["handoff"]["reason"] == "no_answer"
+    assert chunks[-1]["service"]["cache"] == "miss"
+    assert stack.value("cs_shop_handoffs_total", shop="demo-apparel",
+                       handoff_reason="no_answer") == 2
+    # Asked again: the model is asked again (a blank answer is never cached).
+    stack.client.post(URL, json=ask("Is the trench coat lined?"))
+    assert stack.engine_calls() == 3
+
+
+def test_without_shops_a_blank_model_answer_is_returned_as_it_is(local_config):
+    plain = local_config.model_copy(update={"shops": None})
+    stack = ShopStack(plain, FakeBehaviour(reply=("",)))
+    body = stack.client.post(URL, json=ask("hi")).json()
+    assert body["choices"][0]["message"]["content"] == ""
+    assert "service" not in body or body["service"] is None
 
 
 def test_thinking_where_the_shop_forbids_it_is_a_400(stack):
