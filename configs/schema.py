@@ -268,10 +268,23 @@ class AccessConfig(_Strict):
         None, description="redis://host:port/db shared by all ingress replicas. Unset: counters "
         "in each replica's memory, exact only with one ingress replica."
     )
+    rate_limit_store_password_env: str | None = Field(
+        None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", description="Name of an environment "
+        "variable holding the rate_limit_store's password (on Kubernetes, set from a Secret), "
+        "so the password is in neither the config nor the URL. An ingress replica whose "
+        "environment lacks it refuses to start. Unset: the URL's own credentials, if any."
+    )
     store_timeout_s: float = Field(
         0.25, gt=0, description="Bound of one call to the store. When the store fails, requests "
         "are served (fail open) and the failure is logged and counted."
     )
+
+    @model_validator(mode="after")
+    def _password_needs_a_store(self) -> AccessConfig:
+        if self.rate_limit_store_password_env and not self.rate_limit_store:
+            raise ValueError("access.rate_limit_store_password_env is set but "
+                             "access.rate_limit_store is not: there is no store to log in to")
+        return self
 
 
 class AppConfig(_Strict):

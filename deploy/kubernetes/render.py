@@ -1,4 +1,4 @@
-"""Render deploy/kubernetes/rayservice.yaml, the KubeRay RayService of the production application.
+r"""Render deploy/kubernetes/rayservice.yaml, the KubeRay RayService of the production application.
 
 The manifest is generated, never edited by hand, so that it cannot drift from what it deploys:
 
@@ -57,6 +57,7 @@ GPU_INSTANCE_TYPE = "g5.2xlarge"
 RAY_TOKEN_SECRET = "cs-assistant-ray-token"  # key `auth_token`: the name KubeRay requires
 GCS_REDIS_SECRET = "cs-assistant-gcs-redis"  # key `password`
 API_KEYS_SECRET = "cs-assistant-api-keys"  # key = the keys file's name
+LIMITS_REDIS_SECRET = "cs-assistant-limits-redis"  # key `password`: access.rate_limit_store's
 
 # The Redis that keeps the GCS tables across head restarts (a placeholder host, as the
 # production config's rate-limit store is; render with --gcs-redis-address). Not the rate-limit
@@ -121,10 +122,16 @@ def _block(text: str, indent: int) -> str:
     return "".join(pad + line if line.strip() else "\n" for line in text.splitlines(True))
 
 
-def _env(env: dict[str, str], indent: int) -> str:
+def _env(env: dict[str, str], indent: int, secrets: dict[str, tuple[str, str]] | None = None,
+         ) -> str:
+    """Container env entries: plain values, then `secrets` ({name: (Secret, key)}) by reference,
+    so a password is never inline in the manifest."""
     pad = " " * indent
-    return "".join(f"{pad}- name: {name}\n{pad}  value: {json.dumps(value)}\n"
+    text = "".join(f"{pad}- name: {name}\n{pad}  value: {json.dumps(value)}\n"
                    for name, value in env.items())
+    return text + "".join(
+        f"{pad}- name: {name}\n{pad}  valueFrom:\n{pad}    secretKeyRef: "
+        f"{{name: {secret}, key: {key}}}\n" for name, (secret, key) in (secrets or {}).items())
 
 
 TEMPLATE = """\
@@ -141,13 +148,14 @@ TEMPLATE = """\
 # The committed manifest names a placeholder repository, on purpose not a valid image reference
 # (nothing can be pulled by mistake). Build and push deploy/kubernetes/Dockerfile under your own
 # name, then apply the output of
-#   render.py --image-repository ghcr.io/<your-org>/cs-assistant \
+#   render.py --image-repository ghcr.io/<your-org>/cs-assistant \\
 #             --gcs-redis-address HOST:PORT --output -
 #
 # Secrets read here (create them first, never commit them):
 #   @@RAY_TOKEN_SECRET@@ (key auth_token)     Ray token authentication of every Ray process
 #   @@GCS_REDIS_SECRET@@ (key password)       the Redis that keeps the GCS across head restarts
 #   @@API_KEYS_SECRET@@  (key @@KEYS_NAME@@)   the API keys file (access.keys_file)
+#   @@LIMITS_REDIS_SECRET@@ (key password)  the rate-limit Redis (access.rate_limit_store)
 apiVersion: ray.io/v1
 kind: RayService
 metadata:
@@ -325,6 +333,8 @@ spec:
               - name: ray-worker
                 image: "@@IMAGE@@"
                 imagePullPolicy: IfNotPresent
+                # configs/ray-serve.env, and the rate-limit Redis password from its Secret
+                # (access.rate_limit_store_password_env): the ingress replicas run on these pods.
                 env:
 @@WORKER_ENV@@
                 ports:
@@ -391,6 +401,10 @@ def render(image_repository: str = PLACEHOLDER_REPOSITORY,
     if not app.access.keys_file or not app.access.keys_file.startswith("/"):
         raise ValueError("the production config's access.keys_file must be an absolute path")
     keys_file = Path(app.access.keys_file)
+    if not app.access.rate_limit_store_password_env:
+        raise ValueError("the production config's access.rate_limit_store_password_env must "
+                         "name the rate-limit Redis password's variable (set from a Secret)")
+    worker_secrets = {app.access.rate_limit_store_password_env: (LIMITS_REDIS_SECRET, "password")}
     min_workers, max_workers = gpu_worker_bounds(serve_config)
     env = load_serve_env(SERVE_ENV_FILE)
     version = project_version()
@@ -401,7 +415,7 @@ def render(image_repository: str = PLACEHOLDER_REPOSITORY,
         "SERVE_CONFIG": _block(serve_text, 4).rstrip("\n"),
         "SERVE_PORT": str(serve_config["http_options"]["port"]),
         "ENV": _env(env, 16).rstrip("\n"),
-        "WORKER_ENV": _env(env, 18).rstrip("\n"),
+        "WORKER_ENV": _env(env, 18, worker_secrets).rstrip("\n"),
         "MIN_WORKERS": str(min_workers),
         "TERMINATION_GRACE_S": str(termination_grace_s(serve_config)),
         "MAX_WORKERS": str(max_workers),
@@ -411,6 +425,7 @@ def render(image_repository: str = PLACEHOLDER_REPOSITORY,
         "GCS_REDIS_SECRET": GCS_REDIS_SECRET,
         "GCS_REDIS_ADDRESS": gcs_redis_address,
         "API_KEYS_SECRET": API_KEYS_SECRET,
+        "LIMITS_REDIS_SECRET": LIMITS_REDIS_SECRET,
         "KEYS_FILE": str(keys_file),
         "KEYS_DIR": str(keys_file.parent),
         "KEYS_NAME": keys_file.name,

@@ -22,9 +22,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import os
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from limits import RateLimitItemPerMinute
@@ -42,6 +43,23 @@ Clock = Callable[[], float]
 REQUESTS, TOKENS, CONCURRENCY = "requests", "tokens", "concurrency"
 LIMIT_KINDS = (REQUESTS, TOKENS, CONCURRENCY)
 STORE_ERROR_LOG_EVERY_S = 60.0
+
+
+def store_options(config: AccessConfig, environ: Mapping[str, str] = os.environ) -> dict:
+    """Keyword arguments of the Redis client: the call bounds and, when the config names an
+    environment variable for it, the password. Raises when that variable is missing, so a
+    replica refuses to start instead of failing open on every request."""
+    options: dict = dict(socket_timeout=config.store_timeout_s,
+                         socket_connect_timeout=config.store_timeout_s)
+    name = config.rate_limit_store_password_env
+    if name:
+        if not environ.get(name):
+            raise RuntimeError(
+                f"access.rate_limit_store_password_env names {name}, which is not set (or "
+                f"empty) in this ingress replica's environment; set it where Ray starts "
+                f"(README \"API keys\")")
+        options["password"] = environ[name]
+    return options
 
 
 def openai_duration(seconds: float) -> str:
@@ -78,6 +96,7 @@ class RateLimiter:
         self._on_store_error = on_store_error
         self._last_error_log = -math.inf
         self._config = config
+        self._store_options = store_options(config) if config.rate_limit_store else {}
         self._requests: SlidingWindowCounterRateLimiter | None = None
         self._tokens: FixedWindowRateLimiter | None = None
         self._leases: Leases | None = None
@@ -87,11 +106,10 @@ class RateLimiter:
         starts an expiry task on the loop it is created in)."""
         config = self._config
         if config.rate_limit_store:
-            timeouts = dict(socket_timeout=config.store_timeout_s,
-                            socket_connect_timeout=config.store_timeout_s)
+            options = self._store_options
             storage = RedisStorage("async+" + config.rate_limit_store, implementation="redispy",
-                                   wrap_exceptions=True, key_prefix="cs-limits", **timeouts)
-            self._leases = RedisLeases(config.rate_limit_store, timeouts, self._clock)
+                                   wrap_exceptions=True, key_prefix="cs-limits", **options)
+            self._leases = RedisLeases(config.rate_limit_store, options, self._clock)
         else:
             storage = MemoryStorage()
             self._leases = MemoryLeases(self._clock)
@@ -224,10 +242,10 @@ class RedisLeases(Leases):
     """Leases in a sorted set per key (member: lease id, score: expiry). Add-then-count in one
     transaction: two replicas racing for the last slot may both back off, never both win."""
 
-    def __init__(self, url: str, timeouts: dict[str, float], clock: Clock):
+    def __init__(self, url: str, options: dict, clock: Clock):
         import redis.asyncio
 
-        self._redis = redis.asyncio.Redis.from_url(url, **timeouts)
+        self._redis = redis.asyncio.Redis.from_url(url, **options)
         self._clock = clock
 
     @staticmethod

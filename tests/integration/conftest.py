@@ -8,6 +8,7 @@ own variant (see the variants' docstrings). Everything else is the deployment op
 
 from __future__ import annotations
 
+import secrets
 import shutil
 import subprocess
 import sys
@@ -126,7 +127,9 @@ class StackRunner:
         self._bin = Path(sys.executable).parent
         self._running: tuple[str, ServerProcess, LocalStack] | None = None
 
-    def get(self, variant: str, customize=None) -> LocalStack:
+    def get(self, variant: str, customize=None, env: dict[str, str] | None = None) -> LocalStack:
+        """The running stack `variant`, started with `customize(raw_config)` applied and `env`
+        added to the environment Ray starts in (its replicas inherit it)."""
         if self._running is not None and self._running[0] == variant:
             return self._running[2]
         self.stop()
@@ -143,7 +146,7 @@ class StackRunner:
             PROJECT_ROOT,
             # The request path the product ships with (HAProxy, direct ingress).
             {**load_serve_env(),
-             "RAY_metrics_report_interval_ms": str(METRICS_REPORT_INTERVAL_MS)},
+             "RAY_metrics_report_interval_ms": str(METRICS_REPORT_INTERVAL_MS), **(env or {})},
         )
         stack = LocalStack(f"http://127.0.0.1:{port}", log_path, config)
         self._running = (variant, server, stack)
@@ -187,28 +190,40 @@ def one_replica_each(raw: dict) -> None:
 REDIS_STARTUP_TIMEOUT_S = 30
 
 
+@dataclass(frozen=True)
+class RedisStore:
+    url: str  # without the password: the stack reads it from REDIS_PASSWORD_ENV, as production can
+    password: str
+
+
+REDIS_PASSWORD_ENV = "CS_LIMITS_REDIS_PASSWORD"
+
+
 @pytest.fixture(scope="session")
-def redis_url(tmp_path_factory) -> str:
-    """A real Redis (Debian's redis-server) on a loopback port, without persistence: the shared
-    stack's rate-limit store. Its log is .run/integration-redis.log."""
+def redis_store(tmp_path_factory) -> RedisStore:
+    """A real Redis (Debian's redis-server) on a loopback port, without persistence and with a
+    password: the shared stack's rate-limit store. Its log is .run/integration-redis.log."""
     binary = shutil.which("redis-server")
     if binary is None:
         pytest.fail("redis-server is not installed: scripts/setup.sh --test installs it")
     port = free_port()
     workdir = tmp_path_factory.mktemp("redis")
+    store = RedisStore(f"redis://127.0.0.1:{port}/0", secrets.token_urlsafe(16))
+    # The password goes in a config file, not the command line (visible in `ps`).
+    (workdir / "redis.conf").write_text(f"requirepass {store.password}\n")
     server = ServerProcess(
         "redis-server",
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly",
-         "no", "--dir", str(workdir)],
+        [binary, str(workdir / "redis.conf"), "--port", str(port), "--bind", "127.0.0.1",
+         "--save", "", "--appendonly", "no", "--dir", str(workdir)],
         PROJECT_ROOT / ".run" / "integration-redis.log", PROJECT_ROOT,
     )
-    url = f"redis://127.0.0.1:{port}/0"
 
     def answers() -> bool:
         import redis
 
         try:
-            return redis.Redis.from_url(url, socket_timeout=1).ping()
+            return redis.Redis.from_url(store.url, password=store.password,
+                                        socket_timeout=1).ping()
         except redis.RedisError:
             return False
 
@@ -217,7 +232,7 @@ def redis_url(tmp_path_factory) -> str:
             server.wait_until_ready(answers, REDIS_STARTUP_TIMEOUT_S, poll_s=0.2)
         except ServerStartError as exc:
             pytest.fail(str(exc))
-        yield url
+        yield store
     finally:
         server.stop(timeout_s=10)
 
@@ -258,15 +273,17 @@ def stack_keys() -> dict[str, StackKey]:
     return keys
 
 
-def front_door(raw: dict, keys: dict[str, StackKey], redis: str, keys_file: Path) -> None:
+def front_door(raw: dict, keys: dict[str, StackKey], redis_url: str, keys_file: Path) -> None:
     """The production front door on the test stack: API keys from a file (anonymous requests
-    still served, so other tests need no key), limits counted in Redis by two ingress replicas,
-    and image URLs fetched from a CDN on loopback (http and loopback allowed here only)."""
+    still served, so other tests need no key), limits counted in a password-protected Redis by
+    two ingress replicas (the password from the environment), and image URLs fetched from a CDN
+    on loopback (http and loopback allowed here only)."""
     keys_file.write_text(yaml.safe_dump({"keys": [k.entry for k in keys.values()]}))
     app = raw["applications"][0]
     app["args"]["access"] = {"keys_file": str(keys_file), "allow_anonymous": True,
-                             "rate_limit_store": redis, "store_timeout_s": 2.0,
-                             "reload_check_s": 1}
+                             "rate_limit_store": redis_url,
+                             "rate_limit_store_password_env": REDIS_PASSWORD_ENV,
+                             "store_timeout_s": 2.0, "reload_check_s": 1}
     app["args"]["remote_images"] = {"allowed_domains": ["127.0.0.1"], "allow_http": True,
                                     "allowed_networks": ["127.0.0.1/32"]}
     for deployment in app["deployments"]:
@@ -275,16 +292,16 @@ def front_door(raw: dict, keys: dict[str, StackKey], redis: str, keys_file: Path
 
 
 @pytest.fixture(scope="session")
-def stack(stacks, redis_url, stack_keys, tmp_path_factory) -> LocalStack:
+def stack(stacks, redis_store, stack_keys, tmp_path_factory) -> LocalStack:
     """The shared stack: the shipped local config with tiny models, one replica per model, and
     the front door of production (`front_door`)."""
     keys_file = tmp_path_factory.mktemp("keys") / "api-keys.yaml"
 
     def shared(raw: dict) -> None:
         one_replica_each(raw)
-        front_door(raw, stack_keys, redis_url, keys_file)
+        front_door(raw, stack_keys, redis_store.url, keys_file)
 
-    return stacks.get("shared", shared)
+    return stacks.get("shared", shared, env={REDIS_PASSWORD_ENV: redis_store.password})
 
 
 def write_prometheus_config(dest: Path) -> Path:

@@ -108,7 +108,10 @@ def test_limits_hold_across_two_ingress_replicas_while_another_key_is_served(sta
           f"{statuses.count(429)} refused with 429")
     assert served.status_code == 200
     assert set(statuses) <= {200, 429}
+    # Exact, so both replicas counted in the store (it fails open: a replica that could not
+    # log in to the password-protected Redis would have admitted every request).
     assert admitted == limit
+    assert stack.metric_sum("ray_cs_rate_limit_store_errors_total") == 0
     # Each replica exports its counters every interval: wait until all 60 are on record
     # before asking which replicas saw them.
     assert stack.wait_for_metric("ray_cs_key_requests_total", 60, timeout_s=30,

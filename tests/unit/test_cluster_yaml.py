@@ -70,11 +70,26 @@ def test_ray_token_authentication_is_on_for_every_ray_process():
         assert len(starts) == 1, kind
         assert "export RAY_AUTH_MODE=token;" in starts[0]
         # Serve's request path (HAProxy, direct ingress) is read by each Ray process at start.
-        assert "set -a; . ~/cs-assistant/configs/ray-serve.env; set +a;" in starts[0], kind
-        assert starts[0].index("ray-serve.env") < starts[0].index("ray start")
+        # So is the rate-limit Redis password, which the ingress replicas inherit.
+        assert ("set -a; . ~/cs-assistant/configs/ray-serve.env; "
+                ". ~/.cs-assistant/limits-redis.env; set +a;") in starts[0], kind
+        assert starts[0].index("limits-redis.env") < starts[0].index("ray start")
     # The same token on every node, from the operator's machine (never from the repository).
     assert CLUSTER["file_mounts"]["~/.ray/auth_token"] == "~/.ray/auth_token"
     assert any("RAY_AUTH_MODE=token" in c and ".bashrc" in c for c in CLUSTER["setup_commands"])
+
+
+def test_the_rate_limit_redis_password_reaches_every_node_outside_the_config():
+    from configs.schema import APP_NAME, app_config_from_serve_config, load_serve_config
+    from tests.conftest import PRODUCTION_CONFIG
+
+    access = app_config_from_serve_config(load_serve_config(PRODUCTION_CONFIG), APP_NAME).access
+    env_file = "~/.cs-assistant/limits-redis.env"
+    assert CLUSTER["file_mounts"][env_file] == env_file  # from the operator's machine
+    assert any("chmod 600" in c and env_file in c for c in CLUSTER["setup_commands"])
+    # The variable the file must define is the one the production config reads.
+    readme = (PROJECT_ROOT / "README.md").read_text()
+    assert f"{access.rate_limit_store_password_env}=" in readme and env_file in readme
 
 
 def test_head_hosts_no_model_replica_and_gpu_workers_cover_the_serve_config():

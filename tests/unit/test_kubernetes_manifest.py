@@ -302,6 +302,19 @@ def test_gcs_fault_tolerance_uses_an_external_redis_with_a_password_from_a_secre
     assert not names & {"REDIS_PASSWORD", "RAY_REDIS_ADDRESS"}
 
 
+def test_ingress_pods_get_the_rate_limit_redis_password_from_a_secret():
+    access = app_config_from_serve_config(SERVE_CONFIG, APP_NAME).access
+    assert access.rate_limit_store and access.rate_limit_store_password_env
+    assert "@" not in access.rate_limit_store  # no credentials in the URL
+    # Ingress replicas run where there are CPUs for them: the head has none (num-cpus 0).
+    assert HEAD["rayStartParams"]["num-cpus"] == "0"
+    container = gpu_group()["template"]["spec"]["containers"][0]
+    (entry,) = [e for e in container["env"] if e["name"] == access.rate_limit_store_password_env]
+    assert "value" not in entry  # never inline in the manifest
+    secret = entry["valueFrom"]["secretKeyRef"]
+    assert secret["name"] and secret["key"] and not secret.get("optional")
+
+
 def test_ray_token_authentication_is_enabled():
     auth = CLUSTER["authOptions"]
     assert auth["mode"] == "token"
@@ -459,6 +472,8 @@ def test_readme_section_creates_every_secret_and_pins_the_operator():
                ["secretKeyRef"]["name"]}
     for _, spec in pod_specs():
         secrets |= {v["secret"]["secretName"] for v in spec["volumes"] if "secret" in v}
+        secrets |= {e["valueFrom"]["secretKeyRef"]["name"] for e in spec["containers"][0]["env"]
+                    if "secretKeyRef" in e.get("valueFrom", {})}
     for name in secrets:
         assert re.search(rf"kubectl (-n \S+ )?create secret generic {re.escape(name)}\b", text), \
             name

@@ -14,7 +14,7 @@ import limits.aio.storage.memory
 import limits.aio.strategies
 from configs.schema import PROJECT_ROOT, AccessConfig, AppConfig, RateLimits
 from router.access.api_keys import Caller, key_entry, new_key
-from router.access.rate_limits import RateLimiter, openai_duration
+from router.access.rate_limits import RateLimiter, openai_duration, store_options
 from router.chat_service import ChatService
 from router.errors import APIError
 from router.ingress import build_api
@@ -174,6 +174,34 @@ def test_a_failing_store_serves_the_request_and_counts_the_failure(clock):
         assert recorded.store_errors >= 1
 
     asyncio.run(run())
+
+
+def test_the_store_password_comes_from_the_named_environment_variable():
+    config = AccessConfig(allow_anonymous=True, rate_limit_store="redis://limits:6379/0",
+                          rate_limit_store_password_env="LIMITS_PASSWORD", store_timeout_s=0.5)
+    assert store_options(config, {"LIMITS_PASSWORD": "s3cret"}) == {
+        "socket_timeout": 0.5, "socket_connect_timeout": 0.5, "password": "s3cret"}
+    for environ in ({}, {"LIMITS_PASSWORD": ""}):
+        with pytest.raises(RuntimeError, match="LIMITS_PASSWORD, which is not set"):
+            store_options(config, environ)
+    # Without the option, whatever the URL holds is used, and no password is added.
+    plain = AccessConfig(allow_anonymous=True, rate_limit_store="redis://limits:6379/0")
+    assert "password" not in store_options(plain, {"LIMITS_PASSWORD": "s3cret"})
+
+
+def test_a_replica_without_the_store_password_refuses_to_start(clock, monkeypatch):
+    monkeypatch.delenv("CS_TEST_LIMITS_PASSWORD", raising=False)
+    with pytest.raises(RuntimeError, match="CS_TEST_LIMITS_PASSWORD"):
+        limiter(clock, rate_limit_store="redis://127.0.0.1:9/0",
+                rate_limit_store_password_env="CS_TEST_LIMITS_PASSWORD")
+
+
+def test_a_store_password_without_a_store_is_a_config_error():
+    with pytest.raises(ValueError, match="no store to log in to"):
+        AccessConfig(allow_anonymous=True, rate_limit_store_password_env="LIMITS_PASSWORD")
+    with pytest.raises(ValueError, match="pattern"):
+        AccessConfig(allow_anonymous=True, rate_limit_store="redis://limits:6379/0",
+                     rate_limit_store_password_env="not a name")
 
 
 def test_unlimited_keys_get_no_headers(clock):
