@@ -487,3 +487,90 @@ def test_a_drained_gpu_pod_gives_serve_its_graceful_shutdown():
     longest = max(d["graceful_shutdown_timeout_s"] for d in DEPLOYMENTS.values()
                   if "graceful_shutdown_timeout_s" in d)
     assert longest == 60 and grace >= longest + 30
+
+
+# --- NetworkPolicies ---------------------------------------------------------------------------
+
+POLICIES = list(yaml.safe_load_all((KUBE_DIR / "networkpolicy.yaml").read_text()))
+
+
+def pod_labels() -> dict[str, dict[str, str]]:
+    """The labels of each pod template of the RayService: head and worker groups."""
+    labels = {"head": HEAD["template"]["metadata"]["labels"]}
+    for group in CLUSTER["workerGroupSpecs"]:
+        labels[group["groupName"]] = group["template"]["metadata"]["labels"]
+    return labels
+
+
+def selects(selector: dict, labels: dict[str, str]) -> bool:
+    assert set(selector) <= {"matchLabels"}, selector  # matchExpressions would need more here
+    return selector["matchLabels"].items() <= labels.items()
+
+
+def allowed_ports(pod: str, source: str) -> set[int] | None:
+    """Ports of `pod` open to clients matching `source` ("ray-pod" or a namespace name), or
+    None for every port. Policies are additive, as Kubernetes applies them."""
+    ports: set[int] = set()
+    for policy in POLICIES:
+        if not selects(policy["spec"]["podSelector"], pod_labels()[pod]):
+            continue
+        for rule in policy["spec"]["ingress"]:
+            for peer in rule["from"]:
+                if source == "ray-pod":
+                    match = "podSelector" in peer and "namespaceSelector" not in peer and \
+                        selects(peer["podSelector"], pod_labels()["head"])
+                else:
+                    names = peer.get("namespaceSelector", {}).get("matchLabels", {})
+                    match = names.get("kubernetes.io/metadata.name") == source
+                if match:
+                    if "ports" not in rule:
+                        return None
+                    ports |= {p["port"] for p in rule["ports"]}
+    return ports
+
+
+def test_network_policies_are_well_formed_and_select_every_ray_pod():
+    assert {p["kind"] for p in POLICIES} == {"NetworkPolicy"}
+    assert {p["apiVersion"] for p in POLICIES} == {"networking.k8s.io/v1"}
+    for policy in POLICIES:
+        spec = policy["spec"]
+        assert spec["policyTypes"] == ["Ingress"]  # egress: weights download, both Redis
+        for rule in spec["ingress"]:
+            assert rule["from"], policy["metadata"]["name"]  # never "from anywhere"
+            for port in rule.get("ports", []):
+                assert port["protocol"] == "TCP" and isinstance(port["port"], int)
+    for pod, labels in pod_labels().items():
+        assert any(selects(p["spec"]["podSelector"], labels) for p in POLICIES), pod
+
+
+def test_ray_pods_reach_each_other_on_every_port():
+    for pod in pod_labels():
+        assert allowed_ports(pod, "ray-pod") is None, pod
+
+
+def test_outside_clients_reach_only_their_port_on_their_pods():
+    serve = SERVE_PORT
+    dashboard = next(p["containerPort"] for p in HEAD_CONTAINER["ports"] if p["name"] == "dashboard")
+    metrics = int(HEAD["rayStartParams"]["metrics-export-port"])
+    # The operator's namespace is the one README step 1 installs it into.
+    readme = README.read_text()
+    operator_ns = re.search(r"helm install kuberay-operator .*\n\s+--namespace (\S+)", readme)[1]
+    assert allowed_ports("head", operator_ns) == {dashboard}
+    (dashboard_rule,) = [rule for p in POLICIES for rule in p["spec"]["ingress"]
+                         if dashboard in {port["port"] for port in rule.get("ports", [])}]
+    (peer,) = dashboard_rule["from"]  # the operator's pods, not its whole namespace
+    assert peer["podSelector"]["matchLabels"] == {"app.kubernetes.io/name": "kuberay-operator"}
+    assert allowed_ports("gpu-worker", operator_ns) == set()
+    assert allowed_ports("gpu-worker", "ingress-nginx") == {serve}
+    assert allowed_ports("head", "ingress-nginx") == set()  # excludeHeadPodFromServeSvc
+    for pod in pod_labels():
+        assert allowed_ports(pod, "monitoring") == {metrics}, pod
+        assert allowed_ports(pod, "some-other-namespace") == set(), pod
+    # The worker containers publish the ports the policies open.
+    worker = gpu_group()["template"]["spec"]["containers"][0]
+    assert {serve, metrics} <= {p["containerPort"] for p in worker["ports"]}
+
+
+def test_readme_applies_the_network_policies():
+    readme = README.read_text()
+    assert "kubectl -n cs-assistant apply -f deploy/kubernetes/networkpolicy.yaml" in readme
