@@ -19,6 +19,7 @@ from deployments.serve_logging import use_serve_logging
 from deployments.engine_protocol import (
     ChatEngine,
     EngineRequest,
+    EngineUnavailableError,
     GenerationChunk,
     ReplicaAccepted,
 )
@@ -61,27 +62,46 @@ class ModelDeployment:
         self._engine = engine_cls(model, model_path)
         await self._engine.start()
         self._on_engine_death = on_engine_death
+        self._leaving = False
         self._watch = asyncio.get_running_loop().create_task(self._leave_when_engine_dies())
 
     async def _leave_when_engine_dies(self) -> None:
         """A replica whose engine died must leave the pool at once: alive, it would answer
         every request with an error and, being the least loaded, attract more of them until
-        Serve's health checks fail. So it ends itself; its requests in flight are lost with the
-        engine either way, and the ingress retries those that had no output yet."""
+        Serve's health checks fail (and the ingress's one retry could land on it again). So it
+        ends itself; its requests in flight are lost with the engine either way, and the
+        ingress retries those that had no output yet. Ending the process is what removes it
+        from the routers: a call that meets a dead actor marks it dead in the caller's router
+        at once, while an error from a live replica does not."""
         while not self._engine.is_dead():
             await asyncio.sleep(ENGINE_WATCH_PERIOD_S)
-        logger.error("the engine of %s died; this replica exits so that it leaves the pool "
-                     "now (Serve starts a replacement)", self._model.name)
+        self._leave("the watchdog")
+
+    def _leave(self, noticed_by: str) -> None:
+        if self._leaving:
+            return
+        self._leaving = True
+        logger.error("the engine of %s died (noticed by %s); this replica exits so that it "
+                     "leaves the pool now (Serve starts a replacement)", self._model.name,
+                     noticed_by)
         self._on_engine_death()
 
     async def chat(
         self, request: EngineRequest
     ) -> AsyncIterator[ReplicaAccepted | GenerationChunk]:
         """`ReplicaAccepted`, then the answer; Serve cancels this generator when the caller goes
-        away."""
+        away. A request that meets a dead engine ends the replica then, without waiting for the
+        watchdog's next look: requests arriving in between would each be sent back (and retried
+        once) by a replica that routers still consider the least loaded."""
+        if self._engine.is_dead():
+            self._leave(f"request {request.request_id}")
         yield ReplicaAccepted()
-        async for chunk in self._engine.chat(request):
-            yield chunk
+        try:
+            async for chunk in self._engine.chat(request):
+                yield chunk
+        except EngineUnavailableError:
+            self._leave(f"request {request.request_id}")
+            raise
 
     async def ping(self) -> str:
         """Cheap liveness probe used by the ingress readiness endpoint."""

@@ -11,9 +11,10 @@ inside the engine (client disconnects, timeouts).
 
 A replica that is lost (its process or node died, or its engine died) costs the requests it was
 generating and nothing else:
-- before the first chunk of the answer the call has produced nothing, so it is sent once more;
-  Serve's router has already dropped the dead replica, so the retry goes to another one (or waits
-  for a replacement within `replica_wait`);
+- before the first chunk of the answer the call has produced nothing, so it is sent once more,
+  after a pause in which Serve's router drops the dead replica (a replica whose engine died ends
+  its process for that: deployments/model_deployment.py), so the retry goes to another one (or
+  waits for a replacement within `replica_wait`);
 - a second loss, or a loss after output began, is a 503 `model_unavailable` whose Retry-After is
   the model's measured replacement time (`replica_wait.replacement_s`); for a stream that already
   sent its status it is the in-band error event;
@@ -52,6 +53,10 @@ logger = logging.getLogger("cs_assistant.admission")
 DEFAULT_OVERLOAD_RETRY_AFTER_S = 1
 # Longest wait for Serve's status on the way to a 503.
 STATUS_TIMEOUT_S = 5
+# Pause before sending a call again after a replica loss. Serve's router drops a dead replica
+# in a done-callback it schedules on its own event loop; sent at once, the retry could be routed
+# before that ran, to the same dead replica (seen under load in the chaos tests).
+RETRY_PAUSE_S = 0.1
 
 
 # Why a replica call was lost: the `reason` label of cs_replica_retries_total.
@@ -141,6 +146,7 @@ def handle_streamer(handle: DeploymentHandle, model: ModelConfig,
                                "sending it once more", request.request_id, model.name, reason)
                 if on_retry is not None:
                     on_retry(model.name, reason)
+                await asyncio.sleep(RETRY_PAUSE_S)
         raise AssertionError("unreachable")
 
     async def stream(request: EngineRequest) -> AsyncIterator[GenerationChunk]:

@@ -59,6 +59,8 @@ class FakeChatEngine(ChatEngine):
         b = self.behaviour
         if b.reject_input:
             raise ContextLengthError("prompt is too long for the fake context")
+        if b.dead:  # as vLLM's AsyncLLM once its engine core is gone
+            raise EngineUnavailableError("fake engine is dead")
         prompt_tokens = sum(len(str(m.get("content", ""))) for m in request.messages)
         reply = b.reply[: request.sampling.max_tokens]
         try:

@@ -6,7 +6,12 @@ import asyncio
 
 import pytest
 
-from deployments.engine_protocol import EngineRequest, ReplicaAccepted, SamplingOptions
+from deployments.engine_protocol import (
+    EngineRequest,
+    EngineUnavailableError,
+    ReplicaAccepted,
+    SamplingOptions,
+)
 from deployments.model_deployment import ENGINE_WATCH_PERIOD_S, ModelDeployment
 from deployments.model_source import ModelNotAvailableError
 from tests.fakes import FakeChatEngine
@@ -84,3 +89,31 @@ def test_a_replica_whose_engine_dies_leaves_at_once_and_not_before(local_config,
 
     died = asyncio.run(run())
     assert len(exits) == 1 and exits[0] - died <= 2 * ENGINE_WATCH_PERIOD_S
+
+
+def test_a_request_that_meets_a_dead_engine_ends_the_replica_without_waiting(local_config,
+                                                                           tmp_path):
+    """Between two looks of the watchdog, a request that finds the engine dead ends the
+    replica itself (once), so that routers drop it on their next call to it."""
+    ckpt = tmp_path / "ckpt"
+    ckpt.mkdir()
+    (ckpt / "config.json").write_text("{}")
+    model = model_for(local_config, "text").model_copy(update={"source": str(ckpt)})
+    replica = DeploymentClass.__new__(DeploymentClass)
+    exits: list[str] = []
+    request = EngineRequest("r1", [{"role": "user", "content": "hi"}],
+                            SamplingOptions(16, 0.0, 1.0))
+
+    async def run():
+        await replica.__init__(model, FakeChatEngine, lambda: exits.append("exit"))
+        replica._watch.cancel()  # only the request path may notice here
+        replica._engine.behaviour.dead = True
+        for _ in range(2):  # a second request does not end it twice
+            stream = replica.chat(request)
+            assert isinstance(await anext(stream), ReplicaAccepted)
+            with pytest.raises(EngineUnavailableError):
+                await anext(stream)
+        await replica.__del__()
+
+    asyncio.run(run())
+    assert exits == ["exit"]
