@@ -29,6 +29,7 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
 ANSWER_TIMEOUT_MS = 120_000  # a tiny model on 2 cores, behind whatever else the suite runs
 # Grounded and answered by the model (not a written FAQ question).
 MODEL_QUESTION = "包邮吗？新疆也包邮吗，顺丰要加钱吗"
+MODEL_ATTEMPTS = 6
 
 
 @pytest.fixture(scope="module")
@@ -81,15 +82,21 @@ def test_answers_stream_in_with_their_sources_curated_and_generated(page):
     assert "faq/shipping-fee" in curated.locator(".sources").inner_text()
     assert "curated FAQ answer" in curated.locator(".meta").inner_text()
 
-    generated = ask(page, MODEL_QUESTION)
+    # The random-weight tiny model sometimes writes only tokens that decode to nothing (about
+    # one answer in three); the shop then sends its no-answer message as a hand-off, with no
+    # sources. Its answers are sampled, so the question is asked again until one has text.
+    for asked in range(1, MODEL_ATTEMPTS + 1):
+        generated = ask(page, MODEL_QUESTION)
+        if generated.locator(".sources").count():
+            break
+    else:
+        pytest.fail(f"{MODEL_ATTEMPTS} model answers, none with text")
     sources = generated.locator(".sources").inner_text()
     assert "faq/shipping-fee" in sources and "faq/shipping-remote-regions" in sources
     meta = generated.locator(".meta").inner_text()
-    # The random-weight tiny model may write only tokens that decode to nothing, so the time to
-    # the first text is not asserted; the tokens it generated are.
     assert TEXT_MODEL in meta and re.search(r"model, [1-9]\d* tokens", meta), meta
     assert generated.get_attribute("data-route") == "text"
-    assert page.locator(".msg.user").count() == 2
+    assert page.locator(".msg.user").count() == 1 + asked
     page.screenshot(path=str(ARTIFACTS / "chat-page.png"))
     # Readable on a phone: the same conversation at a phone's width, nothing cut off sideways.
     page.set_viewport_size({"width": 390, "height": 844})
