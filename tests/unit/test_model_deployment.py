@@ -20,13 +20,17 @@ from tests.conftest import model_for
 DeploymentClass = ModelDeployment.func_or_class
 
 
-def make(local_config, tmp_path, engine_cls=FakeChatEngine):
+def text_model(local_config, tmp_path):
+    """The local text model, its weights a checkpoint directory in `tmp_path`."""
     ckpt = tmp_path / "ckpt"
     ckpt.mkdir(exist_ok=True)
     (ckpt / "config.json").write_text("{}")
-    model = model_for(local_config, "text").model_copy(update={"source": str(ckpt)})
+    return model_for(local_config, "text").model_copy(update={"source": str(ckpt)})
+
+
+def make(local_config, tmp_path, engine_cls=FakeChatEngine):
     replica = DeploymentClass.__new__(DeploymentClass)
-    asyncio.run(replica.__init__(model, engine_cls))
+    asyncio.run(replica.__init__(text_model(local_config, tmp_path), engine_cls))
     return replica
 
 
@@ -69,10 +73,7 @@ def test_missing_model_fails_before_the_engine_is_built(local_config, tmp_path, 
 
 
 def test_a_replica_whose_engine_dies_leaves_at_once_and_not_before(local_config, tmp_path):
-    ckpt = tmp_path / "ckpt"
-    ckpt.mkdir()
-    (ckpt / "config.json").write_text("{}")
-    model = model_for(local_config, "text").model_copy(update={"source": str(ckpt)})
+    model = text_model(local_config, tmp_path)
     replica = DeploymentClass.__new__(DeploymentClass)
     exits: list[float] = []
 
@@ -95,10 +96,7 @@ def test_a_request_that_meets_a_dead_engine_ends_the_replica_without_waiting(loc
                                                                            tmp_path):
     """Between two looks of the watchdog, a request that finds the engine dead ends the
     replica itself (once), so that routers drop it on their next call to it."""
-    ckpt = tmp_path / "ckpt"
-    ckpt.mkdir()
-    (ckpt / "config.json").write_text("{}")
-    model = model_for(local_config, "text").model_copy(update={"source": str(ckpt)})
+    model = text_model(local_config, tmp_path)
     replica = DeploymentClass.__new__(DeploymentClass)
     exits: list[str] = []
     request = EngineRequest("r1", [{"role": "user", "content": "hi"}],
