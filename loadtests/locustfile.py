@@ -80,14 +80,14 @@ class RunState:
 
     def log_request(self, route: str, status: int, ok: bool, ttft_s: float | None = None,
                     e2e_s: float | None = None, error: str | None = None,
-                    completion_tokens: int = 0, content_chars: int = 0) -> None:
+                    content_chars: int = 0) -> None:
         """One line per finished request. `ttft_s` is None for an answer with no text (a model
         may end on its first token): TTFT measures the first text, so there is none to time."""
         if self.requests_log is not None:
             self.requests_log.write(json.dumps({
                 "t": round(time.time(), 3), "route": route, "status": status, "ok": ok,
                 "ttft_s": ttft_s, "e2e_s": e2e_s, "error": error,
-                "completion_tokens": completion_tokens, "content_chars": content_chars}) + "\n")
+                "content_chars": content_chars}) + "\n")
 
 
 def run_state(environment: Environment) -> RunState | None:
@@ -170,7 +170,7 @@ class Shopper(HttpUser):
                 state.tally.record(route, result.ok, result.completion_tokens)
                 state.log_request(route, 200, result.ok, result.ttft_s, result.e2e_s,
                                   None if result.ok else result.error_code or "stream ended early",
-                                  result.completion_tokens, len(result.content))
+                                  len(result.content))
                 outcome_recorded = True
         except (GreenletExit, StopUser):
             if not outcome_recorded:  # Locust stopped this user mid-request
