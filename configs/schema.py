@@ -57,7 +57,7 @@ class EngineConfig(_Strict):
     )
     dtype: Literal["auto", "bfloat16", "float16", "float32"] = Field(
         "auto", description="Weight/activation dtype. On CPU, bfloat16 needs the AMX permission "
-        "that deployments/vllm_process_plugin.py requests."
+        "that model_server/vllm/process_plugin.py requests."
     )
     max_num_seqs: int = Field(
         64, gt=0, description="Sequences one engine batches at once (running requests)."
@@ -200,7 +200,7 @@ class RequestLimits(_Strict):
 
 
 class RemoteImages(_Strict):
-    """Image URLs the ingress fetches itself (router/remote_images.py), so the engine only ever
+    """Image URLs the ingress fetches itself (router/images/remote.py), so the engine only ever
     receives inline bytes. A URL is fetched only when its host is on an allow-list: this one
     (every shop) or the shop's own `image_domains`."""
 

@@ -61,7 +61,7 @@ from configs.schema import (
     deployment_env_vars,
     load_serve_config,
 )
-from deployments.cpu_placement import cores_for_ray
+from model_server.vllm.cpu_placement import cores_for_ray
 from loadtests import process_cpu
 from loadtests.bench_report import markdown, plot, update_readme
 from loadtests.bench_workloads import WORKLOADS, BenchWorkload, plain_workload, shop_workload
@@ -94,7 +94,7 @@ class Variant:
     env: dict[str, str] = field(default_factory=dict)
     engine_kwargs: dict = field(default_factory=dict)  # extra vLLM engine arguments
     # Start Ray on the cores the engine does not compute on (`taskset`), so the engine's worker
-    # has its core to itself (deployments/cpu_placement.py).
+    # has its core to itself (model_server/vllm/cpu_placement.py).
     engine_cores_to_itself: bool = False
 
 

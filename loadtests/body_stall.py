@@ -1,5 +1,5 @@
 """How long one large request body stalls the ingress event loop, with and without the parse
-worker (router/parse_offload.py). Prints figures; asserts nothing (shared, noisy machines).
+worker (router/api/parse_offload.py). Prints figures; asserts nothing (shared, noisy machines).
 
     .venv/bin/python loadtests/body_stall.py
 
@@ -25,7 +25,7 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from configs.schema import APP_NAME, app_config_from_serve_config, load_serve_config  # noqa: E402
-from deployments.engine_protocol import GenerationChunk  # noqa: E402
+from model_server.engine_protocol import GenerationChunk  # noqa: E402
 from loadtests.plain_ingress import ingress_app  # noqa: E402
 
 CONFIG = Path(__file__).resolve().parent.parent / "configs" / "local-cpu.yaml"

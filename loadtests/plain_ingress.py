@@ -21,7 +21,7 @@ from configs.schema import (
 )
 from router.chat_service import ChatService, ChatStreamer
 from router.ingress import build_api
-from router.metrics import IngressMetrics, prometheus_client_instruments
+from router.observability.metrics import IngressMetrics, prometheus_client_instruments
 
 
 async def _no_replica(_request):

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass
 
-from deployments.procfs import live_processes
+from common.procfs import live_processes
 
 # (role, test on the process's name and command line), first match wins; the order matters:
 # the engine core is a child of the model replica and has the replica's command line.

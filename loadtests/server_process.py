@@ -13,7 +13,7 @@ from pathlib import Path
 
 import httpx
 
-from deployments.procfs import live_processes
+from common.procfs import live_processes
 
 
 def free_port() -> int:

@@ -15,7 +15,7 @@ import yaml
 from PIL import Image, ImageDraw
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from router.images import data_url
+from router.images.decode import data_url
 
 DEFAULT_WORKLOAD = Path(__file__).resolve().parent / "sales_event.yaml"
 RequestKind = Literal["text_single", "text_multi_turn", "vision"]

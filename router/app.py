@@ -12,8 +12,8 @@ from typing import Any
 from ray.serve import Application
 
 from configs.schema import AppConfig
-from deployments.engine_protocol import ChatEngine
-from deployments.model_deployment import ModelDeployment
+from model_server.engine_protocol import ChatEngine
+from model_server.replica import ModelDeployment
 from router.ingress import Ingress
 
 

@@ -8,7 +8,7 @@ found by the engine up front (prompt longer than the context, unprocessable imag
 responses. After that a failure is sent in-band as an SSE error event followed by `data: [DONE]`,
 and the stream always ends with `data: [DONE]`.
 
-Metrics: each request carries a `RequestMetrics` (router/metrics.py). This module records what
+Metrics: each request carries a `RequestMetrics` (router/observability/metrics.py). This module records what
 happens inside an answer (route, image checks, content chunks, tokens, the in-band outcome of a
 stream); the ingress records the HTTP outcome of everything else.
 """
@@ -22,11 +22,11 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 from configs.schema import AppConfig, ModelConfig
-from deployments.engine_protocol import EngineRequest, GenerationChunk
-from deployments.model_source import ModelNotAvailableError, resolve_model_path
-from router.errors import APIError, api_error_for, sse_error_event
-from router.metrics import RequestMetrics
-from router.protocol import (
+from model_server.engine_protocol import EngineRequest, GenerationChunk
+from common.model_source import ModelNotAvailableError, resolve_model_path
+from router.api.errors import APIError, api_error_for, sse_error_event
+from router.observability.metrics import RequestMetrics
+from router.api.protocol import (
     AssistantMessage,
     ChatCompletionRequest,
     ChatCompletionResponse,
@@ -37,12 +37,12 @@ from router.protocol import (
     sse_data,
 )
 from router.engine_params import chat_template_kwargs_for, sampling_for
-from router.remote_images import RemoteImageFetcher
+from router.images.remote import RemoteImageFetcher
 from router.routing import CatalogEntry, RouteDecision, route_for_request
 from router.access.api_keys import Caller
-from router.image_inputs import ImageInputs, replace_image_urls
-from router.parse_offload import BodyParser
-from router.validation import check_request
+from router.images.inputs import ImageInputs, replace_image_urls
+from router.api.parse_offload import BodyParser
+from router.api.validation import check_request
 from shop.assistant import ShopAssistant, ShopPlan, ShopRequestError
 from shop.directory import ShopDirectory, UnknownShopError
 from shop.response_cache import ResponseCache
@@ -389,7 +389,7 @@ class ChatStream:
 
 def served_weights(model: ModelConfig) -> str:
     """The weights a replica of `model` loads: resolved here as the replica resolves them
-    (deployments/model_source.py), so /v1/models needs no call that would wake a replica
+    (common/model_source.py), so /v1/models needs no call that would wake a replica
     scaled to zero. A model this node cannot resolve is reported by its configured source."""
     try:
         return resolve_model_path(model)

@@ -1,14 +1,14 @@
 """What the engine is asked to do for a validated request: sampling with the model's defaults
 filled in, and the chat-template switches. Pure mapping; the bounds were checked by
-router/validation.py."""
+router/api/validation.py."""
 
 from __future__ import annotations
 
 from typing import Any, Protocol
 
 from configs.schema import RequestLimits
-from deployments.engine_protocol import SamplingOptions
-from router.protocol import ChatCompletionRequest
+from model_server.engine_protocol import SamplingOptions
+from router.api.protocol import ChatCompletionRequest
 
 
 class SamplingDefaultsLike(Protocol):

@@ -3,8 +3,8 @@
 Routes parse nothing themselves: they read the (size-capped) body, call `ChatService`, and turn
 every exception into the OpenAI error envelope through `api_error_for`, in one place. The FastAPI
 app is built per replica in `__serve_build_asgi_app__`, so no module-level app object holds state.
-Admission (429/503 before generation) is router/admission.py; metric instruments are
-router/serve_instruments.py; API keys and per-key limits are router/access/.
+Admission (429/503 before generation) is router/replica_client.py; metric instruments are
+router/observability/serve_instruments.py; API keys and per-key limits are router/access/.
 
 Every /v1 route authenticates first (401/403) and counts against the key's limits (429) before
 the body is even read, so a refused client costs almost nothing. /health and /ready are
@@ -28,21 +28,21 @@ from starlette.types import Receive, Scope, Send
 from configs.schema import PROJECT_ROOT, AppConfig
 from router.access.api_keys import Caller, KeyStore
 from router.access.rate_limits import Admission, RateLimiter
-from router.admission import handle_streamer, serve_running_replicas
-from router.chat_page import install_chat_page
+from router.replica_client import handle_streamer, serve_running_replicas
+from router.web.chat_page import install_chat_page
 from router.chat_service import ChatService, ChatStream
-from router.errors import APIError, api_error_for
-from router.metrics import IngressMetrics
-from router.openapi import CHAT_COMPLETIONS_OPENAPI, install_openapi
-from router.request_body import (
+from router.api.errors import APIError, api_error_for
+from router.observability.metrics import IngressMetrics
+from router.api.openapi import CHAT_COMPLETIONS_OPENAPI, install_openapi
+from router.api.request_body import (
     RequestIdMiddleware,
     check_content_type,
     new_request_id,
     read_body,
     request_id_of,
 )
-from router.serve_instruments import gauge_refresh_period_s, serve_instruments
-from deployments.serve_logging import use_serve_logging
+from router.observability.serve_instruments import gauge_refresh_period_s, serve_instruments
+from common.serve_logging import use_serve_logging
 from shop.directory import ShopDirectory
 
 logger = logging.getLogger("cs_assistant.ingress")

@@ -11,8 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from configs.schema import Modality
-from router.errors import APIError, ErrorCode, printable
-from router.protocol import ChatCompletionRequest
+from router.api.errors import APIError, ErrorCode, printable
+from router.api.protocol import ChatCompletionRequest
 
 AUTO_MODEL = "auto"
 

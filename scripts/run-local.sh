@@ -28,10 +28,10 @@ set -m
 # Ray Serve's request path (HAProxy in front, README "Performance"): read by every Ray process.
 set -a; . configs/ray-serve.env; set +a
 # CPU placement (README "Performance"), PIN=1: Ray starts on the cores the text engine does not
-# compute on, so the engine's worker has its core to itself (deployments/cpu_placement.py). Off by
+# compute on, so the engine's worker has its core to itself (model_server/vllm/cpu_placement.py). Off by
 # default: it smooths generation but leaves the request path one core.
 launcher=()
-ray_cores=$(.venv/bin/python -m deployments.cpu_placement "$CONFIG")
+ray_cores=$(.venv/bin/python -m model_server.vllm.cpu_placement "$CONFIG")
 if [[ "${PIN:-0}" == 1 && -n "$ray_cores" ]] && command -v taskset >/dev/null; then
   launcher=(taskset -c "$ray_cores")
   echo "run-local: Ray on core(s) $ray_cores, the text engine's worker alone on the others"

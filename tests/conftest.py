@@ -14,7 +14,7 @@ from configs.schema import (
     app_config_from_serve_config,
     load_serve_config,
 )
-from router.images import data_url
+from router.images.decode import data_url
 
 LOCAL_CONFIG = PROJECT_ROOT / "configs" / "local-cpu.yaml"
 PRODUCTION_CONFIG = PROJECT_ROOT / "configs" / "production-gpu.yaml"

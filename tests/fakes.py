@@ -14,7 +14,7 @@ from prometheus_client import CollectorRegistry
 from ray.exceptions import ActorDiedError, RayTaskError
 
 from configs.schema import AppConfig, RateLimits
-from deployments.engine_protocol import (
+from model_server.engine_protocol import (
     ChatEngine,
     ContextLengthError,
     EngineRequest,
@@ -23,7 +23,7 @@ from deployments.engine_protocol import (
     ReplicaAccepted,
 )
 from router.access.api_keys import Caller
-from router.metrics import IngressMetrics, prometheus_client_instruments
+from router.observability.metrics import IngressMetrics, prometheus_client_instruments
 
 
 @dataclass
@@ -100,7 +100,7 @@ def recording_metrics(config: AppConfig) -> tuple[IngressMetrics, CollectorRegis
 
 
 class FakeDeploymentHandle:
-    """Stands in for a model's DeploymentHandle as `router.admission.handle_streamer` uses it
+    """Stands in for a model's DeploymentHandle as `router.replica_client.handle_streamer` uses it
     (`handle.options(stream=True).chat.remote(request)`), in one of three states:
     - "serving": a replica takes each request (`ReplicaAccepted`), then `engine` answers;
     - "queue_full": Serve refuses each call with the BackPressureError it raises when

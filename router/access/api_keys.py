@@ -31,7 +31,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from configs.schema import AccessConfig, RateLimits
-from router.errors import APIError
+from router.api.errors import APIError
 
 logger = logging.getLogger("cs_assistant.access")
 

@@ -34,7 +34,7 @@ from limits.aio.strategies import FixedWindowRateLimiter, SlidingWindowCounterRa
 
 from configs.schema import AccessConfig
 from router.access.api_keys import Caller
-from router.errors import APIError
+from router.api.errors import APIError
 
 logger = logging.getLogger("cs_assistant.access")
 

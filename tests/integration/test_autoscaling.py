@@ -93,7 +93,7 @@ def variant(prewarm_opens: datetime):
             "upscale_delay_s": 0, "downscale_delay_s": INGRESS_DOWNSCALE_DELAY_S,
             "look_back_period_s": 15,
             "policy": {
-                "policy_function": "deployments.autoscaling_policy:SalesCalendarPolicy",
+                "policy_function": "model_server.autoscaling_policy:SalesCalendarPolicy",
                 "policy_kwargs": {"events": [event]},
             },
         }

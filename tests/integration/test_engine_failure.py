@@ -50,7 +50,7 @@ def timed_ask(stack, messages) -> tuple[httpx.Response, float]:
 
 # What a request may get while a replica is being replaced, by (status, error code). No bare
 # 500: a call whose replica is lost before any output is sent once more, and when no replica can
-# take it the client is told when to come back (router/admission.py). Anything else (a 500, a
+# take it the client is told when to come back (router/replica_client.py). Anything else (a 500, a
 # 400, a 502 from the proxy, a body outside the OpenAI envelope) fails the test.
 OUTCOMES_WHILE_RECOVERING = {
     (503, "model_unavailable"), (503, "no_replica_available"), (504, "request_timeout"),

@@ -186,7 +186,7 @@ def test_a_large_image_body_is_parsed_in_the_worker_process_of_a_ray_replica(sta
 
     from PIL import Image
 
-    from router.images import data_url
+    from router.images.decode import data_url
 
     buffer = io.BytesIO()
     Image.frombytes("RGB", (400, 400), os.urandom(400 * 400 * 3)).save(buffer, "PNG")

@@ -146,7 +146,7 @@ BAD = [
 @pytest.mark.parametrize(("name", "raw", "status", "code", "param"), BAD, ids=[b[0] for b in BAD])
 def test_bad_input_is_4xx_with_the_openai_envelope(stack, name, raw, status, code, param):
     if raw is None:
-        from router.images import data_url
+        from router.images.decode import data_url
         from tests.conftest import image_bytes
         raw = json.dumps({"messages": [image_message(url=data_url(image_bytes(1, 1), "image/png"))]}).encode()
     with stack.client() as client:

@@ -22,7 +22,7 @@ import pytest
 from loadtests.prometheus_api import PromQLError, PrometheusAPI
 from loadtests.stats import percentile
 from loadtests.sse_client import StreamResult, measure_sse
-from router.metrics import NO_MODEL, REASONS
+from router.observability.metrics import NO_MODEL, REASONS
 from tests.conftest import image_message
 from tests.image_server import ImageServer
 from tests.integration.conftest import LocalStack

@@ -1,4 +1,4 @@
-"""Admission at the Serve boundary (`router.admission.handle_streamer`), over HTTP with fake
+"""Admission at the Serve boundary (`router.replica_client.handle_streamer`), over HTTP with fake
 deployment handles: a full queue is a fast 429 with Retry-After, no replica within the wait bound
 is a 503 with Retry-After, both in the OpenAI envelope, counted by model and reason, and a vision
 pool in either state leaves text requests alone. A lost replica costs only what it had already
@@ -14,10 +14,10 @@ import pytest
 from fastapi.testclient import TestClient
 
 from configs.schema import ReplicaWait
-from deployments.engine_protocol import EngineRequest, SamplingOptions
+from model_server.engine_protocol import EngineRequest, SamplingOptions
 from router.chat_service import ChatService
-from router.errors import APIError
-from router.admission import handle_streamer
+from router.api.errors import APIError
+from router.replica_client import handle_streamer
 from router.ingress import build_api
 from tests.conftest import image_message, model_for
 from tests.fakes import FakeChatEngine, FakeDeploymentHandle, recording_metrics

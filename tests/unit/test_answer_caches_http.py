@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 from configs.schema import PROJECT_ROOT
 from router.chat_service import ChatService
 from router.ingress import build_api
-from router.protocol import ChatCompletionChunk
+from router.api.protocol import ChatCompletionChunk
 from shop.directory import ShopDirectory
 from tests.fakes import fake_streamers, recording_metrics
 from tests.unit.shop.conftest import SINGLES_DAY

@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 from configs.schema import PROJECT_ROOT, AccessConfig, AppConfig, RateLimits
 from router.access.api_keys import KEY_PREFIX, Caller, KeyStore, hash_key, key_entry, new_key
 from router.chat_service import ChatService
-from router.errors import APIError
+from router.api.errors import APIError
 from router.ingress import build_api
 from shop.directory import ShopDirectory
 from tests.fakes import fake_streamers, recording_metrics

@@ -10,7 +10,7 @@ import pytest
 from ray.serve.autoscaling_policy import _apply_autoscaling_config
 from ray.serve.config import AutoscalingConfig, AutoscalingContext
 
-from deployments.autoscaling_policy import SalesCalendarPolicy, parse_events
+from model_server.autoscaling_policy import SalesCalendarPolicy, parse_events
 from tests.conftest import APP_NAME
 
 CST = timezone(timedelta(hours=8))

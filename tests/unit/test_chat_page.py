@@ -9,7 +9,7 @@ import json
 import pytest
 
 from configs.schema import AccessConfig
-from router.chat_page import page_settings
+from router.web.chat_page import page_settings
 from router.chat_service import served_weights
 from tests.unit.test_ingress_http import client_for
 

@@ -11,8 +11,8 @@ from prometheus_client import CollectorRegistry
 
 from configs.schema import RequestLimits
 from router.chat_service import ChatService
-from router.errors import APIError, api_error_for
-from router.metrics import IngressMetrics
+from router.api.errors import APIError, api_error_for
+from router.observability.metrics import IngressMetrics
 from tests.conftest import image_message, model_for
 from tests.fakes import BACKEND_CALLER, FakeBehaviour, fake_streamers, recording_metrics
 

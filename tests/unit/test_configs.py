@@ -108,7 +108,7 @@ def test_every_model_pool_autoscales_with_a_bounded_queue_answered_by_429(path):
         # Building Serve's own object also imports and pickles the custom policy, as a deploy does.
         scaling = AutoscalingConfig(**entry["autoscaling_config"])
         assert scaling.policy.policy_function == (
-            "deployments.autoscaling_policy:SalesCalendarPolicy")
+            "model_server.autoscaling_policy:SalesCalendarPolicy")
         assert scaling.max_replicas > scaling.min_replicas
         assert entry["max_queued_requests"] > 0
         assert entry["backpressure_config"]["status_code"] == 429
@@ -125,7 +125,7 @@ def test_every_model_pool_autoscales_with_a_bounded_queue_answered_by_429(path):
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
 def test_sales_calendar_is_shared_valid_and_within_replica_bounds(path):
-    from deployments.autoscaling_policy import SalesCalendarPolicy
+    from model_server.autoscaling_policy import SalesCalendarPolicy
 
     pairs = model_deployments(path)
     calendars = [entry["autoscaling_config"]["policy"]["policy_kwargs"]["events"]

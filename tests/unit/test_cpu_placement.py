@@ -10,7 +10,7 @@ import textwrap
 
 import pytest
 
-from deployments.cpu_placement import engine_cores
+from model_server.vllm.cpu_placement import engine_cores
 
 
 @pytest.mark.parametrize("bind, cores", [
@@ -28,7 +28,7 @@ def test_cores_are_lent_for_the_start_and_then_left_to_the_engine_alone():
     # "engine" (a child process) inside the placement context.
     script = textwrap.dedent(f"""
         import os, subprocess, sys, threading, time
-        from deployments.cpu_placement import engine_start_placement
+        from model_server.vllm.cpu_placement import engine_start_placement
         os.sched_setaffinity(0, {{{first}}})
         stop = threading.Event()
         with engine_start_placement("{second}"):
@@ -57,7 +57,7 @@ def test_cores_are_lent_for_the_start_and_then_left_to_the_engine_alone():
 
 
 def test_nothing_changes_when_the_replica_already_has_the_engine_cores():
-    from deployments.cpu_placement import engine_start_placement
+    from model_server.vllm.cpu_placement import engine_start_placement
 
     before = os.sched_getaffinity(0)
     with engine_start_placement(",".join(map(str, before))):
@@ -66,7 +66,7 @@ def test_nothing_changes_when_the_replica_already_has_the_engine_cores():
 
 
 def test_ray_gets_every_core_but_the_text_engines():
-    from deployments.cpu_placement import cores_for_ray
+    from model_server.vllm.cpu_placement import cores_for_ray
 
     assert cores_for_ray("1", available={0, 1}) == {0}
     assert cores_for_ray("2-3", available={0, 1, 2, 3}) == {0, 1}
@@ -80,9 +80,9 @@ def test_run_local_starts_ray_off_the_engine_core_of_its_config():
     from tests.conftest import LOCAL_CONFIG, PROJECT_ROOT
 
     script = (PROJECT_ROOT / "scripts" / "run-local.sh").read_text()
-    assert '.venv/bin/python -m deployments.cpu_placement "$CONFIG"' in script
+    assert '.venv/bin/python -m model_server.vllm.cpu_placement "$CONFIG"' in script
     assert 'launcher=(taskset -c "$ray_cores")' in script
-    out = subprocess.run([sys.executable, "-m", "deployments.cpu_placement", str(LOCAL_CONFIG)],
+    out = subprocess.run([sys.executable, "-m", "model_server.vllm.cpu_placement", str(LOCAL_CONFIG)],
                          capture_output=True, text=True, check=True, cwd=PROJECT_ROOT).stdout
     expected = sorted(os.sched_getaffinity(0) - {1}) if 1 in os.sched_getaffinity(0) else []
     assert out.strip() == ",".join(map(str, expected))

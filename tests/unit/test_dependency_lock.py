@@ -49,4 +49,4 @@ def test_engine_extras_are_declared_exclusive():
 
 def test_vllm_plugin_entry_point_is_registered():
     plugins = PYPROJECT["project"]["entry-points"]["vllm.general_plugins"]
-    assert plugins == {"cs_assistant_process_setup": "deployments.vllm_process_plugin:setup_vllm_process"}
+    assert plugins == {"cs_assistant_process_setup": "model_server.vllm.process_plugin:setup_vllm_process"}

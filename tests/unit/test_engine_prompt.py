@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 from transformers import AutoTokenizer
 
-from deployments.engine_protocol import EngineRequest, SamplingOptions
-from deployments.vllm_engine import template_kwargs
+from model_server.engine_protocol import EngineRequest, SamplingOptions
+from model_server.vllm.engine import template_kwargs
 from tests.conftest import PROJECT_ROOT
 
 REQUEST = EngineRequest(

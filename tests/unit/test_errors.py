@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from ray.exceptions import RayTaskError
 
-from deployments.engine_protocol import ContextLengthError, EngineInputError
-from router.errors import APIError, ErrorCode, api_error_for
+from model_server.engine_protocol import ContextLengthError, EngineInputError
+from router.api.errors import APIError, ErrorCode, api_error_for
 from tests.conftest import PROJECT_ROOT
 
 
@@ -69,7 +69,7 @@ def test_timeout_is_504_and_api_errors_pass_through():
 
 
 def test_dead_engine_is_a_retryable_503():
-    from deployments.engine_protocol import EngineUnavailableError
+    from model_server.engine_protocol import EngineUnavailableError
 
     wrapped = RayTaskError("chat", "tb", EngineUnavailableError("engine dead")).as_instanceof_cause()
     error = api_error_for(wrapped, "chatcmpl-2")

@@ -11,10 +11,10 @@ from fastapi.testclient import TestClient
 
 from configs.schema import APP_NAME, RequestLimits, app_config_from_serve_config, load_serve_config
 from router.chat_service import ChatService
-from router.errors import APIError
+from router.api.errors import APIError
 from router.ingress import build_api
-from router.parse_offload import BodyParser
-from router.request_body import read_body
+from router.api.parse_offload import BodyParser
+from router.api.request_body import read_body
 from starlette.requests import Request
 from tests.conftest import PRODUCTION_CONFIG
 from tests.fakes import fake_streamers, recording_metrics

@@ -10,8 +10,8 @@ import zlib
 import pytest
 
 from configs.schema import RequestLimits
-from router.errors import APIError
-from router.images import check_data_url, data_url
+from router.api.errors import APIError
+from router.images.decode import check_data_url, data_url
 from tests.conftest import image_bytes
 
 LIMITS = RequestLimits(max_image_bytes=1_000_000, max_image_pixels=4_000_000)

@@ -24,7 +24,7 @@ from loadtests.workload import (
     image_data_url,
     load_workload,
 )
-from router.protocol import ChatCompletionRequest
+from router.api.protocol import ChatCompletionRequest
 
 
 @pytest.fixture(scope="module")

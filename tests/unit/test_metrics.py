@@ -14,8 +14,8 @@ from starlette.requests import ClientDisconnect
 
 from router.chat_service import ChatService
 from router.ingress import ChatStreamResponse, build_api
-from router.errors import ErrorCode
-from router.metrics import INGRESS_METRICS, NO_MODEL, RAY_EXPORT_PREFIX, REASONS
+from router.api.errors import ErrorCode
+from router.observability.metrics import INGRESS_METRICS, NO_MODEL, RAY_EXPORT_PREFIX, REASONS
 from tests.conftest import image_message, model_for
 from tests.fakes import BACKEND_CALLER, FakeBehaviour, fake_streamers, recording_metrics
 from tests.unit.test_ingress_http import BAD_BODIES, FakeHandle

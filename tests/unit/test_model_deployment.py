@@ -6,14 +6,14 @@ import asyncio
 
 import pytest
 
-from deployments.engine_protocol import (
+from model_server.engine_protocol import (
     EngineRequest,
     EngineUnavailableError,
     ReplicaAccepted,
     SamplingOptions,
 )
-from deployments.model_deployment import ENGINE_WATCH_PERIOD_S, ModelDeployment
-from deployments.model_source import ModelNotAvailableError
+from model_server.replica import ENGINE_WATCH_PERIOD_S, ModelDeployment
+from common.model_source import ModelNotAvailableError
 from tests.fakes import FakeChatEngine
 from tests.conftest import model_for
 

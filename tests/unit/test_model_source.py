@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from configs.schema import ModelConfig
-from deployments.model_source import ModelNotAvailableError, resolve_model_path
+from common.model_source import ModelNotAvailableError, resolve_model_path
 
 ENGINE = {"max_model_len": 128}
 

@@ -14,7 +14,7 @@ import sys
 import pytest
 import yaml
 
-from router.metrics import INGRESS_METRICS
+from router.observability.metrics import INGRESS_METRICS
 from tests.conftest import PROJECT_ROOT
 from tests.observability import DASHBOARD, RULES, dashboard, dashboard_queries, rules, series_names
 

@@ -16,7 +16,7 @@ from configs.schema import PROJECT_ROOT, AccessConfig, AppConfig, RateLimits
 from router.access.api_keys import Caller, key_entry, new_key
 from router.access.rate_limits import RateLimiter, openai_duration, store_options
 from router.chat_service import ChatService
-from router.errors import APIError
+from router.api.errors import APIError
 from router.ingress import build_api
 from tests.fakes import FakeBehaviour, fake_streamers, recording_metrics
 from tests.unit.test_ingress_http import FakeHandle

@@ -14,8 +14,8 @@ import ipaddress
 import pytest
 
 from configs.schema import RemoteImages
-from router.errors import APIError
-from router.remote_images import RemoteImageFetcher, address_allowed, image_format
+from router.api.errors import APIError
+from router.images.remote import RemoteImageFetcher, address_allowed, image_format
 from tests.image_server import JPEG, PNG, ImageServer
 
 CDN = "cdn.shop.test"
@@ -264,7 +264,7 @@ def config_for_loopback() -> RemoteImages:
 
 
 def test_the_vllm_engine_is_told_to_fetch_nothing(local_config):
-    from deployments.vllm_engine import ENGINE_FETCHES_NOTHING, VLLMChatEngine
+    from model_server.vllm.engine import ENGINE_FETCHES_NOTHING, VLLMChatEngine
     from tests.conftest import model_for
 
     args = VLLMChatEngine(model_for(local_config, "vision"), "/fake").engine_args()

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from router.errors import APIError
-from router.protocol import ChatCompletionRequest
+from router.api.errors import APIError
+from router.api.protocol import ChatCompletionRequest
 from router.routing import CatalogEntry, route_for_request
 
 TEXT = CatalogEntry("Qwen/Qwen3-0.6B", "text")

@@ -66,6 +66,6 @@ def test_stop_also_ends_what_the_server_started_in_another_process_group(tmp_pat
 
 
 def _live_pids() -> set[int]:
-    from deployments.procfs import live_processes
+    from common.procfs import live_processes
 
     return {p.pid for p in live_processes()}

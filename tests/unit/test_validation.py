@@ -8,9 +8,9 @@ import pytest
 
 from configs.schema import RequestLimits
 from router.engine_params import chat_template_kwargs_for, sampling_for
-from router.errors import APIError
-from router.request_body import check_content_type
-from router.validation import check_request, client_path, parse_chat_request
+from router.api.errors import APIError
+from router.api.request_body import check_content_type
+from router.api.validation import check_request, client_path, parse_chat_request
 from tests.conftest import model_for
 
 LIMITS = RequestLimits(max_messages=4, max_text_chars=100, max_completion_tokens=64,

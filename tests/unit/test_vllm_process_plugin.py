@@ -7,7 +7,7 @@ import os
 import signal
 import time
 
-from deployments.vllm_process_plugin import request_amx_permission, setup_vllm_process
+from model_server.vllm.process_plugin import request_amx_permission, setup_vllm_process
 
 
 def _grandchild(ready) -> None:

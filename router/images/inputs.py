@@ -1,7 +1,7 @@
 """Every image of a request made into checked, inline bytes before a replica sees it.
 
-Data URLs are decoded and checked (router/images.py); remote URLs are fetched by the ingress
-(router/remote_images.py) and their bytes go through the same checks, then reach the engine as
+Data URLs are decoded and checked (router/images/decode.py); remote URLs are fetched by the ingress
+(router/images/remote.py) and their bytes go through the same checks, then reach the engine as
 data URLs: the engine never fetches anything. A URL repeated in a conversation is fetched once.
 """
 
@@ -11,10 +11,10 @@ import asyncio
 import time
 
 from configs.schema import RequestLimits
-from router.errors import APIError
-from router.images import check_data_url, check_image_bytes, data_url, is_data_url
-from router.protocol import ImageRef
-from router.remote_images import FetchedImage, FetchRecorder, RemoteImageFetcher
+from router.api.errors import APIError
+from router.images.decode import check_data_url, check_image_bytes, data_url, is_data_url
+from router.api.protocol import ImageRef
+from router.images.remote import FetchedImage, FetchRecorder, RemoteImageFetcher
 
 
 class ImageInputs:

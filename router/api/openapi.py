@@ -14,7 +14,7 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
 from configs.schema import AppConfig
-from router.protocol import ChatCompletionRequest, ChatCompletionResponse
+from router.api.protocol import ChatCompletionRequest, ChatCompletionResponse
 
 REF_TEMPLATE = "#/components/schemas/{model}"
 ERROR_STATUSES = {
@@ -82,7 +82,7 @@ def install_openapi(api: FastAPI, config: AppConfig) -> None:
 
 
 def _document_limits(schemas: dict[str, Any], config: AppConfig) -> None:
-    """The bounds router/validation.py enforces after parsing (they depend on the config, so
+    """The bounds router/api/validation.py enforces after parsing (they depend on the config, so
     they are not in the pydantic models), written into the document."""
     limits = config.limits
     request = schemas["ChatCompletionRequest"]["properties"]

@@ -2,13 +2,13 @@
 
 The metric set is declared once, in `INGRESS_METRICS`; the README's metric table, the unit tests
 and the dashboard tests all read it. Recording goes through an `InstrumentFactory`, so the same
-code records into Ray Serve's metric API in production (router/serve_instruments.py:
+code records into Ray Serve's metric API in production (router/observability/serve_instruments.py:
 exported by each node's Ray metrics agent, with `deployment`/`replica`/`application` labels, so
 several ingress replicas neither lose nor double-count) and into a prometheus_client registry in
 unit tests. See docs/design/metrics.md for why not a prometheus_client HTTP server per replica.
 
 Label values come from fixed sets only (configured model names, `text`/`vision`, HTTP status
-codes, `ErrorCode` of router/errors.py), never from request content, so series stay bounded.
+codes, `ErrorCode` of router/api/errors.py), never from request content, so series stay bounded.
 
 Outcome accounting, one request = exactly one `cs_requests` increment, when it ends:
 - `status` is the HTTP status sent; for a stream that fails after its 200 header, the status of the
@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Literal, Protocol
 import prometheus_client
 from prometheus_client import CollectorRegistry
 
-from router.errors import ErrorCode
+from router.api.errors import ErrorCode
 
 if TYPE_CHECKING:
     from configs.schema import AppConfig
@@ -58,7 +58,7 @@ RETRIEVAL_BUCKETS_S = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.02
 IMAGE_FETCH_BUCKETS_S = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0)
 IMAGE_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
-# The `reason` label of refusals and failures: exactly the API's error codes (router/errors.py),
+# The `reason` label of refusals and failures: exactly the API's error codes (router/api/errors.py),
 # so label values come from one fixed table and a new code is counted as soon as it exists.
 REASONS = frozenset(code.value for code in ErrorCode)
 CLIENT_CLOSED_STATUS = 499

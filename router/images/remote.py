@@ -35,8 +35,8 @@ from urllib.parse import SplitResult, urljoin, urlsplit
 import httpcore
 
 from configs.schema import RemoteImages
-from router.errors import APIError, ErrorCode
-from router.images import IMAGE_TYPES, image_too_large
+from router.api.errors import APIError, ErrorCode
+from router.images.decode import IMAGE_TYPES, image_too_large
 
 Resolver = Callable[[str, int], Awaitable[list[str]]]
 FetchRecorder = Callable[[float, str], None]

@@ -1,4 +1,4 @@
-"""The web chat page: static HTML, CSS and JavaScript (router/static/chat/, no build step) served by
+"""The web chat page: static HTML, CSS and JavaScript (router/web/static/chat/, no build step) served by
 the ingress at / and /chat, for shop owners and testers to talk to a shop's assistant.
 
 The page holds no secrets and gets no data of its own: it calls the public API (/v1/shops,

@@ -13,7 +13,7 @@ from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from configs.schema import RequestLimits
-from router.errors import APIError, ErrorCode
+from router.api.errors import APIError, ErrorCode
 
 REQUEST_ID_HEADER = "x-request-id"
 # What a client-supplied x-request-id may look like: it is echoed in headers and logs.

@@ -1,11 +1,11 @@
 """Metric instruments backed by Ray Serve's metrics API, exported by each node's Ray metrics
-agent (see router/metrics.py for the metric set and docs/design/metrics.md for why)."""
+agent (see router/observability/metrics.py for the metric set and docs/design/metrics.md for why)."""
 
 from __future__ import annotations
 
 from ray.serve import metrics as serve_metrics
 
-from router.metrics import Instrument, MetricSpec, Recorder
+from router.observability.metrics import Instrument, MetricSpec, Recorder
 
 
 def serve_instruments(spec: MetricSpec) -> Instrument:

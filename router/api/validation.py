@@ -15,8 +15,8 @@ from typing import Any
 from pydantic import ValidationError
 
 from configs.schema import ModelConfig, RequestLimits
-from router.errors import APIError, ErrorCode
-from router.protocol import ChatCompletionRequest, ChatMessage
+from router.api.errors import APIError, ErrorCode
+from router.api.protocol import ChatCompletionRequest, ChatMessage
 
 _INT64_MAX = 2**63 - 1
 
@@ -134,7 +134,7 @@ def check_message_count(request: ChatCompletionRequest, limits: RequestLimits) -
 
 def check_request(request: ChatCompletionRequest, model: ModelConfig,
                   limits: RequestLimits) -> None:
-    """Every bound of config on a routed request, except the images (router/image_inputs.py)."""
+    """Every bound of config on a routed request, except the images (router/images/inputs.py)."""
     check_message_count(request, limits)
     messages = request.messages
     total_chars = 0

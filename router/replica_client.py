@@ -13,7 +13,7 @@ A replica that is lost (its process or node died, or its engine died) costs the 
 generating and nothing else:
 - before the first chunk of the answer the call has produced nothing, so it is sent once more,
   after a pause in which Serve's router drops the dead replica (a replica whose engine died ends
-  its process for that: deployments/model_deployment.py), so the retry goes to another one (or
+  its process for that: model_server/replica.py), so the retry goes to another one (or
   waits for a replacement within `replica_wait`);
 - a second loss, or a loss after output began, is a 503 `model_unavailable` whose Retry-After is
   the model's measured replacement time (`replica_wait.replacement_s`); for a stream that already
@@ -38,14 +38,14 @@ from ray.serve.exceptions import BackPressureError
 from ray.serve.handle import DeploymentHandle
 
 from configs.schema import ModelConfig
-from deployments.engine_protocol import (
+from model_server.engine_protocol import (
     EngineRequest,
     EngineUnavailableError,
     GenerationChunk,
     ReplicaAccepted,
 )
 from router.chat_service import ChatStreamer
-from router.errors import APIError
+from router.api.errors import APIError
 
 logger = logging.getLogger("cs_assistant.admission")
 

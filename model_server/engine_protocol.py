@@ -86,7 +86,7 @@ def _rebuild(cls: type[EngineInputError], message: str, param: str | None) -> En
 
 class EngineUnavailableError(RuntimeError):
     """This replica's engine can no longer serve (its process died). Retryable: the replica
-    exits and Serve replaces it, and other replicas serve meanwhile (router/admission.py)."""
+    exits and Serve replaces it, and other replicas serve meanwhile (router/replica_client.py)."""
 
 
 class ChatEngine(abc.ABC):
@@ -106,7 +106,7 @@ class ChatEngine(abc.ABC):
 
     def is_dead(self) -> bool:
         """True once the engine can never serve again (its process died). Must be cheap: the
-        replica polls it to leave the pool at once (deployments/model_deployment.py)."""
+        replica polls it to leave the pool at once (model_server/replica.py)."""
         return False
 
     @abc.abstractmethod

@@ -10,7 +10,7 @@ the window the floor is gone and the reactive policy scales down after its usual
 
 Configured per deployment in the Serve config (`autoscaling_config.policy`):
 
-    policy_function: deployments.autoscaling_policy:SalesCalendarPolicy
+    policy_function: model_server.autoscaling_policy:SalesCalendarPolicy
     policy_kwargs:
       events:
         - name: double-12

@@ -5,7 +5,7 @@ under byte and pixel caps, so garbage base64, truncated files, decompression bom
 small for the vision encoder (the 1x1 engine crash, CVE-2026-22773) are 400s at the edge. PIL's own
 error text is never returned (it can carry internals, CVE-2026-22778).
 
-Remote http(s) URLs are fetched by router/remote_images.py, and their bytes go through the same
+Remote http(s) URLs are fetched by router/images/remote.py, and their bytes go through the same
 checks (`check_image_bytes`).
 """
 
@@ -18,7 +18,7 @@ import re
 import warnings
 
 from configs.schema import RequestLimits
-from router.errors import APIError, ErrorCode
+from router.api.errors import APIError, ErrorCode
 
 _DATA_URL = re.compile(r"^data:(?P<mime>image/[a-z0-9.+-]+)?(?P<params>(;[^,;]*)*?);base64,", re.I)
 # The formats the vision processor is given, by the content type a server sends them with.

@@ -12,8 +12,8 @@ import logging
 from collections.abc import AsyncIterator
 
 from configs.schema import ModelConfig
-from deployments.cpu_placement import engine_start_placement
-from deployments.engine_protocol import (
+from model_server.vllm.cpu_placement import engine_start_placement
+from model_server.engine_protocol import (
     ChatEngine,
     ContextLengthError,
     EngineInputError,
@@ -49,7 +49,7 @@ class VLLMChatEngine(ChatEngine):
             enforce_eager=engine.enforce_eager,
             load_format=engine.load_format,
             # The engine never fetches: the ingress fetches image URLs itself, checked, and
-            # sends the bytes inline (router/remote_images.py). vLLM reads an empty list as
+            # sends the bytes inline (router/images/remote.py). vLLM reads an empty list as
             # "any host", so the list names one that cannot exist (RFC 2606 .invalid).
             allowed_media_domains=[ENGINE_FETCHES_NOTHING],
         )
@@ -80,7 +80,7 @@ class VLLMChatEngine(ChatEngine):
 
             stat_loggers = [RayPrometheusStatLogger]
         # CPU engines: when Ray runs on other cores than the engine's (taskset), the engine
-        # gets its cores to itself (deployments/cpu_placement.py). A no-op otherwise.
+        # gets its cores to itself (model_server/vllm/cpu_placement.py). A no-op otherwise.
         with engine_start_placement():
             self._engine = AsyncLLM.from_engine_args(self.engine_args(),
                                                      stat_loggers=stat_loggers)

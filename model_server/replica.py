@@ -15,15 +15,15 @@ from collections.abc import AsyncIterator, Callable
 from ray import serve
 
 from configs.schema import ModelConfig
-from deployments.serve_logging import use_serve_logging
-from deployments.engine_protocol import (
+from common.serve_logging import use_serve_logging
+from model_server.engine_protocol import (
     ChatEngine,
     EngineRequest,
     EngineUnavailableError,
     GenerationChunk,
     ReplicaAccepted,
 )
-from deployments.model_source import resolve_model_path
+from common.model_source import resolve_model_path
 
 logger = logging.getLogger("cs_assistant.model_deployment")
 
@@ -55,7 +55,7 @@ class ModelDeployment:
         # Resolve before importing vLLM: a missing model fails the deploy with a clear message.
         model_path = resolve_model_path(model)
         if engine_cls is None:
-            from deployments.vllm_engine import VLLMChatEngine
+            from model_server.vllm.engine import VLLMChatEngine
 
             engine_cls = VLLMChatEngine
         self._model = model

@@ -7,7 +7,7 @@ tracebacks (they may hold internal addresses or paths, CVE-2026-22778); they car
 and the full exception goes to the server log under the same id.
 
 `ErrorCode` is the single table of codes: every raise names a member, `APIError` refuses any other
-string, and the metric `reason` label set is derived from it (router/metrics.py), so a new code is
+string, and the metric `reason` label set is derived from it (router/observability/metrics.py), so a new code is
 counted the moment it is added here.
 """
 
@@ -17,17 +17,17 @@ import logging
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from deployments.engine_protocol import (
+from model_server.engine_protocol import (
     ContextLengthError,
     EngineInputError,
     EngineUnavailableError,
 )
-from router.protocol import sse_data
+from router.api.protocol import sse_data
 
 logger = logging.getLogger("cs_assistant.router")
 
 # Retry-After for a dead engine reported past the admission layer. Requests through Serve never
-# get it: router/admission.py retries them or answers with the model's measured
+# get it: router/replica_client.py retries them or answers with the model's measured
 # `replica_wait.replacement_s`. This is the fallback for a streamer without that layer.
 ENGINE_RESTART_RETRY_AFTER_S = 15
 

@@ -22,7 +22,7 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from deployments.procfs import live_processes
+from common.procfs import live_processes
 
 logger = logging.getLogger("cs_assistant.cpu_placement")
 
@@ -94,7 +94,7 @@ def cores_for_ray(engine_bind: str | None, available: set[int] | None = None) ->
 
 
 def main(argv: list[str] | None = None) -> None:
-    """`python -m deployments.cpu_placement CONFIG`: the `taskset -c` list for Ray when the
+    """`python -m model_server.vllm.cpu_placement CONFIG`: the `taskset -c` list for Ray when the
     config's text engine binds its worker to cores (scripts/run-local.sh), or nothing."""
     import sys
 

@@ -17,9 +17,9 @@ from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 
 from configs.schema import RequestLimits
-from router.errors import APIError
-from router.protocol import ChatCompletionRequest
-from router.validation import check_message_count, parse_chat_request
+from router.api.errors import APIError
+from router.api.protocol import ChatCompletionRequest
+from router.api.validation import check_message_count, parse_chat_request
 
 
 def _parse_in_worker(body: bytes, limits: RequestLimits

@@ -1,0 +1,1 @@
+"""The vLLM implementation of the engine protocol."""

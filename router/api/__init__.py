@@ -1,0 +1,1 @@
+"""The OpenAI API surface: request and response models, parsing, validation, errors."""

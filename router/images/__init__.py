@@ -1,0 +1,1 @@
+"""Image parts: decoding checks and SSRF-safe fetching of remote images."""

@@ -1,0 +1,1 @@
+"""The ingress's metrics and their Ray instruments."""
