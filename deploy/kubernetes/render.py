@@ -143,6 +143,8 @@ TEMPLATE = """\
 # KubeRay RayService (ray.io/v1, CRD of KubeRay v1.7.0 in crd/) running the production Serve
 # application on one Ray cluster: a CPU head and autoscaled one-GPU worker pods, the Kubernetes
 # form of cluster.yaml. README "Deploy on Kubernetes" has the whole sequence.
+# For Kubernetes 1.35, the release KubeRay v1.7.0's end-to-end tests run on: the tests validate
+# the pod templates below and networkpolicy.yaml against that release's API schema.
 #
 # Image: @@IMAGE@@ (tag: pyproject.toml's version).
 # The committed manifest names a placeholder repository, on purpose not a valid image reference

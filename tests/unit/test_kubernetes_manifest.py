@@ -1,7 +1,9 @@
 """deploy/kubernetes/: the KubeRay RayService of the production application and its image.
 
 The manifest is checked against the KubeRay CRD vendored at the pinned release (no download),
-and against the Serve config it deploys with this file's own arithmetic, not render.py's.
+and against the Serve config it deploys with this file's own arithmetic, not render.py's. The
+core objects (the NetworkPolicies, the RayService's pod templates) are checked against the API
+schema of the pinned Kubernetes release, from the kubernetes-validate package (no download).
 Nothing here needs Kubernetes, Docker or Ray.
 """
 
@@ -17,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import jsonschema
+import kubernetes_validate
 import pytest
 import yaml
 from packaging.requirements import Requirement
@@ -25,16 +28,20 @@ from packaging.specifiers import SpecifierSet
 from configs.schema import APP_NAME, app_config_from_serve_config, load_serve_config
 from configs.serve_env import load_serve_env
 from tests.conftest import PRODUCTION_CONFIG, PROJECT_ROOT
+from tests.docs_pages import section
 
 KUBE_DIR = PROJECT_ROOT / "deploy" / "kubernetes"
 MANIFEST_PATH = KUBE_DIR / "rayservice.yaml"
 CRD_PATH = KUBE_DIR / "crd" / "ray.io_rayservices-v1.7.0.yaml"
 DOCKERFILE = KUBE_DIR / "Dockerfile"
-README = KUBE_DIR.parent.parent / "README.md"
 # `git rev-parse v1.7.0:ray-operator/config/crd/bases/ray.io_rayservices.yaml` in
 # ray-project/kuberay (tag v1.7.0 = commit 59d663aeec13760646da3db9c1cf8cfe883e30b7).
 CRD_GIT_BLOB = "7ee63d6ddd11237a5649e04b3a8db3c52074c867"
 KUBERAY_VERSION = "v1.7.0"
+# The Kubernetes release the manifests are for: the one KubeRay v1.7.0's end-to-end tests run on
+# (ci/kind-config-buildkite.yml at tag v1.7.0: kindest/node:v1.35.0). Named in the manifests'
+# headers; kubernetes-validate ships its API schema.
+KUBERNETES_VERSION = "1.35"
 
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # the CRD is 1 MB of YAML
 
@@ -126,6 +133,19 @@ def schema_errors(document: dict) -> list[str]:
             for e in VALIDATOR.iter_errors(document)]
 
 
+def core_schema_errors(document: dict) -> list[str]:
+    """Errors of a core Kubernetes object against the API schema of KUBERNETES_VERSION, in
+    strict mode: unknown fields refused, as the API server's strict field validation (kubectl's
+    default) does. The schema files ship inside kubernetes-validate; nothing is downloaded."""
+    try:
+        used = kubernetes_validate.validate(document, KUBERNETES_VERSION, strict=True)
+    except kubernetes_validate.ValidationError as error:
+        return [f"{'/'.join(map(str, error.absolute_path))}: {error.message}"]
+    # The package falls back to an older release's schema when it lacks the one asked for.
+    assert used == KUBERNETES_VERSION, f"validated against Kubernetes {used}"
+    return []
+
+
 # --- The manifest is generated and matches the pinned CRD ---------------------------------------
 
 def load_render_module():
@@ -171,6 +191,33 @@ def test_schema_validation_rejects_what_the_api_server_would(mutate, expected):
     mutate(broken)
     errors = schema_errors(broken)
     assert errors and any(expected in error for error in errors), errors
+
+
+def pod_template(where: str, template: dict) -> dict:
+    """A RayService pod template as the core PodTemplate object KubeRay makes pods from."""
+    return {"apiVersion": "v1", "kind": "PodTemplate", "metadata": {"name": where},
+            "template": template}
+
+
+def test_pod_templates_are_valid_for_the_pinned_kubernetes_release():
+    # The CRD embeds the pod schema of the Kubernetes API KubeRay was built with (newer than the
+    # cluster's), so a field the cluster's API server does not know could pass the CRD check.
+    templates = [("head", HEAD["template"])] + [
+        (g["groupName"], g["template"]) for g in CLUSTER["workerGroupSpecs"]]
+    for where, template in templates:
+        assert core_schema_errors(pod_template(where, template)) == [], where
+
+
+def test_pod_template_check_refuses_an_unknown_field():
+    template = copy.deepcopy(HEAD["template"])
+    template["spec"]["containers"][0]["resources"]["limit"] = {"cpu": "1"}
+    errors = core_schema_errors(pod_template("head", template))
+    assert errors and "'limit' was unexpected" in errors[0], errors
+
+
+def test_manifests_name_the_pinned_kubernetes_release():
+    for path in (MANIFEST_PATH, KUBE_DIR / "networkpolicy.yaml"):
+        assert f"Kubernetes {KUBERNETES_VERSION}" in path.read_text(encoding="utf-8"), path.name
 
 
 # --- The Serve application is the production config ---------------------------------------------
@@ -461,12 +508,14 @@ def test_dockerfile_runs_as_a_non_root_user():
         assert spec["securityContext"]["runAsUser"] == int(final), where
 
 
-# --- The README section ----------------------------------------------------------------------
+# --- The deploy page's Kubernetes section (docs/deploy.md) -------------------------------------
 
-def test_readme_section_creates_every_secret_and_pins_the_operator():
-    readme = README.read_text()
-    start = readme.index("## Deploy on Kubernetes")
-    text = readme[start:readme.index("\n## ", start + 1)]
+def kubernetes_section() -> str:
+    return section("deploy.md", "Deploy on Kubernetes")
+
+
+def test_deploy_page_creates_every_secret_and_pins_the_operator():
+    text = kubernetes_section()
     secrets = {CLUSTER["authOptions"]["secretName"],
                CLUSTER["gcsFaultToleranceOptions"]["redisPassword"]["valueFrom"]
                ["secretKeyRef"]["name"]}
@@ -543,6 +592,39 @@ def test_network_policies_are_well_formed_and_select_every_ray_pod():
         assert any(selects(p["spec"]["podSelector"], labels) for p in POLICIES), pod
 
 
+@pytest.mark.parametrize("index", range(len(POLICIES)))
+def test_network_policy_is_valid_for_the_pinned_kubernetes_schema(index):
+    assert core_schema_errors(POLICIES[index]) == [], POLICIES[index]["metadata"]["name"]
+
+
+def _rename(node: dict, old: str, new: str) -> None:
+    node[new] = node.pop(old)
+
+
+@pytest.mark.parametrize("mutate, expected", [
+    # Misspelt fields: dropped silently by a lenient client, refused by strict validation.
+    (lambda p: _rename(p["spec"], "podSelector", "podSelecter"), "'podSelecter' was unexpected"),
+    (lambda p: _rename(p["spec"], "policyTypes", "policyType"), "'policyType' was unexpected"),
+    (lambda p: _rename(p["spec"]["ingress"][0]["from"][0], "podSelector", "podselector"),
+     "'podselector' was unexpected"),
+    (lambda p: p["metadata"].update(label={"a": "b"}), "'label' was unexpected"),
+    # Wrong types and values.
+    (lambda p: p["spec"]["ingress"][1]["ports"][0].update(port=[8080]), "is not valid under"),
+    (lambda p: p["spec"].update(policyTypes="Ingress"), "is not of type 'array'"),
+    (lambda p: p.update(kind="NetworkPolicies"), "NetworkPolicies"),
+], ids=["podSelecter", "policyType", "peer-podselector", "metadata-label", "port-list",
+        "policyTypes-string", "kind-plural"])
+def test_network_policy_schema_check_refuses_what_the_api_server_would(mutate, expected):
+    # Guards the check above: a validator that accepted anything would pass it too.
+    broken = copy.deepcopy(POLICIES[0])
+    mutate(broken)
+    try:
+        errors = core_schema_errors(broken)
+    except kubernetes_validate.SchemaNotFoundError as missing:  # a kind with no schema at all
+        errors = [missing.message]
+    assert errors and expected in errors[0], errors
+
+
 def test_ray_pods_reach_each_other_on_every_port():
     for pod in pod_labels():
         assert allowed_ports(pod, "ray-pod") is None, pod
@@ -552,9 +634,9 @@ def test_outside_clients_reach_only_their_port_on_their_pods():
     serve = SERVE_PORT
     dashboard = next(p["containerPort"] for p in HEAD_CONTAINER["ports"] if p["name"] == "dashboard")
     metrics = int(HEAD["rayStartParams"]["metrics-export-port"])
-    # The operator's namespace is the one README step 1 installs it into.
-    readme = README.read_text()
-    operator_ns = re.search(r"helm install kuberay-operator .*\n\s+--namespace (\S+)", readme)[1]
+    # The operator's namespace is the one step 1 of docs/deploy.md installs it into.
+    operator_ns = re.search(r"helm install kuberay-operator .*\n\s+--namespace (\S+)",
+                            kubernetes_section())[1]
     assert allowed_ports("head", operator_ns) == {dashboard}
     (dashboard_rule,) = [rule for p in POLICIES for rule in p["spec"]["ingress"]
                          if dashboard in {port["port"] for port in rule.get("ports", [])}]
@@ -571,6 +653,6 @@ def test_outside_clients_reach_only_their_port_on_their_pods():
     assert {serve, metrics} <= {p["containerPort"] for p in worker["ports"]}
 
 
-def test_readme_applies_the_network_policies():
-    readme = README.read_text()
-    assert "kubectl -n cs-assistant apply -f deploy/kubernetes/networkpolicy.yaml" in readme
+def test_deploy_page_applies_the_network_policies():
+    assert ("kubectl -n cs-assistant apply -f deploy/kubernetes/networkpolicy.yaml"
+            in kubernetes_section())
