@@ -1,5 +1,5 @@
-"""The benchmark's report: the markdown of one run, its plot, and the README's performance table
-(regenerated from a run's results.json, between two marker lines)."""
+"""The benchmark's report: the markdown of one run, its plot, and the performance table of
+docs/benchmarks.md (regenerated from a run's results.json, between two marker lines)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 from configs.schema import PROJECT_ROOT
 
-README = PROJECT_ROOT / "README.md"
+BENCHMARK_PAGE = PROJECT_ROOT / "docs" / "benchmarks.md"
 TABLE_START = "<!-- benchmark-table:start (loadtests/bench_report.py writes this) -->"
 TABLE_END = "<!-- benchmark-table:end -->"
 
@@ -156,7 +156,7 @@ def plot(results: dict, path: Path) -> None:
     fig.savefig(path, dpi=110)
 
 
-def readme_table(results: dict, folder: str) -> str:
+def summary_table(results: dict, folder: str) -> str:
     """Before (`baseline`) and after (`shipped`) for each workload, with the targets."""
     setup = results["setup"]
     levels = setup["concurrency"]
@@ -190,10 +190,11 @@ def readme_table(results: dict, folder: str) -> str:
     return "\n".join(rows)
 
 
-def update_readme(folder: Path, readme: Path = README) -> None:
+def update_benchmark_page(folder: Path, page: Path = BENCHMARK_PAGE) -> None:
+    """Replace the table between the markers of `page` with the one of the run in `folder`."""
     results = json.loads((folder / "results.json").read_text())
-    text = readme.read_text()
+    text = page.read_text()
     start, end = text.index(TABLE_START), text.index(TABLE_END)
     relative = folder.relative_to(PROJECT_ROOT) if folder.is_relative_to(PROJECT_ROOT) else folder
-    readme.write_text(text[:start + len(TABLE_START)] + "\n" + readme_table(results, str(relative))
+    page.write_text(text[:start + len(TABLE_START)] + "\n" + summary_table(results, str(relative))
                       + "\n" + text[end:])

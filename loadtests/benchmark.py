@@ -23,7 +23,7 @@ profile times the request path without a model: `/health` (client → front door
 under plain uvicorn.
 
 Writes results.json, results.md and throughput_ttft.png to a dated folder under docs/benchmarks/
-(with the machine and versions) and regenerates the README's performance table from them (not
+(with the machine and versions) and regenerates the performance table of docs/benchmarks.md from them (not
 when --out names another folder).
 Figures only: nothing here asserts a speed.
 """
@@ -63,7 +63,7 @@ from configs.schema import (
 )
 from model_server.vllm.cpu_placement import cores_for_ray
 from loadtests import process_cpu
-from loadtests.bench_report import markdown, plot, update_readme
+from loadtests.bench_report import markdown, plot, update_benchmark_page
 from loadtests.bench_workloads import WORKLOADS, BenchWorkload, plain_workload, shop_workload
 from loadtests.serve_status import ServeStatus
 from loadtests.server_process import ServerProcess, free_port, url_answers
@@ -557,8 +557,8 @@ def main(argv: list[str] | None = None) -> int:
     print(table)
     log(f"wrote {out}/results.json, results.md, throughput_ttft.png")
     if args.out is None:
-        update_readme(out)
-        log("README performance table regenerated from this run")
+        update_benchmark_page(out)
+        log("docs/benchmarks.md performance table regenerated from this run")
     return 0
 
 

@@ -4,10 +4,12 @@ engine environment of the Serve stack's text model, and the Serve stack runs tha
 from __future__ import annotations
 
 import json
+import re
 
-from configs.schema import AppConfig
+from configs.schema import PROJECT_ROOT, AppConfig
 from loadtests.bench_report import markdown
 from loadtests.benchmark import BENCHMARK_TIMEOUT_S, MODEL_DIR, VARIANTS, TextModelSettings
+from tests.docs_pages import section
 
 SETTINGS = TextModelSettings.load()
 
@@ -107,21 +109,36 @@ def test_report_shows_each_variant_against_the_same_bare_run():
     assert "| vLLM worker (model compute) | 1.00 |" in table
 
 
-def test_readme_table_is_replaced_between_its_markers(tmp_path):
+def test_benchmark_page_table_is_replaced_between_its_markers(tmp_path):
     from loadtests import bench_report
 
     folder = tmp_path / "run"
     folder.mkdir()
     (folder / "results.json").write_text(json.dumps(_results()))
-    readme = tmp_path / "README.md"
-    readme.write_text(f"intro\n{bench_report.TABLE_START}\nold table\n"
-                      f"{bench_report.TABLE_END}\nafter\n")
-    bench_report.update_readme(folder, readme)
-    text = readme.read_text()
+    page = tmp_path / "benchmarks.md"
+    page.write_text(f"intro\n{bench_report.TABLE_START}\nold table\n"
+                    f"{bench_report.TABLE_END}\nafter\n")
+    bench_report.update_benchmark_page(folder, page)
+    text = page.read_text()
     assert "old table" not in text and text.startswith("intro\n") and text.endswith("after\n")
     assert "| shop | before (Serve defaults) | 0.80 | 0.60 | +50 ms / n/a | 2.00 |" in text
     assert "| shop | after (shipped) | 0.80 | 0.98 |" in text
     assert "plain uvicorn 2000 req/s" in text
+
+
+def test_benchmark_page_table_is_the_one_its_run_generates():
+    """docs/benchmarks.md's table is generated: it must equal what bench_report writes from the
+    results.json of the run it names (an edit by hand, or a new run not regenerated, fails)."""
+    from loadtests import bench_report
+
+    text = bench_report.BENCHMARK_PAGE.read_text()
+    assert text.count(bench_report.TABLE_START) == 1 and text.count(bench_report.TABLE_END) == 1
+    table = text[text.index(bench_report.TABLE_START) + len(bench_report.TABLE_START):
+                 text.index(bench_report.TABLE_END)].strip("\n")
+    assert table in section("benchmarks.md", "Benchmark against bare vLLM")
+    folder = re.match(r"From `([^`]+)/`", table)[1]
+    results = json.loads((PROJECT_ROOT / folder / "results.json").read_text())
+    assert table == bench_report.summary_table(results, folder)
 
 
 def test_both_servers_get_the_same_explicit_sampling():

@@ -10,6 +10,7 @@ import ray.autoscaler
 import yaml
 
 from tests.conftest import PROJECT_ROOT
+from tests.docs_pages import section
 
 CLUSTER = yaml.safe_load((PROJECT_ROOT / "cluster.yaml").read_text())
 
@@ -88,8 +89,8 @@ def test_the_rate_limit_redis_password_reaches_every_node_outside_the_config():
     assert CLUSTER["file_mounts"][env_file] == env_file  # from the operator's machine
     assert any("chmod 600" in c and env_file in c for c in CLUSTER["setup_commands"])
     # The variable the file must define is the one the production config reads.
-    readme = (PROJECT_ROOT / "README.md").read_text()
-    assert f"{access.rate_limit_store_password_env}=" in readme and env_file in readme
+    deploy = section("deploy.md", "Deploy to a GPU cluster")
+    assert f"{access.rate_limit_store_password_env}=" in deploy and env_file in deploy
 
 
 def test_head_hosts_no_model_replica_and_gpu_workers_cover_the_serve_config():

@@ -28,12 +28,12 @@ from packaging.specifiers import SpecifierSet
 from configs.schema import APP_NAME, app_config_from_serve_config, load_serve_config
 from configs.serve_env import load_serve_env
 from tests.conftest import PRODUCTION_CONFIG, PROJECT_ROOT
+from tests.docs_pages import section
 
 KUBE_DIR = PROJECT_ROOT / "deploy" / "kubernetes"
 MANIFEST_PATH = KUBE_DIR / "rayservice.yaml"
 CRD_PATH = KUBE_DIR / "crd" / "ray.io_rayservices-v1.7.0.yaml"
 DOCKERFILE = KUBE_DIR / "Dockerfile"
-README = KUBE_DIR.parent.parent / "README.md"
 # `git rev-parse v1.7.0:ray-operator/config/crd/bases/ray.io_rayservices.yaml` in
 # ray-project/kuberay (tag v1.7.0 = commit 59d663aeec13760646da3db9c1cf8cfe883e30b7).
 CRD_GIT_BLOB = "7ee63d6ddd11237a5649e04b3a8db3c52074c867"
@@ -508,12 +508,14 @@ def test_dockerfile_runs_as_a_non_root_user():
         assert spec["securityContext"]["runAsUser"] == int(final), where
 
 
-# --- The README section ----------------------------------------------------------------------
+# --- The deploy page's Kubernetes section (docs/deploy.md) -------------------------------------
 
-def test_readme_section_creates_every_secret_and_pins_the_operator():
-    readme = README.read_text()
-    start = readme.index("## Deploy on Kubernetes")
-    text = readme[start:readme.index("\n## ", start + 1)]
+def kubernetes_section() -> str:
+    return section("deploy.md", "Deploy on Kubernetes")
+
+
+def test_deploy_page_creates_every_secret_and_pins_the_operator():
+    text = kubernetes_section()
     secrets = {CLUSTER["authOptions"]["secretName"],
                CLUSTER["gcsFaultToleranceOptions"]["redisPassword"]["valueFrom"]
                ["secretKeyRef"]["name"]}
@@ -632,9 +634,9 @@ def test_outside_clients_reach_only_their_port_on_their_pods():
     serve = SERVE_PORT
     dashboard = next(p["containerPort"] for p in HEAD_CONTAINER["ports"] if p["name"] == "dashboard")
     metrics = int(HEAD["rayStartParams"]["metrics-export-port"])
-    # The operator's namespace is the one README step 1 installs it into.
-    readme = README.read_text()
-    operator_ns = re.search(r"helm install kuberay-operator .*\n\s+--namespace (\S+)", readme)[1]
+    # The operator's namespace is the one step 1 of docs/deploy.md installs it into.
+    operator_ns = re.search(r"helm install kuberay-operator .*\n\s+--namespace (\S+)",
+                            kubernetes_section())[1]
     assert allowed_ports("head", operator_ns) == {dashboard}
     (dashboard_rule,) = [rule for p in POLICIES for rule in p["spec"]["ingress"]
                          if dashboard in {port["port"] for port in rule.get("ports", [])}]
@@ -651,6 +653,6 @@ def test_outside_clients_reach_only_their_port_on_their_pods():
     assert {serve, metrics} <= {p["containerPort"] for p in worker["ports"]}
 
 
-def test_readme_applies_the_network_policies():
-    readme = README.read_text()
-    assert "kubectl -n cs-assistant apply -f deploy/kubernetes/networkpolicy.yaml" in readme
+def test_deploy_page_applies_the_network_policies():
+    assert ("kubectl -n cs-assistant apply -f deploy/kubernetes/networkpolicy.yaml"
+            in kubernetes_section())

@@ -16,6 +16,7 @@ import yaml
 
 from router.observability.metrics import INGRESS_METRICS
 from tests.conftest import PROJECT_ROOT
+from tests.docs_pages import section
 from tests.observability import DASHBOARD, RULES, dashboard, dashboard_queries, rules, series_names
 
 PROMETHEUS_DIR = PROJECT_ROOT / "configs" / "prometheus"
@@ -112,10 +113,11 @@ def test_dashboard_covers_the_operators_questions():
         assert topic in titles, topic
 
 
-def test_readme_documents_every_ingress_metric_and_alert():
-    readme = (PROJECT_ROOT / "README.md").read_text()
+def test_operations_page_documents_every_ingress_metric_and_alert():
+    metrics = section("operations.md", "Ingress metrics")
+    alerts = section("operations.md", "Alerts (`configs/prometheus/rules.yml`)")
     for spec in INGRESS_METRICS:
-        assert f"`{spec.exported_name}`" in readme, spec.exported_name
+        assert f"`{spec.exported_name}`" in metrics, spec.exported_name
     for rule in rules():
         if "alert" in rule:
-            assert f"`{rule['alert']}`" in readme, rule["alert"]
+            assert f"`{rule['alert']}`" in alerts, rule["alert"]
