@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+import uuid
 from pathlib import Path
 
 from gevent import GreenletExit
@@ -50,8 +51,8 @@ def _add_arguments(parser) -> None:
                             "(Ray export interval + scrape interval)")
     group.add_argument("--summary-json", default="", help="write SLO and reconciliation figures")
     group.add_argument("--requests-jsonl", default="",
-                       help="append one JSON line per request (time, route, status, ok, TTFT, "
-                            "duration, error): what loadtests/soak.py windows")
+                       help="append one JSON line per request (time, request id, route, status, "
+                            "ok, TTFT, duration, error): what loadtests/soak.py windows")
 
 
 class RunState:
@@ -78,14 +79,16 @@ class RunState:
         self.started = time.time()
         self.failed_gates: list[str] = []
 
-    def log_request(self, route: str, status: int, ok: bool, ttft_s: float | None = None,
-                    e2e_s: float | None = None, error: str | None = None,
-                    content_chars: int = 0) -> None:
+    def log_request(self, request_id: str, route: str, status: int, ok: bool,
+                    ttft_s: float | None = None, e2e_s: float | None = None,
+                    error: str | None = None, content_chars: int = 0) -> None:
         """One line per finished request. `ttft_s` is None for an answer with no text (a model
-        may end on its first token): TTFT measures the first text, so there is none to time."""
+        may end on its first token): TTFT measures the first text, so there is none to time.
+        `request_id` is the x-request-id the shopper sent, which the server's logs carry."""
         if self.requests_log is not None:
             self.requests_log.write(json.dumps({
-                "t": round(time.time(), 3), "route": route, "status": status, "ok": ok,
+                "t": round(time.time(), 3), "request_id": request_id, "route": route,
+                "status": status, "ok": ok,
                 "ttft_s": ttft_s, "e2e_s": e2e_s, "error": error,
                 "content_chars": content_chars}) + "\n")
 
@@ -143,18 +146,24 @@ class Shopper(HttpUser):
         state = run_state(self.environment)
         request = state.workload.next_request()
         route = request.route
+        # The shopper's own request id: the server keeps it (Serve's proxy only adds one when
+        # none is sent) and logs it at the ingress and at the model replica that takes the
+        # request, so the request log can be tied to those logs even for a request that got
+        # no response headers.
+        request_id = f"loadtest-{uuid.uuid4().hex}"
         outcome_recorded = False
         answered = False  # response headers received: the server has the request
         started = time.perf_counter()
         try:
             with self.client.post("/v1/chat/completions", json=request.body, stream=True,
+                                  headers={"x-request-id": request_id},
                                   catch_response=True, name=f"chat {route}") as response:
                 answered = True
                 route = response.headers.get("x-route", route) if response.headers else route
                 if response.status_code != 200:
                     response.failure(f"HTTP {response.status_code}")
                     state.tally.record(route, ok=False, completion_tokens=0)
-                    state.log_request(route, response.status_code, False,
+                    state.log_request(request_id, route, response.status_code, False,
                                       e2e_s=time.perf_counter() - started)
                     outcome_recorded = True
                     return
@@ -168,7 +177,8 @@ class Shopper(HttpUser):
                 else:
                     response.failure(f"in-band error {result.error_code or 'stream ended early'}")
                 state.tally.record(route, result.ok, result.completion_tokens)
-                state.log_request(route, 200, result.ok, result.ttft_s, result.e2e_s,
+                state.log_request(request_id, route, 200, result.ok, result.ttft_s,
+                                  result.e2e_s,
                                   None if result.ok else result.error_code or "stream ended early",
                                   len(result.content))
                 outcome_recorded = True
@@ -178,9 +188,9 @@ class Shopper(HttpUser):
             raise
         except BaseException as exc:
             if not outcome_recorded:  # broken mid-request: sent, not answered
-                logger.warning("request failed on the client side: %r", exc)
+                logger.warning("request %s failed on the client side: %r", request_id, exc)
                 state.tally.record(route, ok=False, completion_tokens=0)
-                state.log_request(route, 0, False, error=type(exc).__name__)
+                state.log_request(request_id, route, 0, False, error=type(exc).__name__)
             raise
         if result.ttft_s is not None:
             state.ttft_s.append(result.ttft_s)

@@ -95,6 +95,11 @@ class ModelDeployment:
         once) by a replica that routers still consider the least loaded."""
         if self._engine.is_dead():
             self._leave(f"request {request.request_id}")
+        # One line per call, when this replica takes it: Serve writes it to this replica's
+        # own log file at once, so a request can be tied to the replica that served it even
+        # when the replica or its node is killed mid-answer. Serve's access-log line for the
+        # call comes only when the call ends, which a killed replica's calls never do.
+        logger.info("request %s accepted", request.request_id)
         yield ReplicaAccepted()
         try:
             async for chunk in self._engine.chat(request):

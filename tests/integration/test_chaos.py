@@ -12,11 +12,19 @@ as on a real cluster. The faults, each during its own Locust run:
 (d) `serve deploy` of a changed config (a shop's persona, the text model's sampling default).
 
 Each asserts: the only failed requests are streams the failed part was generating when it was
-killed (each was cut after its first byte, had started before the kill and ended after it; a
-request that had produced nothing was sent again and answered), none for (d); the client's
-counts reconcile with the server's Prometheus counters; the stack is back at full capacity (two
-text replicas) and answering. The figures are printed as `[chaos]` lines (README "Failures
-under load"), with the requests in flight on the failed part by Ray's replica gauge.
+killed (each was cut after its first byte, had started before the kill and ended after it, and
+was taken by the killed replica, or the killed node's, and by no other; a request that had
+produced nothing was sent again and answered), none for (d); the client's counts reconcile with
+the server's Prometheus counters; the stack is back at full capacity (two text replicas, the
+killed one no longer in Serve's status) and answering.
+
+Which replica took a request: Locust sends each request with its own x-request-id and logs it;
+the model replica that takes a call logs `request <id> accepted` in its own Serve log file, on
+its node (loadtests/replica_logs.py). Serve's request id reaches the replica, but its own line
+for a call is written when the call ends, never for a call cut by a kill.
+
+The figures are printed as `[chaos]` lines (README "Failures under load"), with the requests in
+flight on the failed part by Ray's replica gauge.
 
 Why the bound is checked per request and not against that gauge: the gauge is a sample, exported
 once a second, so it misses requests that began in the last second before a kill. One CI run read
@@ -33,6 +41,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -42,12 +51,14 @@ import yaml
 
 from configs.serve_env import load_serve_env
 from loadtests.prometheus_api import PrometheusAPI
+from loadtests.replica_logs import accepting_replicas
 from loadtests.serve_status import ServeStatus
 from loadtests.server_process import free_port
 from loadtests.workload import steady_workload
 from tests.conftest import PROJECT_ROOT
 from tests.integration.conftest import (
     METRICS_REPORT_INTERVAL_MS,
+    RAY_SESSION,
     STARTUP_TIMEOUT_S,
     TINY_MODELS,
     processes,
@@ -95,6 +106,7 @@ class TwoNodeCluster:
         self.dashboard_url = f"http://127.0.0.1:{self.dashboard_port}"
         self.workers_started = 0
         self.worker_temp: Path | None = None
+        self.head_session: Path | None = None
 
     def ray(self, *args: str, timeout: float = 120) -> None:
         result = subprocess.run([str(BIN / "ray"), *args], env=self.env, cwd=PROJECT_ROOT,
@@ -109,6 +121,9 @@ class TwoNodeCluster:
                  f"--resources={json.dumps({HEAD_RESOURCE: 1})}",
                  "--dashboard-host=127.0.0.1", f"--dashboard-port={self.dashboard_port}",
                  "--disable-usage-stats")
+        # The head keeps Ray's default temp dir (Prometheus finds it there); `ray start` has
+        # just pointed session_latest at this cluster's session.
+        self.head_session = RAY_SESSION.resolve()
 
     def start_worker(self) -> None:
         """A new worker node (fresh ports and temp dir, as a replacement machine would be)."""
@@ -146,22 +161,45 @@ class TwoNodeCluster:
                                 cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120)
         assert result.returncode == 0, result.stdout + result.stderr
 
+    def serve_log_dirs(self) -> list[Path]:
+        """Serve's log directories of this cluster's nodes: the head's and every worker's,
+        including killed ones (their files stay until `stop`)."""
+        assert self.head_session is not None
+        return [self.head_session / "logs" / "serve",
+                *sorted(WORKER_TEMP_ROOT.glob("w*/session_*/logs/serve"))]
+
     def application(self) -> dict:
         return ServeStatus(self.dashboard_url).application()
 
+    @staticmethod
+    def text_replicas_of(app: dict, running_only: bool = True) -> list[dict]:
+        """The text replicas in Serve's details of the app: RUNNING ones, or every replica
+        Serve still lists (starting, running, stopping)."""
+        replicas = app.get("deployments", {}).get("TextModel", {}).get("replicas", [])
+        return [r for r in replicas if not running_only or r.get("state") == "RUNNING"]
+
     def text_replicas(self) -> list[dict]:
-        deployment = self.application().get("deployments", {}).get("TextModel", {})
-        return [r for r in deployment.get("replicas", []) if r.get("state") == "RUNNING"]
+        return self.text_replicas_of(self.application())
+
+    def full_capacity(self, gone: Collection[str] = ()) -> list[str] | None:
+        """The text replicas Serve lists (ids, any state) when two run, on two nodes, the app
+        is RUNNING and none of the replicas in `gone` (killed ones) is listed any more; else
+        None. Until Serve has noticed a kill, the dead replica still counts as RUNNING (a
+        killed node's for seconds)."""
+        try:
+            app = self.application()
+        except OSError:
+            return None
+        replicas = self.text_replicas_of(app)
+        listed = [r.get("replica_id") for r in self.text_replicas_of(app, running_only=False)]
+        full = (app.get("status") == "RUNNING" and len(replicas) == 2
+                and len({r.get("node_id") for r in replicas}) == 2
+                and not set(listed) & set(gone))
+        return listed if full else None
 
     def at_full_capacity(self) -> bool:
         """Two text replicas running, on two nodes, and the app RUNNING."""
-        try:
-            app = self.application()
-            replicas = self.text_replicas()
-        except OSError:
-            return False
-        return (app.get("status") == "RUNNING" and len(replicas) == 2
-                and len({r.get("node_id") for r in replicas}) == 2)
+        return self.full_capacity() is not None
 
     def stop(self) -> None:
         subprocess.run([str(BIN / "ray"), "stop", "--force"], capture_output=True, env=self.env)
@@ -223,6 +261,11 @@ class FaultRun:
     retried: int = 0  # calls the ingress sent once more after a replica loss
     fault_at: float = 0.0  # time.time() when the fault began
     requests: list[dict] = field(default_factory=list)  # Locust's log, one row per request
+    killed: list[str] = field(default_factory=list)  # text replica ids of the failed part
+    nodes: dict[str, str] = field(default_factory=dict)  # text replica id -> node id, at the fault
+    # request id -> the text replicas that logged taking it (loadtests/replica_logs.py)
+    taken_by: dict[str, set[str]] = field(default_factory=dict)
+    listed_after: list[str] = field(default_factory=list)  # text replicas at full capacity
 
     @property
     def failed_requests(self) -> list[dict]:
@@ -275,16 +318,21 @@ def run_with_fault(cluster: TwoNodeCluster, prom: PrometheusAPI, workdir: Path, 
 
     def inject() -> None:
         time.sleep(FAULT_AT_S)
+        outcome["nodes"] = {r["replica_id"]: r["node_id"] for r in cluster.text_replicas()}
         killed_at, started = time.time(), time.monotonic()
         outcome["fault_at"] = killed_at
         failed_part, detail = fault()  # kills first; (c) then starts the replacement node
-        outcome["detail"] = detail
+        outcome["killed"], outcome["detail"] = failed_part, detail
         time.sleep(max(0.0, 3 - (time.monotonic() - started)))  # the last samples scraped
         outcome["in_flight"] = in_flight_on(prom, failed_part, killed_at) if failed_part else 0
         time.sleep(2)  # let Serve notice before "full capacity" can mean anything
         while time.monotonic() - started < RECOVERY_TIMEOUT_S:
-            if cluster.at_full_capacity():
+            # Full capacity only once Serve no longer lists the killed replicas: until it has
+            # noticed, a dead replica still counts as running.
+            listed = cluster.full_capacity(gone=failed_part)
+            if listed is not None:
                 outcome["recovered_s"] = time.monotonic() - started
+                outcome["listed_after"] = listed
                 return
             time.sleep(1)
 
@@ -302,8 +350,11 @@ def run_with_fault(cluster: TwoNodeCluster, prom: PrometheusAPI, workdir: Path, 
     retried = prom.value("sum(ray_cs_replica_retries_total) or vector(0)") - retries_before
     requests = [json.loads(line) for line in
                 (workdir / "requests.jsonl").read_text().splitlines()]
+    taken_by = accepting_replicas(cluster.serve_log_dirs(), "TextModel")
     return FaultRun(name, outcome.get("in_flight", 0), summary, outcome.get("recovered_s"),
-                    outcome.get("detail", ""), int(retried), outcome["fault_at"], requests)
+                    outcome.get("detail", ""), int(retried), outcome["fault_at"], requests,
+                    outcome.get("killed", []), outcome.get("nodes", {}), taken_by,
+                    outcome.get("listed_after", []))
 
 
 def check(run: FaultRun, cluster: TwoNodeCluster, fault_costs_streams: bool) -> None:
@@ -319,7 +370,15 @@ def check(run: FaultRun, cluster: TwoNodeCluster, fault_costs_streams: bool) -> 
     assert len(failed) == run.failed, (len(failed), run.report())  # the log is complete
     if not fault_costs_streams:
         assert failed == [], run.report()
+    # The tie from Locust's log to the replicas' logs works in this run: answered requests are
+    # found there (not all: curated and cached answers never reach a model replica).
+    assert any(r["request_id"] in run.taken_by for r in run.requests if r["ok"]), \
+        ("no answered request found in the text replicas' logs", cluster.serve_log_dirs())
     for request in failed:
+        taken_by = run.taken_by.get(request["request_id"], set())
+        print(f"[chaos]   failed {request['request_id']}: taken by "
+              + (", ".join(f"{r} (node {run.nodes.get(r, '?')[:12]})" for r in sorted(taken_by))
+                 or "no text replica"))
         began = request["t"] - request["e2e_s"] if request["e2e_s"] is not None else None
         # Cut while the failed part generated it: after its first byte (a request that had
         # produced nothing is sent again and must be answered), begun before the kill and
@@ -329,10 +388,18 @@ def check(run: FaultRun, cluster: TwoNodeCluster, fault_costs_streams: bool) -> 
         assert began is not None and began <= run.fault_at + KILL_TOLERANCE_S, \
             (request, run.fault_at, run.report())
         assert request["t"] >= run.fault_at, (request, run.fault_at, run.report())
+        # Served by the failed part: a text replica that was killed (or was on the killed
+        # node) took it, and no other did (a request taken by a lost replica before any
+        # output is sent once more; if it fails there, the failure is not the kill's).
+        assert taken_by and taken_by <= set(run.killed), \
+            (request, taken_by, run.killed, run.nodes, run.report())
     assert run.summary["reconciliation"], "no reconciliation: Prometheus saw no traffic"
     for row in run.summary["reconciliation"]:
         assert row["ok"], row
     assert run.recovered_s is not None, run.report()
+    # "Full capacity" counted only once Serve had dropped the killed replicas.
+    assert len(run.listed_after) >= 2 and not set(run.listed_after) & set(run.killed), \
+        (run.listed_after, run.killed)
     with httpx.Client(base_url=cluster.url, timeout=120) as client:
         answered = client.post("/v1/chat/completions", json={
             "messages": [{"role": "user", "content": "When will my order ship?"}],
@@ -405,9 +472,11 @@ def test_a_lost_worker_node_costs_only_its_requests_in_flight(cluster, prometheu
                                                               tmp_path):
     def fault():
         victim = replica_on(cluster, head=False)
+        on_node = [r["replica_id"] for r in cluster.text_replicas()
+                   if r["node_id"] == victim["node_id"]]  # one (max_replicas_per_node)
         killed = cluster.kill_worker_node()
         cluster.start_worker()  # the replacement machine joins
-        return [victim["replica_id"]], f"{killed} processes of the worker node killed"
+        return on_node, f"{killed} processes of the worker node {victim['node_id'][:12]} killed"
 
     run = run_with_fault(cluster, prometheus_server, tmp_path, "(c) worker node killed", fault)
     check(run, cluster, fault_costs_streams=True)

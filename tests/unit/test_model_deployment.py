@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 
 import pytest
+from ray.serve._private.logging_utils import ServeFormatter
 
 from model_server.engine_protocol import (
     EngineRequest,
@@ -14,6 +16,7 @@ from model_server.engine_protocol import (
 )
 from model_server.replica import ENGINE_WATCH_PERIOD_S, ModelDeployment
 from common.model_source import ModelNotAvailableError
+from loadtests.replica_logs import accepting_replicas
 from tests.fakes import FakeChatEngine
 from tests.conftest import model_for
 
@@ -52,6 +55,35 @@ def test_streams_engine_chunks_and_reports_health(local_config, tmp_path):
         asyncio.run(replica.check_health())
     asyncio.run(replica.__del__())
     assert engine.shut_down
+
+
+def test_a_replica_logs_each_request_it_takes_before_any_output(local_config, tmp_path,
+                                                                caplog):
+    """The line that ties a request to the replica that took it (loadtests/replica_logs.py):
+    written with the call's first item, so a replica killed mid-answer has already logged it."""
+    replica = make(local_config, tmp_path)
+    request = EngineRequest("loadtest-7", [{"role": "user", "content": "hi"}],
+                            SamplingOptions(16, 0.0, 1.0))
+
+    async def first_item():
+        stream = replica.chat(request)
+        with caplog.at_level(logging.INFO, logger="cs_assistant"):
+            accepted = await anext(stream)
+        await stream.aclose()
+        return accepted
+
+    assert isinstance(asyncio.run(first_item()), ReplicaAccepted)
+    asyncio.run(replica.__del__())
+    # Written as Serve's replica log handler writes it (its context adds the request id).
+    formatter = ServeFormatter("default_TextModel", "ab12cd34")
+    lines = []
+    for record in caplog.records:
+        record.request_id = "loadtest-7"
+        lines.append(formatter.format(record) + "\n")
+    log_dir = tmp_path / "logs" / "serve"
+    log_dir.mkdir(parents=True)
+    (log_dir / "replica_default_TextModel_ab12cd34.log").write_text("".join(lines))
+    assert accepting_replicas([log_dir], "TextModel") == {"loadtest-7": {"ab12cd34"}}
 
 
 def test_missing_model_fails_before_the_engine_is_built(local_config, tmp_path, monkeypatch):
