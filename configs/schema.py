@@ -106,9 +106,9 @@ class ReplicaWait(_Strict):
     )
     replacement_s: int = Field(
         120, ge=1, description="How long Serve takes to replace a lost replica (process, node "
-        "or engine died) until it serves: measure it (README \"Failures under load\"). A "
-        "request whose replica was lost and that no other replica could take gets a 503 with "
-        "the time left until then as Retry-After."
+        "or engine died) until it serves: measure it (docs/operations.md \"Failures under "
+        "load\"). A request whose replica was lost and that no other replica could take gets a "
+        "503 with the time left until then as Retry-After."
     )
 
 
@@ -251,9 +251,9 @@ class AccessConfig(_Strict):
     their rate-limit counters live."""
 
     keys_file: str | None = Field(
-        None, description="YAML file of API keys (hashes, shops, role, limits; README \"API "
-        "keys\"), e.g. a mounted secret. Re-read when it changes. Relative paths are resolved "
-        "against the project root."
+        None, description="YAML file of API keys (hashes, shops, role, limits; docs/api.md "
+        "\"API keys\"), e.g. a mounted secret. Re-read when it changes. Relative paths are "
+        "resolved against the project root."
     )
     allow_anonymous: bool = Field(
         False, description="Serve requests without an Authorization header, as the key id "

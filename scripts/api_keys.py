@@ -1,4 +1,4 @@
-"""Manage the API-keys file (README "API keys").
+"""Manage the API-keys file (docs/api.md "API keys").
 
     scripts/api_keys.py new --file keys.yaml --id apparel-widget --shops demo-apparel \
         --role widget --rpm 60 --tpm 40000 --concurrent 4

@@ -2,7 +2,7 @@
 # Set up (idempotently) and start the local stack on CPU; prints the URL once it answers.
 # Ctrl-C (or SIGTERM) stops it and every process it started, Ray and engines included.
 # Options: PORT (default 8000), CONFIG (default configs/local-cpu.yaml), STOP_TIMEOUT_S (45),
-# PIN (1: Ray kept off the text engine's core; default 0, README "Performance").
+# PIN (1: Ray kept off the text engine's core; default 0, docs/benchmarks.md "Performance").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
@@ -25,10 +25,11 @@ echo "run-local: starting Ray Serve with $CONFIG (log: $LOG); the text engine ta
 # handling that bash takes away from background jobs of a non-interactive shell (it would
 # ignore Ctrl-C, and so would Python). Ray's processes are started inside that group.
 set -m
-# Ray Serve's request path (HAProxy in front, README "Performance"): read by every Ray process.
+# Ray Serve's request path (HAProxy in front, docs/benchmarks.md "Performance"): read by every Ray
+# process.
 set -a; . configs/ray-serve.env; set +a
-# CPU placement (README "Performance"), PIN=1: Ray starts on the cores the text engine does not
-# compute on, so the engine's worker has its core to itself (model_server/vllm/cpu_placement.py). Off by
+# CPU placement (docs/benchmarks.md "Performance"), PIN=1: Ray starts on the cores the text
+# engine does not compute on, so the engine's worker has its core to itself (model_server/vllm/cpu_placement.py). Off by
 # default: it smooths generation but leaves the request path one core.
 launcher=()
 ray_cores=$(.venv/bin/python -m model_server.vllm.cpu_placement "$CONFIG")
@@ -93,7 +94,7 @@ echo "       -d '{\"messages\":[{\"role\":\"user\",\"content\":\"我的订单什
 echo "  (a question the demo shop's FAQ lists is answered from it at once, \"service\".\"cache\": \"faq\";"
 echo "   others go to the model; \"service\" names the knowledge-base sources, or a hand-off)"
 echo "run-local: no API key needed: $CONFIG sets access.allow_anonymous (production requires"
-echo "  keys; README \"API keys\"). API docs: $URL/docs"
+echo "  keys; docs/api.md \"API keys\"). API docs: $URL/docs"
 echo "run-local: the vision model starts at zero replicas: the first image request wakes it and"
 echo "  is held until it answers (about a minute on 2 cores); after 5 idle minutes it sleeps again."
 echo "run-local: Ctrl-C stops the stack."

