@@ -4,9 +4,9 @@ Two development sets, printed side by side:
 1. Held-out FAQ phrasings: each FAQ entry's first English and first Chinese phrasing, left out
    of the index, asked as questions (they should be found and reach the threshold), against
    evals/dev-out-of-scope.yaml (questions the knowledge base does not answer: they should not).
-2. The dev half of the labelled set (scripts/evaluate_shops.py splits it by a hash of the case
-   id): realistic shopper messages. Its test half is never read here, so the figures
-   scripts/evaluate_shops.py reports on it stay honest.
+2. The dev half of the labelled set (evals/cases.py splits it by a hash of the case id):
+   realistic shopper messages. Its test half is never read here (the loader refuses it to a
+   tuning purpose), so the figures scripts/evaluate_shops.py reports on it stay honest.
 
 The recommendation comes from set 2: the highest threshold whose end-to-end hit@3 (the answer's
 entry among the facts given to the model) stays within a point of the best. Set 1 alone picked
@@ -41,7 +41,8 @@ from pathlib import Path
 import yaml
 
 from configs.schema import APP_NAME, PROJECT_ROOT, app_config_from_serve_config, load_serve_config
-from evaluate_shops import EVAL_SET, evaluate, split_of
+from evals.cases import LabelledSet, Purpose
+from evaluate_shops import EVAL_SET, evaluate
 from shop.assistant import ShopAssistant
 from shop.config import CuratedAnswersConfig
 from shop.curated import curated_match
@@ -87,8 +88,9 @@ def main() -> int:
     config = app_config_from_serve_config(
         load_serve_config(PROJECT_ROOT / "configs" / "local-cpu.yaml"), APP_NAME)
     negatives = yaml.safe_load(NEGATIVES.read_text())
-    labelled = yaml.safe_load(EVAL_SET.read_text())
-    clock = datetime.fromisoformat(labelled["clock"])
+    labelled = LabelledSet.load(EVAL_SET)
+    dev_half = labelled.select("dev", Purpose.TUNE)
+    clock = labelled.clock
     tokenizer = Tokenizer(COMMERCE_WORDS)
     now = datetime.now(timezone.utc)
     for shop in config.shops.catalog:
@@ -113,8 +115,7 @@ def main() -> int:
             print(f"  {threshold:5.2f}    {at1:5.2f}    {at3:5.2f}    {share:5.2f}"
                   f"        {rejected:5.2f}       {balanced:5.2f}")
 
-        cases = [c for c in labelled["cases"]
-                 if c["shop"] == shop.id and split_of(c["id"]) == "dev"]
+        cases = dev_half.where(lambda case, shop_id=shop.id: case["shop"] == shop_id)
         knowledge = KnowledgeBase(folder, tokenizer)
         print(f"dev half of the labelled set: {len(cases)} cases")
         print("threshold  hit@1  hit@3  no_answer precision  recall  (fired)")
@@ -122,8 +123,7 @@ def main() -> int:
         for threshold in SCAN:
             tuned = shop.model_copy(update={"retrieval": shop.retrieval.model_copy(
                 update={"min_relevance": threshold})})
-            result = evaluate(cases, {shop.id: ShopAssistant(tuned, knowledge, lambda: clock)},
-                              show_misses=False)
+            result = evaluate(cases, {shop.id: ShopAssistant(tuned, knowledge, lambda: clock)})
             na = result["handoff"]["no_answer"]
             scan.append((threshold, result["hit@3"]))
             print(f"  {threshold:5.2f}   {result['hit@1']:5.2f}  {result['hit@3']:5.2f}        "
@@ -158,8 +158,8 @@ def tune_curated(shop, knowledge, cases, held_out_index, positives, negatives, n
             neg_wrong = sum(curated_match(found, setting, "en", n) is not None
                             for found, n in searched_neg)
             tuned = shop.model_copy(update={"curated_answers": setting})
-            result = evaluate(cases, {shop.id: ShopAssistant(tuned, knowledge, lambda: clock)},
-                              show_misses=False)["curated"]
+            result = evaluate(cases, {shop.id: ShopAssistant(tuned, knowledge, lambda: clock)})[
+                "curated"]
             dev_right, dev_wrong = result["right"], result["sent"] - result["right"]
             print(f"  {relevance:5.2f}  {margin:5.2f}      {pos_right:4d} / {pos_wrong:<4d}"
                   f"           {neg_wrong:4d}             {dev_right:4d} / {dev_wrong}")
