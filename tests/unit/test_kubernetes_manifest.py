@@ -527,6 +527,7 @@ def test_deploy_page_creates_every_secret_and_pins_the_operator():
         assert re.search(rf"kubectl (-n \S+ )?create secret generic {re.escape(name)}\b", text), \
             name
     assert f"--version {KUBERAY_VERSION.removeprefix('v')}" in text  # the CRD's release
+    assert f"Kubernetes {KUBERNETES_VERSION} cluster" in text  # the API schema's release
 
 
 def test_a_drained_gpu_pod_gives_serve_its_graceful_shutdown():
