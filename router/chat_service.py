@@ -1,16 +1,27 @@
-"""The chat-completions logic behind the HTTP routes: validate, route, forward, format.
+"""The chat-completions logic behind the HTTP routes: validate, plan, forward, format.
 
-Transport-free: model replicas are reached through `ChatStreamer` callables (in production a Serve
-handle adapter, in unit tests plain async generators), so this module never imports Ray.
+One request, top to bottom (`prepare`, then `complete` or `open_stream`):
+1. the one validation step (router/api/valid_request.py) gives a `ValidRequest`: schema, key,
+   shop, route, limits, images;
+2. the shop layer's first fixed point, `shop.plan` (shop/layer.py): a fixed reply, a curated or
+   cached answer, or the model's input;
+3. the answer's chunks: the plan's reply, or the model replica's stream (a `ChatStreamer`);
+4. the shop layer's second fixed point, `shop.finish`, with the whole answer: the response's
+   `service` object, a text instead of a blank answer;
+5. OpenAI's response shapes: one JSON body, or SSE chunks.
+
+Transport-free: model replicas are reached through `ChatStreamer` callables (in production the
+replica client, router/replica_client.py; in unit tests plain async generators), so this module
+never imports Ray.
 
 Streaming contract: the first engine chunk is awaited before the HTTP status is sent, so errors
 found by the engine up front (prompt longer than the context, unprocessable image) are real 4xx
 responses. After that a failure is sent in-band as an SSE error event followed by `data: [DONE]`,
 and the stream always ends with `data: [DONE]`.
 
-Metrics: each request carries a `RequestMetrics` (router/observability/metrics.py). This module records what
-happens inside an answer (route, image checks, content chunks, tokens, the in-band outcome of a
-stream); the ingress records the HTTP outcome of everything else.
+Metrics: each request carries a `RequestMetrics` (router/observability/metrics.py). This module
+records what happens inside an answer (route, image checks, content chunks, tokens, the in-band
+outcome of a stream); the ingress records the HTTP outcome of everything else.
 """
 
 from __future__ import annotations
@@ -21,11 +32,11 @@ import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
+from common.model_source import ModelNotAvailableError, resolve_model_path
 from configs.schema import AppConfig, ModelConfig
 from model_server.engine_protocol import EngineRequest, GenerationChunk
-from common.model_source import ModelNotAvailableError, resolve_model_path
+from router.access.api_keys import Caller
 from router.api.errors import APIError, api_error_for, sse_error_event
-from router.observability.metrics import RequestMetrics
 from router.api.protocol import (
     AssistantMessage,
     ChatCompletionRequest,
@@ -36,16 +47,13 @@ from router.api.protocol import (
     Usage,
     sse_data,
 )
+from router.api.valid_request import RequestValidator, ValidRequest
 from router.engine_params import chat_template_kwargs_for, sampling_for
-from router.images.remote import RemoteImageFetcher
-from router.routing import CatalogEntry, RouteDecision, route_for_request
-from router.access.api_keys import Caller
-from router.images.inputs import ImageInputs, replace_image_urls
-from router.api.parse_offload import BodyParser
-from router.api.validation import check_request
-from shop.assistant import ShopAssistant, ShopPlan, ShopRequestError
-from shop.directory import ShopDirectory, UnknownShopError
-from shop.response_cache import ResponseCache
+from router.images.inputs import ImageInputs
+from router.observability.metrics import RequestMetrics
+from router.routing import RouteDecision
+from shop.assistant import ShopRequestError
+from shop.layer import Finish, NoShops, Plan, ShopLayer
 
 logger = logging.getLogger("cs_assistant.chat_service")
 
@@ -58,80 +66,59 @@ REPLAY_CHUNK_CHARS = 24
 
 @dataclass(frozen=True)
 class PreparedChat:
-    """A request that passed validation and routing, ready to forward."""
+    """A validated request and its shop's plan, ready to forward."""
 
-    request: ChatCompletionRequest
-    route: RouteDecision
+    valid: ValidRequest
+    plan: Plan
     engine_request: EngineRequest
     created: int
     deadline: float  # time.monotonic() by which the request must finish
     metrics: RequestMetrics
-    shop_plan: ShopPlan | None = None  # None when the app serves no shops
-    shop: ShopAssistant | None = None
-    cache: ResponseCache | None = None
-    cache_key: tuple | None = None  # set when the model's answer may be cached
+
+    @property
+    def request(self) -> ChatCompletionRequest:
+        return self.valid.request
+
+    @property
+    def route(self) -> RouteDecision:
+        return self.valid.route
 
     @property
     def request_id(self) -> str:
         return self.engine_request.request_id
 
-    @property
-    def fixed_reply(self) -> str | None:
-        """The shop's answer when no model is asked (a hand-off, "I will check")."""
-        return self.shop_plan.reply if self.shop_plan else None
-
-    @property
-    def replayed(self) -> bool:
-        """The answer is a curated or cached text, not a model's."""
-        return self.shop_plan is not None and self.shop_plan.service.cache in ("faq", "hit")
-
-    def blank_answer_reply(self, answer: str) -> str | None:
-        """The shop's text to send when the model's whole `answer` is blank; None otherwise
-        (and always without shops: a plain proxy returns what the model said)."""
-        if self.shop is None or self.shop_plan is None:
-            return None
-        return self.shop.blank_answer_reply(self.shop_plan, answer)
-
-    def finished(self, answer: str, finish_reason: str | None) -> dict | None:
-        """The response's `service` object once `answer` is complete; None without shops.
-        Called once per request: a model reply that declines is counted as a hand-off here,
-        and a cacheable one is cached."""
-        if self.shop is None or self.shop_plan is None:
-            return None
-        service = self.shop.review(self.shop_plan, answer)
-        if service is not self.shop_plan.service and service.handoff is not None:
-            self.metrics.shop_handed_off(self.shop.config.id, service.handoff.reason)
-        if (self.cache is not None and self.cache_key is not None
-                and ResponseCache.storable(answer, finish_reason, service.handoff is not None)):
-            self.cache.put(self.cache_key, answer, finish_reason, self.shop_plan.facts)
-        return service.as_dict()
+    def finish(self, answer: str, finish_reason: str | None) -> Finish:
+        """The shop's second fixed point, once per request with the whole answer; a hand-off
+        it decides is counted here."""
+        finished = self.valid.shop.finish(self.plan, answer, finish_reason)
+        if finished.handoff is not None:
+            self.metrics.shop_handed_off(self.plan.shop_id, finished.handoff)
+        return finished
 
 
 class ChatService:
     """Serves /v1/chat/completions and /v1/models for the configured models."""
 
     def __init__(self, config: AppConfig, streamers: dict[str, ChatStreamer],
-                 shops: ShopDirectory | None = None, images: ImageInputs | None = None,
-                 on_cache_dropped: Callable[[str, str, int], None] | None = None):
-        """`on_cache_dropped(shop, reason, count)`: cached answers dropped before use."""
+                 shops: ShopLayer | NoShops | None = None, images: ImageInputs | None = None):
         missing = {m.modality for m in config.models} - set(streamers)
         if missing:
             raise ValueError(f"no replica handle for modalities {sorted(missing)}")
         self._config = config
         self._limits = config.limits
         self._streamers = streamers
-        self._models: dict[str, ModelConfig] = {m.name: m for m in config.models}
-        self._catalog = tuple(CatalogEntry(m.name, m.modality) for m in config.models)
         self._started = int(time.time())
         self._weights = {m.name: served_weights(m) for m in config.models}
-        self.shops = shops
-        cache = config.shops.response_cache if config.shops else None
-        self.cache = ResponseCache(cache.max_entries, cache.max_bytes, cache.ttl_s,
-                                   on_dropped=on_cache_dropped) \
-            if shops is not None and cache is not None and cache.enabled else None
-        self.parser = BodyParser(config.limits)
-        self._images = images or ImageInputs(
-            config.limits, RemoteImageFetcher(config.remote_images, config.limits.max_image_bytes))
+        self.shops = shops if shops is not None else NoShops()
+        self.validator = RequestValidator(config, self.shops, images)
+
+    def start(self) -> None:
+        """Start the worker process that parses large bodies (about a second), now rather than
+        on the first large request."""
+        self.validator.parser.start()
+
+    def close(self) -> None:
+        self.validator.parser.close()
 
     def model_list(self) -> ModelList:
         return ModelList(
@@ -144,112 +131,31 @@ class ChatService:
             ]
         )
 
+    def shop_listing(self, caller: Caller) -> list[dict]:
+        """GET /v1/shops: the shops this key may use."""
+        return [shop for shop in self.shops.listing() if caller.may_use(shop["id"])]
+
     async def prepare(
         self, body: bytes, request_id: str, metrics: RequestMetrics, caller: Caller,
         shop_id: str | None = None,
     ) -> PreparedChat:
-        """Parse, route and validate a request body, then let its shop plan the answer; raise
-        APIError (4xx) on any problem.
-
-        Each step runs once: the schema (large bodies in a worker process), what the caller's
-        key allows (message roles, shop), the route (which limits apply depends on the model),
-        every limit, the images (their list is computed once, on the request; remote ones are
-        fetched here), then the shop layer (persona, facts, hand-off).
-        """
+        """Validate a request body, then let its shop plan the answer (the shop layer's first
+        fixed point); raise APIError (4xx) on any problem."""
         started = time.monotonic()
-        request = await self.parser.parse(body)
-        caller.check_roles([m.role for m in request.messages])
-        assistant = self._shop_for(caller, shop_id)
-        route = route_for_request(request, self._catalog)
-        metrics.routed(route.model, route.modality, stream=request.stream)
-        model = self._models[route.model]
-        check_request(request, model, self._limits)
-        messages = [m.model_dump(exclude_none=True) for m in request.messages]
-        if request.images:
-            domains = self._config.remote_images.allowed_domains + (
-                assistant.config.image_domains if assistant is not None else ())
-            inline, checked_s = await self._images.inline(request.images, domains,
-                                                          metrics.image_fetched)
-            metrics.images_checked(len(request.images), checked_s)
-            replace_image_urls(messages, inline)
-        plan = None
-        defaults, thinking = model.sampling, model.sampling.enable_thinking
-        if assistant is not None:
-            try:
-                plan = assistant.plan(
-                    messages, (request.chat_template_kwargs or {}).get("enable_thinking"))
-            except ShopRequestError as exc:
-                raise APIError.invalid_request(exc.message, param=exc.param) from None
-            messages = plan.messages or []
-            defaults, thinking = plan.sampling, plan.enable_thinking
+        valid = await self.validator.validate(body, caller, shop_id, metrics)
+        try:
+            plan = valid.shop.plan(valid.turn())
+        except ShopRequestError as exc:
+            raise APIError.invalid_request(exc.message, param=exc.param) from None
+        metrics.shop_planned(plan)
         engine_request = EngineRequest(
             request_id=request_id,
-            messages=messages,
-            sampling=sampling_for(request, defaults, self._limits),
-            chat_template_kwargs=chat_template_kwargs_for(request, thinking),
+            messages=plan.messages,
+            sampling=sampling_for(valid.request, plan.sampling, self._limits),
+            chat_template_kwargs=chat_template_kwargs_for(valid.request, plan.enable_thinking),
         )
-        cache_key = None
-        if plan is not None:
-            plan, cache_key = self._consult_cache(assistant, plan, engine_request, route.model)
-            metrics.shop_planned(assistant.config.id, plan)
-        return PreparedChat(
-            request=request,
-            route=route,
-            engine_request=engine_request,
-            created=int(time.time()),
-            deadline=started + self._limits.request_timeout_s,
-            metrics=metrics,
-            shop_plan=plan,
-            shop=assistant,
-            cache=self.cache,
-            cache_key=cache_key,
-        )
-
-    def _consult_cache(self, assistant: ShopAssistant, plan: ShopPlan,
-                       engine_request: EngineRequest, model: str) -> tuple[ShopPlan, tuple | None]:
-        """The plan after a response-cache lookup (a hit becomes a fixed reply), and the key
-        under which the model's answer is to be stored (None: nothing to store)."""
-        if plan.reply is not None or not plan.cacheable or self.cache is None:
-            return plan, None
-        options = repr((engine_request.sampling,
-                        sorted(engine_request.chat_template_kwargs.items())))
-        key = ResponseCache.key(assistant.config.id, model, plan.question, plan.language,
-                                plan.facts, options)
-        cached = self.cache.get(key)
-        if cached is not None:
-            return plan.from_cache(cached.text), None
-        return plan.cache_missed(), key
-
-    def _shop_for(self, caller: Caller, shop_id: str | None) -> ShopAssistant | None:
-        """The shop of the request (404 unknown, 403 not the key's); None without shops."""
-        if self.shops is None:
-            if shop_id is not None:
-                raise APIError.shop_not_found(shop_id)
-            return None
-        if shop_id is not None and shop_id not in self.shops.ids:
-            raise APIError.shop_not_found(shop_id)
-        chosen = caller.shop_for(shop_id, self.shops.config.default)
-        try:
-            return self.shops.get(chosen)
-        except UnknownShopError:
-            raise APIError.shop_not_found(chosen or "") from None
-
-    def shop_listing(self, caller: Caller) -> list[dict]:
-        """GET /v1/shops: the shops this key may use."""
-        if self.shops is None:
-            return []
-        return [shop for shop in self.shops.listing() if caller.may_use(shop["id"])]
-
-    def refresh_knowledge(self) -> list[str]:
-        """Reload changed knowledge bases (blocking I/O and indexing: run off the loop) and
-        drop the cached answers built from entries that changed; the shops reloaded."""
-        if self.shops is None:
-            return []
-        changed = self.shops.refresh()
-        if self.cache is not None:
-            for shop_id, entry_ids in changed.items():
-                self.cache.invalidate(shop_id, entry_ids)
-        return list(changed)
+        return PreparedChat(valid, plan, engine_request, int(time.time()),
+                            started + self._limits.request_timeout_s, metrics)
 
     async def complete(self, chat: PreparedChat) -> ChatCompletionResponse:
         """Run a non-streaming request to the end."""
@@ -268,29 +174,29 @@ class ChatService:
             await _close(stream)
         if last is None:
             raise RuntimeError("engine stream ended without output")
-        if (substitute := chat.blank_answer_reply("".join(pieces))) is not None:
-            pieces = [substitute]
+        answer = "".join(pieces)
+        finished = chat.finish(answer, last.finish_reason)
         return ChatCompletionResponse(
             id=chat.request_id,
             created=chat.created,
             model=chat.route.model,
             choices=[
                 Choice(
-                    message=AssistantMessage(content="".join(pieces)),
+                    message=AssistantMessage(content=finished.substitute or answer),
                     finish_reason=last.finish_reason,
                 )
             ],
             usage=_usage(last),
-            service=chat.finished("".join(pieces), last.finish_reason),
+            service=finished.service,
         )
 
     def _engine_stream(self, chat: PreparedChat) -> AsyncIterator[GenerationChunk]:
         """The answer's chunks: from the model's replica, or the shop's fixed reply with no
         tokens (no model was asked): a hand-off as one chunk, a curated or cached answer in
         pieces as a model would stream it."""
-        if chat.fixed_reply is not None:
-            size = REPLAY_CHUNK_CHARS if chat.replayed else len(chat.fixed_reply) or 1
-            return _replay(chat.fixed_reply, size)
+        reply = chat.plan.reply
+        if reply is not None:
+            return _replay(reply, REPLAY_CHUNK_CHARS if chat.plan.replayed else len(reply) or 1)
         return self._streamers[chat.route.modality](chat.engine_request)
 
     async def open_stream(self, chat: PreparedChat) -> ChatStream:
@@ -332,23 +238,20 @@ class ChatStream:
         head = {"id": chat.request_id, "object": "chat.completion.chunk",
                 "created": chat.created, "model": chat.route.model}
 
-        def event(delta: dict, finish_reason: str | None = None,
-                  usage: Usage | None = None, choices: bool = True,
-                  final: str | None = None) -> str:
-            """`delta` holds only the fields that are set, as OpenAI sends them; `final`: the
-            answer's finish reason, on the last chunk before [DONE]."""
+        def event(delta: dict, finish_reason: str | None = None, usage: Usage | None = None,
+                  choices: bool = True, service: dict | None = None) -> str:
+            """`delta` holds only the fields that are set, as OpenAI sends them; `service` goes
+            on the last chunk before [DONE] (sources, hand-off)."""
             payload = {**head, "choices": [
                 {"index": 0, "delta": delta, "finish_reason": finish_reason}] if choices else []}
             if usage is not None:
                 payload["usage"] = usage.model_dump()
-            if final is not None:
-                # The last chunk before [DONE] says what happened (sources, hand-off).
-                service = chat.finished("".join(pieces), final)
-                if service is not None:
-                    payload["service"] = service
+            if service is not None:
+                payload["service"] = service
             return sse_data(payload)
 
         last: GenerationChunk | None = None
+        finished: Finish | None = None
         pieces: list[str] = []
         try:
             yield event({"role": "assistant", "content": ""})
@@ -361,16 +264,16 @@ class ChatStream:
                     pieces.append(chunk.text)
                     yield event({"content": chunk.text})
                 if chunk.finish_reason is not None:
-                    if (substitute := chat.blank_answer_reply("".join(pieces))) is not None:
+                    finished = chat.finish("".join(pieces), chunk.finish_reason)
+                    if finished.substitute is not None:
                         measured.content_sent()
-                        pieces.append(substitute)
-                        yield event({"content": substitute})
+                        yield event({"content": finished.substitute})
                     yield event({}, finish_reason=chunk.finish_reason,
-                                final=None if include_usage else chunk.finish_reason)
+                                service=None if include_usage else finished.service)
                 chunk = await _next_before(self._stream, chat.deadline)
             if include_usage and last is not None:
-                yield event({}, usage=_usage(last), choices=False,
-                            final=last.finish_reason or "")
+                finished = finished or chat.finish("".join(pieces), last.finish_reason)
+                yield event({}, usage=_usage(last), choices=False, service=finished.service)
             measured.succeeded()
         except asyncio.CancelledError:
             raise  # client went away: nothing more can be sent; close() records it

@@ -1,7 +1,8 @@
-"""Admission at the Serve boundary: why a request got 429 or 503 before any generation.
+"""The replica client: how the ingress calls a model's replicas through Serve, and why a request
+got 429 or 503 before any generation.
 
-`handle_streamer` adapts a model deployment's handle to the `ChatStreamer` the chat service
-calls. A request is refused here when
+`ReplicaClient.stream` is the `ChatStreamer` the chat service calls for one model. A request is
+refused here when
 - the model's queue is full (Serve's `max_queued_requests`): Serve raises BackPressureError at
   once, answered with the Serve config's status (429) and Retry-After;
 - no replica takes it within the model's `replica_wait.timeout_s` (scaled to zero and starting,
@@ -44,10 +45,9 @@ from model_server.engine_protocol import (
     GenerationChunk,
     ReplicaAccepted,
 )
-from router.chat_service import ChatStreamer
 from router.api.errors import APIError
 
-logger = logging.getLogger("cs_assistant.admission")
+logger = logging.getLogger("cs_assistant.replica_client")
 
 # Retry-After of a 429 when the Serve config's backpressure_config sets none.
 DEFAULT_OVERLOAD_RETRY_AFTER_S = 1
@@ -75,82 +75,28 @@ def loss_reason(exc: BaseException) -> str | None:
     return None
 
 
-def handle_streamer(handle: DeploymentHandle, model: ModelConfig,
-                    on_retry: Callable[[str, str], None] | None = None,
-                    running_replicas: Callable[[], Awaitable[int]] | None = None,
-                    ) -> ChatStreamer:
-    """Adapt a model deployment handle to the `ChatStreamer` the service expects.
-    `on_retry(model, reason)` is called for each call sent again after a replica loss;
-    `running_replicas()` asks Serve how many replicas of the model run (only on the way to a
-    503, never per request)."""
-    stream_handle = handle.options(stream=True)
-    wait = model.replica_wait
-    last_loss = [-math.inf]  # time.monotonic() of the last replica loss seen by this ingress
+class ReplicaClient:
+    """Calls one model's replicas through its deployment handle; one per model per ingress
+    replica. Its only state is when it last saw a replica of the model lost, which shapes the
+    Retry-After of the 503s that follow (see the module doc)."""
 
-    def replacement_retry_after() -> int:
-        """Seconds until a replacement for the last lost replica should be serving."""
-        left = wait.replacement_s - (time.monotonic() - last_loss[0])
-        return max(1, math.ceil(left))
+    def __init__(self, handle: DeploymentHandle, model: ModelConfig,
+                 on_retry: Callable[[str, str], None] | None = None,
+                 running_replicas: Callable[[], Awaitable[int]] | None = None):
+        """`on_retry(model, reason)` is called for each call sent again after a replica loss;
+        `running_replicas()` asks Serve how many replicas of the model run (only on the way to
+        a 503, never per request)."""
+        self._handle = handle.options(stream=True)
+        self._model = model
+        self._wait = model.replica_wait
+        self._on_retry = on_retry
+        self._running_replicas = running_replicas
+        self.last_loss = -math.inf  # time.monotonic() of the last replica loss seen here
 
-    async def no_replica_retry_after() -> int:
-        """Retry-After when no replica took the request within the wait."""
-        if time.monotonic() - last_loss[0] < wait.replacement_s:
-            return max(wait.retry_after_s, replacement_retry_after())
-        if running_replicas is not None:
-            try:
-                running = await asyncio.wait_for(running_replicas(), STATUS_TIMEOUT_S)
-            except Exception:  # noqa: BLE001 - the 503 goes out either way
-                logger.warning("could not read the replica count of %s", model.name,
-                               exc_info=True)
-                running = None
-            if running == 0:  # the request waited for a replica that is starting
-                return max(wait.retry_after_s, math.ceil(wait.replacement_s - wait.timeout_s))
-        return wait.retry_after_s  # replicas run and are all busy
-
-    def unavailable(request_id: str) -> APIError:
-        return APIError.unavailable(
-            f"The replica serving this request was lost and no other replica of the model "
-            f"'{model.name}' could answer it (request id {request_id}). A replacement is "
-            "starting.", replacement_retry_after())
-
-    async def first_chunk(request: EngineRequest):
-        """(call, its first chunk): a call whose replica is lost before any output is sent once
-        more; the second loss is a 503."""
-        for attempt in (1, 2):
-            response = None
-            try:
-                try:
-                    response = stream_handle.chat.remote(request)
-                    accepted = await asyncio.wait_for(anext(response), timeout=wait.timeout_s)
-                except BackPressureError as exc:
-                    retry_after = math.ceil(exc.retry_after_s or DEFAULT_OVERLOAD_RETRY_AFTER_S)
-                    raise APIError.overloaded(model.name, exc.status_code, retry_after) from None
-                except TimeoutError:
-                    raise APIError.no_replica(model.name, wait.timeout_s,
-                                              await no_replica_retry_after()) from None
-                if not isinstance(accepted, ReplicaAccepted):
-                    raise RuntimeError(f"replica stream began with {type(accepted).__name__}")
-                return response, await anext(response, None)
-            except BaseException as exc:
-                if response is not None:
-                    cancel_call(response)
-                reason = loss_reason(exc)
-                if reason is None:
-                    raise
-                last_loss[0] = time.monotonic()
-                if attempt == 2:
-                    logger.warning("request %s: replica of %s lost again (%s); answering 503",
-                                   request.request_id, model.name, reason)
-                    raise unavailable(request.request_id) from None
-                logger.warning("request %s: replica of %s lost before any output (%s); "
-                               "sending it once more", request.request_id, model.name, reason)
-                if on_retry is not None:
-                    on_retry(model.name, reason)
-                await asyncio.sleep(RETRY_PAUSE_S)
-        raise AssertionError("unreachable")
-
-    async def stream(request: EngineRequest) -> AsyncIterator[GenerationChunk]:
-        response, chunk = await first_chunk(request)
+    async def stream(self, request: EngineRequest) -> AsyncIterator[GenerationChunk]:
+        """The answer's chunks. Closing this generator early cancels the call on the replica,
+        which aborts the request inside the engine."""
+        response, chunk = await self._first_chunk(request)
         finished = False
         try:
             if chunk is not None:
@@ -162,13 +108,75 @@ def handle_streamer(handle: DeploymentHandle, model: ModelConfig,
             if loss_reason(exc) is None:
                 raise
             # Output was already sent: nothing can be retried without repeating it.
-            last_loss[0] = time.monotonic()
-            raise unavailable(request.request_id) from None
+            self.last_loss = time.monotonic()
+            raise self._unavailable(request.request_id) from None
         finally:
             if not finished:
                 cancel_call(response)
 
-    return stream
+    async def _first_chunk(self, request: EngineRequest):
+        """(call, its first chunk): a call whose replica is lost before any output is sent once
+        more; the second loss is a 503."""
+        model, wait = self._model, self._wait
+        for attempt in (1, 2):
+            response = None
+            try:
+                try:
+                    response = self._handle.chat.remote(request)
+                    accepted = await asyncio.wait_for(anext(response), timeout=wait.timeout_s)
+                except BackPressureError as exc:
+                    retry_after = math.ceil(exc.retry_after_s or DEFAULT_OVERLOAD_RETRY_AFTER_S)
+                    raise APIError.overloaded(model.name, exc.status_code, retry_after) from None
+                except TimeoutError:
+                    raise APIError.no_replica(model.name, wait.timeout_s,
+                                              await self._no_replica_retry_after()) from None
+                if not isinstance(accepted, ReplicaAccepted):
+                    raise RuntimeError(f"replica stream began with {type(accepted).__name__}")
+                return response, await anext(response, None)
+            except BaseException as exc:
+                if response is not None:
+                    cancel_call(response)
+                reason = loss_reason(exc)
+                if reason is None:
+                    raise
+                self.last_loss = time.monotonic()
+                if attempt == 2:
+                    logger.warning("request %s: replica of %s lost again (%s); answering 503",
+                                   request.request_id, model.name, reason)
+                    raise self._unavailable(request.request_id) from None
+                logger.warning("request %s: replica of %s lost before any output (%s); "
+                               "sending it once more", request.request_id, model.name, reason)
+                if self._on_retry is not None:
+                    self._on_retry(model.name, reason)
+                await asyncio.sleep(RETRY_PAUSE_S)
+        raise AssertionError("unreachable")
+
+    def _replacement_retry_after(self) -> int:
+        """Seconds until a replacement for the last lost replica should be serving."""
+        left = self._wait.replacement_s - (time.monotonic() - self.last_loss)
+        return max(1, math.ceil(left))
+
+    async def _no_replica_retry_after(self) -> int:
+        """Retry-After when no replica took the request within the wait."""
+        wait = self._wait
+        if time.monotonic() - self.last_loss < wait.replacement_s:
+            return max(wait.retry_after_s, self._replacement_retry_after())
+        if self._running_replicas is not None:
+            try:
+                running = await asyncio.wait_for(self._running_replicas(), STATUS_TIMEOUT_S)
+            except Exception:  # noqa: BLE001 - the 503 goes out either way
+                logger.warning("could not read the replica count of %s", self._model.name,
+                               exc_info=True)
+                running = None
+            if running == 0:  # the request waited for a replica that is starting
+                return max(wait.retry_after_s, math.ceil(wait.replacement_s - wait.timeout_s))
+        return wait.retry_after_s  # replicas run and are all busy
+
+    def _unavailable(self, request_id: str) -> APIError:
+        return APIError.unavailable(
+            f"The replica serving this request was lost and no other replica of the model "
+            f"'{self._model.name}' could answer it (request id {request_id}). A replacement is "
+            "starting.", self._replacement_retry_after())
 
 
 def serve_running_replicas(deployment: str) -> Callable[[], Awaitable[int]]:

@@ -20,7 +20,6 @@ Order of decisions, cheapest and most certain first:
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -36,12 +35,10 @@ from shop.knowledge.entries import KnowledgeEntry
 from shop.knowledge.index import ScoredEntry, WeightedQuery
 from shop.prompt import build_messages
 from shop.response_cache import ResponseCache
-from shop.text import Language, normalize
+from shop.no_answer import NoAnswerMessages
+from shop.text import Language
 
 Clock = Callable[[], datetime]
-# A model reply this similar to the shop's no-answer message is that message (models add or drop
-# a word or a punctuation mark).
-NO_ANSWER_SIMILARITY = 0.85
 # Entries after the first are given to the model when they reach this share of the shop's
 # relevance threshold: near misses help the model with "and the other one?" at little risk.
 SECONDARY_FACT_RATIO = 0.5
@@ -125,8 +122,9 @@ class ShopAssistant:
         self.config = config
         self.knowledge = knowledge
         self._clock = clock
-        self._rules = HandoffRules(
-            config.handoff, (config.messages.no_answer.en, config.messages.no_answer.zh))
+        self.no_answer = NoAnswerMessages(
+            (config.messages.no_answer.en, config.messages.no_answer.zh))
+        self._rules = HandoffRules(config.handoff, self.no_answer)
 
     def plan(self, messages: list[dict[str, Any]], thinking: bool | None = None) -> ShopPlan:
         """Decide how to answer `messages` (OpenAI-shaped dicts). `thinking` is the request's
@@ -147,18 +145,19 @@ class ShopAssistant:
                 ServiceInfo(shop.id, (), HandoffDecision(reason, text)), language,
                 text, None, shop.sampling, enable_thinking, retrieval_s, version, tuple(found))
 
-        reason = self._rules.reason_for(conversation.latest, list(conversation.assistant_turns))
+        latest = conversation.normalized_latest  # every rule below reads this one form
+        reason = self._rules.reason_for(latest, list(conversation.assistant_turns))
         if reason is not None:
             return fixed(reason, shop.messages.handoff.get(language),
                          version=self.knowledge.version)
 
         started = time.perf_counter()
         now = self._clock()
-        latest_alone = [WeightedQuery(conversation.latest)]
+        latest_alone = [WeightedQuery(latest)]
         history = bool(conversation.earlier_user_turns) and shop.retrieval.history_weight > 0
         found = None
         if shop.curated_answers.enabled and may_use_curated(conversation):
-            version, written = self.knowledge.exact_question(conversation.latest, now)
+            version, written = self.knowledge.exact_question(latest, now)
             match = exact_match(written, shop.curated_answers, language)
             found = []
             if match is None:
@@ -166,7 +165,7 @@ class ShopAssistant:
                 version, found = self.knowledge.search(
                     latest_alone, now, max(2, shop.retrieval.top_k))
                 match = curated_match(found, shop.curated_answers, language,
-                                      self.knowledge.word_count(conversation.latest))
+                                      self.knowledge.word_count(latest))
             if match is not None:
                 return ShopPlan(
                     ServiceInfo(shop.id, (Source(match.entry_id, match.title),), cache="faq"),
@@ -185,8 +184,7 @@ class ShopAssistant:
         grounded = bool(found) and found[0].relevance >= threshold
         facts = [hit.entry for hit in found
                  if grounded and hit.relevance >= threshold * SECONDARY_FACT_RATIO]
-        if not grounded and not conversation.has_images and not is_small_talk(
-                conversation.latest):
+        if not grounded and not conversation.has_images and not is_small_talk(latest):
             return fixed("no_answer", shop.messages.no_answer.get(language),
                          retrieval_s=retrieval_s, version=version, found=found)
         sources = tuple(Source(e.id, e.title[language]) for e in facts)
@@ -194,7 +192,7 @@ class ShopAssistant:
             ServiceInfo(shop.id, sources), language, None,
             build_messages(shop, conversation, facts, language), shop.sampling,
             enable_thinking, retrieval_s, version, tuple(found), facts=tuple(facts),
-            question=conversation.latest,
+            question=latest,
             cacheable=ResponseCache.cacheable(conversation, facts))
 
     def blank_answer_reply(self, plan: ShopPlan, answer: str) -> str | None:
@@ -210,14 +208,8 @@ class ShopAssistant:
         no-answer message (the facts did not answer the question) is a `no_answer` hand-off."""
         if plan.reply is not None or plan.service.handoff is not None:
             return plan.service
-        said = normalize(answer).strip()
-        for language in ("en", "zh"):
-            message = self.config.messages.no_answer.get(language)
-            expected = normalize(message).strip()
-            if expected in said or difflib.SequenceMatcher(
-                    None, said, expected).ratio() >= NO_ANSWER_SIMILARITY:
-                return dataclasses.replace(
-                    plan.service, sources=(),
-                    handoff=HandoffDecision("no_answer",
-                                            self.config.messages.no_answer.get(plan.language)))
-        return plan.service
+        if not self.no_answer.said_in(answer):
+            return plan.service
+        return dataclasses.replace(
+            plan.service, sources=(),
+            handoff=HandoffDecision("no_answer", self.config.messages.no_answer.get(plan.language)))

@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from shop.text import Language, language_of, normalize
+from shop.text import Language, NormalizedText, language_of, normalize
 
 CLIENT_INSTRUCTION_ROLES = ("system", "developer")
 
@@ -25,13 +25,16 @@ class Conversation:
     client_instructions: tuple[str, ...]  # texts of client system/developer messages
     turns: tuple[dict[str, Any], ...]  # user/assistant messages, as sent, in order
     has_images: bool
+    # `latest` normalised once for every rule, the index and the cache key (shop/text.py).
+    normalized_latest: NormalizedText = NormalizedText("")
 
     @classmethod
     def from_messages(cls, messages: list[dict[str, Any]]) -> Conversation:
         turns = tuple(m for m in messages if m["role"] not in CLIENT_INSTRUCTION_ROLES)
         user = [text_of(m) for m in turns if m["role"] == "user"]
+        latest = user[-1] if user else ""
         return cls(
-            latest=user[-1] if user else "",
+            latest=latest,
             earlier_user_turns=tuple(user[:-1]),
             assistant_turns=tuple(text_of(m) for m in turns if m["role"] == "assistant"),
             client_instructions=tuple(text_of(m) for m in messages
@@ -39,12 +42,13 @@ class Conversation:
             turns=turns,
             has_images=any(isinstance(m["content"], list) and any(
                 p.get("type") == "image_url" for p in m["content"]) for m in turns),
+            normalized_latest=normalize(latest),
         )
 
     def reply_language(self, languages: tuple[Language, ...], default: Language) -> Language:
         """The language of the shopper's latest message, if the shop speaks it; else the
         latest earlier turn that shows one; else the shop's default."""
-        for text in (self.latest, *reversed(self.earlier_user_turns)):
+        for text in (self.normalized_latest, *reversed(self.earlier_user_turns)):
             if _has_letters(text):
                 language = language_of(text, default)
                 return language if language in languages else default

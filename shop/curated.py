@@ -61,12 +61,12 @@ def points_back(text: str) -> bool:
 def may_use_curated(conversation: Conversation) -> bool:
     """The conversation parts of the rule: no image, no client instructions, not small talk,
     needs no history."""
-    if (conversation.has_images or conversation.client_instructions
-            or not conversation.latest.strip()):
+    latest = conversation.normalized_latest
+    if conversation.has_images or conversation.client_instructions or not latest.strip():
         return False
-    if is_small_talk(conversation.latest):
+    if is_small_talk(latest):
         return False
-    return not conversation.earlier_user_turns or not points_back(conversation.latest)
+    return not conversation.earlier_user_turns or not points_back(latest)
 
 
 def margin_of(found: list[ScoredEntry]) -> float:

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from shop.config import HandoffConfig
+from shop.no_answer import NoAnswerMessages
 from shop.text import Language, normalize
 
 HandoffReason = Literal["requested", "complaint", "sensitive", "no_answer", "repeated_failure"]
@@ -131,7 +132,7 @@ _POSITIVE = re.compile(
 class HandoffRules:
     """The rules of one shop, compiled once."""
 
-    def __init__(self, config: HandoffConfig, no_answer_messages: tuple[str, ...]):
+    def __init__(self, config: HandoffConfig, no_answer: NoAnswerMessages):
         def with_extra(reason: str, lang: Language) -> list[str]:
             extra = config.extra_patterns.get(reason)
             return [*PATTERNS[reason].get(lang, ()), *(extra.get(lang) if extra else ())]
@@ -141,12 +142,13 @@ class HandoffRules:
         self._exceptions = {reason: {lang: _compile(by_lang.get(lang, ()))
                                      for lang in ("zh", "en")}
                             for reason, by_lang in EXCEPTIONS.items()}
-        self._no_answer = {normalize(m).strip() for m in no_answer_messages}
+        self._no_answer = no_answer
         self._failure_turns = config.repeated_failure_turns
 
     def reason_for(self, latest: str, assistant_turns: list[str]) -> HandoffReason | None:
-        """The hand-off reason for a conversation whose latest shopper message is `latest` and
-        whose earlier assistant replies are `assistant_turns` (oldest first); None to answer."""
+        """The hand-off reason for a conversation whose latest shopper message is `latest` (a
+        NormalizedText costs no second normalisation) and whose earlier assistant replies are
+        `assistant_turns` (oldest first); None to answer."""
         text = normalize(latest)
         for reason in RULE_REASONS:
             if self._fires(reason, text):
@@ -155,7 +157,7 @@ class HandoffRules:
             return "complaint"
         recent = assistant_turns[-self._failure_turns:]
         if len(recent) == self._failure_turns and all(
-                normalize(turn).strip() in self._no_answer for turn in recent):
+                self._no_answer.said_in(turn) for turn in recent):
             return "repeated_failure"
         return None
 

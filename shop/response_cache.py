@@ -79,7 +79,7 @@ class ResponseCache:
         """Whether a model answer to this conversation may be cached (see the module doc)."""
         return (not conversation.earlier_user_turns and not conversation.assistant_turns
                 and not conversation.has_images and not conversation.client_instructions
-                and bool(question_key(conversation.latest)) and any(True for _ in facts))
+                and bool(question_key(conversation.normalized_latest)) and any(True for _ in facts))
 
     @staticmethod
     def storable(text: str, finish_reason: str | None, handed_off: bool) -> bool:

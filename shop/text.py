@@ -40,16 +40,26 @@ _EN_STOP = frozenset(
 )
 
 
-def normalize(text: str) -> str:
+class NormalizedText(str):
+    """A text already in `normalize`d form. The shopper's latest message is normalised once per
+    request (shop/conversation.py) and passed on as this type; every rule, the index and the
+    cache key call `normalize` on what they get, which returns a NormalizedText as it is."""
+
+    __slots__ = ()
+
+
+def normalize(text: str) -> NormalizedText:
     """NFKC (full-width letters and digits become ASCII, compatibility forms fold), lower case
     and traditional Chinese as simplified: the form every rule and the index compare, so a
     shopper writing 退貨 is understood as one writing 退货."""
+    if isinstance(text, NormalizedText):
+        return text
     global _to_simplified
     if _to_simplified is None:
         import opencc
 
         _to_simplified = opencc.OpenCC("t2s")  # reads its dictionaries once
-    return _to_simplified.convert(unicodedata.normalize("NFKC", text).lower())
+    return NormalizedText(_to_simplified.convert(unicodedata.normalize("NFKC", text).lower()))
 
 
 def question_key(text: str) -> str:

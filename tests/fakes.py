@@ -100,7 +100,7 @@ def recording_metrics(config: AppConfig) -> tuple[IngressMetrics, CollectorRegis
 
 
 class FakeDeploymentHandle:
-    """Stands in for a model's DeploymentHandle as `router.replica_client.handle_streamer` uses it
+    """Stands in for a model's DeploymentHandle as `router.replica_client.ReplicaClient` uses it
     (`handle.options(stream=True).chat.remote(request)`), in one of three states:
     - "serving": a replica takes each request (`ReplicaAccepted`), then `engine` answers;
     - "queue_full": Serve refuses each call with the BackPressureError it raises when

@@ -33,7 +33,7 @@ from router.api.errors import ErrorCode
 
 if TYPE_CHECKING:
     from configs.schema import AppConfig
-    from shop.assistant import ShopPlan
+    from shop.layer import Plan
     from shop.response_cache import CacheStats
 
 MetricKind = Literal["counter", "gauge", "histogram"]
@@ -209,7 +209,7 @@ class IngressMetrics:
         self._instruments = {spec.name: factory(spec) for spec in INGRESS_METRICS}
         self.shops = frozenset(shops)
         self._in_flight = {(name, route): 0 for name, route in models.items()}
-        self._cache_stats: Callable[[], CacheStats] | None = None
+        self._cache_stats: Callable[[], CacheStats | None] | None = None
         self.refresh_gauges()
 
     @classmethod
@@ -231,8 +231,9 @@ class IngressMetrics:
     def replica_retried(self, model: str, reason: str) -> None:
         self.record(REPLICA_RETRIES, 1, model=model, reason=reason)
 
-    def watch_cache(self, stats: Callable[[], CacheStats]) -> None:
-        """Report the response cache's size with the other gauges."""
+    def watch_cache(self, stats: Callable[[], CacheStats | None]) -> None:
+        """Report the response cache's size with the other gauges (`stats()` is None when no
+        cache is configured: nothing is reported)."""
         self._cache_stats = stats
         self.refresh_gauges()
 
@@ -249,8 +250,8 @@ class IngressMetrics:
         is not re-reported for two export intervals; this keeps idle series at 0 instead."""
         for (model, route), count in self._in_flight.items():
             self.record(IN_FLIGHT, count, model=model, route=route)
-        if self._cache_stats is not None:
-            stats = self._cache_stats()
+        stats = self._cache_stats() if self._cache_stats is not None else None
+        if stats is not None:
             self.record(CACHE_ENTRIES, stats.entries)
             self.record(CACHE_BYTES, stats.bytes)
 
@@ -290,22 +291,22 @@ class RequestMetrics:
         self._routed = True
         self._metrics._in_flight_changed(model, route, +1)
 
-    def shop_planned(self, shop: str, plan: ShopPlan) -> None:
-        """The shop layer's decision for this request."""
-        m = self._metrics
-        if shop not in m.shops:
+    def shop_planned(self, plan: Plan) -> None:
+        """The shop layer's decision for this request (nothing for a plain pass-through)."""
+        m, shop, decision = self._metrics, plan.shop_id, plan.decision
+        if decision is None or shop not in m.shops:
             return  # label values come from the configured ids only
-        handoff, cache = plan.service.handoff, plan.service.cache
+        handoff, cache = decision.service.handoff, decision.service.cache
         answer = ("handoff" if handoff is not None else "faq" if cache == "faq"
                   else "cache" if cache == "hit" else "model")
         m.record(SHOP_REQUESTS, 1, shop=shop, answer=answer)
         m.record(SHOP_CACHE, 1, shop=shop, result=cache)
         if handoff is not None:
             m.record(SHOP_HANDOFFS, 1, shop=shop, handoff_reason=handoff.reason)
-        if plan.no_relevant_entry:
+        if decision.no_relevant_entry:
             m.record(SHOP_NO_RELEVANT_ENTRY, 1, shop=shop)
-        if plan.retrieval_s > 0:
-            m.record(SHOP_RETRIEVAL, plan.retrieval_s, shop=shop)
+        if decision.retrieval_s > 0:
+            m.record(SHOP_RETRIEVAL, decision.retrieval_s, shop=shop)
 
     def shop_handed_off(self, shop: str, reason: str) -> None:
         """The model's answer turned into a hand-off (it replied with the no-answer message)."""

@@ -15,7 +15,7 @@ from configs.schema import PROJECT_ROOT
 from router.chat_service import ChatService
 from router.ingress import build_api
 from router.api.protocol import ChatCompletionChunk
-from shop.directory import ShopDirectory
+from shop.layer import ShopLayer
 from tests.fakes import fake_streamers, recording_metrics
 from tests.unit.shop.conftest import SINGLES_DAY
 from tests.unit.test_ingress_http import FakeHandle
@@ -31,10 +31,10 @@ class CachingStack(ShopStack):
     def __init__(self, config):
         streamers, self.engines = fake_streamers(config)
         metrics, self.registry = recording_metrics(config)
-        self.shops = ShopDirectory(config.shops, PROJECT_ROOT, clock=lambda: SINGLES_DAY)
-        self.service = ChatService(config, streamers, self.shops,
-                                   on_cache_dropped=metrics.cache_dropped)
-        metrics.watch_cache(self.service.cache.stats)
+        self.shops = ShopLayer(config.shops, PROJECT_ROOT, metrics.cache_dropped,
+                               clock=lambda: SINGLES_DAY)
+        self.service = ChatService(config, streamers, self.shops)
+        metrics.watch_cache(self.shops.cache_stats)
         self.metrics = metrics
         self.config = config
         self.client = TestClient(build_api(self.service, metrics, config, FakeHandle()),
@@ -125,15 +125,15 @@ def test_editing_an_entry_drops_the_answers_built_from_it(tmp_path, local_config
     assert fee["service"]["cache"] == "miss"
     other = "What sizes does the merino sweater come in, and is it itchy?"
     assert stack.client.post(URL, json=ask(other)).json()["service"]["cache"] == "miss"
-    assert stack.service.cache.stats().entries == 2
+    assert stack.shops.cache.stats().entries == 2
 
     faq = folder / "faq.yaml"
     time.sleep(0.01)  # a new mtime
     faq.write_text(faq.read_text().replace("with no minimum spend", "with no minimum at all"))
-    assert stack.service.refresh_knowledge() == ["demo-apparel"]
+    assert stack.shops.refresh() == ["demo-apparel"]
     assert stack.value("cs_response_cache_invalidations_total", shop="demo-apparel",
                        reason="source_changed") == 1
-    assert stack.service.cache.stats().entries == 1  # the sweater answer stays
+    assert stack.shops.cache.stats().entries == 1  # the sweater answer stays
     again = stack.client.post(URL, json=ask(MODEL_QUESTION)).json()
     assert again["service"]["cache"] == "miss" and stack.engine_calls() == 3
     assert stack.client.post(URL, json=ask(other)).json()["service"]["cache"] == "hit"

@@ -15,7 +15,7 @@ from router.access.api_keys import KEY_PREFIX, Caller, KeyStore, hash_key, key_e
 from router.chat_service import ChatService
 from router.api.errors import APIError
 from router.ingress import build_api
-from shop.directory import ShopDirectory
+from shop.layer import ShopLayer
 from tests.fakes import fake_streamers, recording_metrics
 from tests.unit.test_ingress_http import FakeHandle
 
@@ -189,7 +189,7 @@ def client(local_config, keys) -> TestClient:
         **local_config.model_dump(), "access": {"keys_file": str(keys.path)}})
     streamers, _ = fake_streamers(config)
     metrics, _ = recording_metrics(config)
-    shops = ShopDirectory(config.shops, PROJECT_ROOT)
+    shops = ShopLayer(config.shops, PROJECT_ROOT)
     api = build_api(ChatService(config, streamers, shops), metrics, config, FakeHandle())
     return TestClient(api, raise_server_exceptions=False)
 

@@ -13,7 +13,8 @@ from fastapi.testclient import TestClient
 from starlette.requests import ClientDisconnect
 
 from router.chat_service import ChatService
-from router.ingress import ChatStreamResponse, build_api
+from router.ingress import build_api
+from router.routes import ChatStreamResponse
 from router.api.errors import ErrorCode
 from router.observability.metrics import INGRESS_METRICS, NO_MODEL, RAY_EXPORT_PREFIX, REASONS
 from tests.conftest import image_message, model_for

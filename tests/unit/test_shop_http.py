@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 from configs.schema import PROJECT_ROOT
 from router.chat_service import ChatService
 from router.ingress import build_api
-from shop.directory import ShopDirectory
+from shop.layer import shop_layer_for
 from tests.fakes import FakeBehaviour, fake_streamers, recording_metrics
 from tests.unit.shop.conftest import SINGLES_DAY
 from tests.unit.test_ingress_http import FakeHandle
@@ -24,8 +24,7 @@ class ShopStack:
     def __init__(self, config, behaviour=None):
         streamers, self.engines = fake_streamers(config, behaviour)
         metrics, self.registry = recording_metrics(config)
-        shops = (ShopDirectory(config.shops, PROJECT_ROOT, clock=lambda: SINGLES_DAY)
-                 if config.shops else None)
+        shops = shop_layer_for(config.shops, PROJECT_ROOT, clock=lambda: SINGLES_DAY)
         self.config = config
         self.client = TestClient(
             build_api(ChatService(config, streamers, shops), metrics, config, FakeHandle()),

@@ -8,9 +8,10 @@ import pytest
 
 from shop.config import HandoffConfig, LocalizedList
 from shop.handoff import HandoffRules
+from shop.no_answer import NoAnswerMessages
 
 NO_ANSWER = ("I'm sorry, I don't have that information to hand.", "抱歉，这个问题我暂时无法确认。")
-RULES = HandoffRules(HandoffConfig(), NO_ANSWER)
+RULES = HandoffRules(HandoffConfig(), NoAnswerMessages(NO_ANSWER))
 
 
 @pytest.mark.parametrize(
@@ -83,7 +84,7 @@ def test_repeated_failure_after_the_configured_number_of_no_answers():
 def test_shops_add_their_own_patterns():
     rules = HandoffRules(HandoffConfig(
         extra_patterns={"sensitive": LocalizedList(zh=("发票作废",), en=(r"\bvoid the invoice\b",))}),
-        NO_ANSWER)
+        NoAnswerMessages(NO_ANSWER))
     assert rules.reason_for("please void the invoice", []) == "sensitive"
     assert rules.reason_for("发票作废怎么办", []) == "sensitive"
     assert RULES.reason_for("please void the invoice", []) is None

@@ -1,4 +1,4 @@
-"""Admission at the Serve boundary (`router.replica_client.handle_streamer`), over HTTP with fake
+"""The replica client at the Serve boundary (`router.replica_client.ReplicaClient`), over HTTP with fake
 deployment handles: a full queue is a fast 429 with Retry-After, no replica within the wait bound
 is a 503 with Retry-After, both in the OpenAI envelope, counted by model and reason, and a vision
 pool in either state leaves text requests alone. A lost replica costs only what it had already
@@ -17,7 +17,7 @@ from configs.schema import ReplicaWait
 from model_server.engine_protocol import EngineRequest, SamplingOptions
 from router.chat_service import ChatService
 from router.api.errors import APIError
-from router.replica_client import handle_streamer
+from router.replica_client import ReplicaClient
 from router.ingress import build_api
 from tests.conftest import image_message, model_for
 from tests.fakes import FakeChatEngine, FakeDeploymentHandle, recording_metrics
@@ -52,9 +52,9 @@ class Ingress:
                 raise running_replicas
             return running_replicas
 
-        streamers = {m.modality: handle_streamer(
+        streamers = {m.modality: ReplicaClient(
             self.handles[m.modality], m, self.metrics.replica_retried,
-            None if running_replicas is None else running) for m in config.models}
+            None if running_replicas is None else running).stream for m in config.models}
         api = build_api(ChatService(config, streamers), self.metrics, config, None)
         self.client = TestClient(api, raise_server_exceptions=False)
 
@@ -134,7 +134,7 @@ def test_accepted_calls_stream_the_engine_and_finished_calls_are_not_cancelled(l
 def test_a_stream_closed_early_cancels_the_replica_call(local_config):
     model = model_for(local_config, "text")
     handle = FakeDeploymentHandle(FakeChatEngine(model, "/fake"))
-    stream = handle_streamer(handle, model)
+    stream = ReplicaClient(handle, model).stream
     request = EngineRequest("r1", [{"role": "user", "content": "hi"}],
                             SamplingOptions(16, 0.0, 1.0))
 
