@@ -26,8 +26,6 @@ outcome of a stream); the ingress records the HTTP outcome of everything else.
 
 from __future__ import annotations
 
-import asyncio
-import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -36,7 +34,7 @@ from common.model_source import ModelNotAvailableError, resolve_model_path
 from configs.schema import AppConfig, ModelConfig
 from model_server.engine_protocol import EngineRequest, GenerationChunk
 from router.access.api_keys import Caller
-from router.api.errors import APIError, api_error_for, sse_error_event
+from router.api.errors import APIError
 from router.api.protocol import (
     AssistantMessage,
     ChatCompletionRequest,
@@ -44,10 +42,9 @@ from router.api.protocol import (
     Choice,
     ModelCard,
     ModelList,
-    Usage,
-    sse_data,
 )
 from router.api.valid_request import RequestValidator, ValidRequest
+from router.chat_stream import ChatStream, close_stream, next_before, replay, usage_of
 from router.engine_params import chat_template_kwargs_for, sampling_for
 from router.images.inputs import ImageInputs
 from router.observability.metrics import RequestMetrics
@@ -55,10 +52,7 @@ from router.routing import RouteDecision
 from shop.assistant import ShopRequestError
 from shop.layer import Finish, NoShops, Plan, ShopLayer
 
-logger = logging.getLogger("cs_assistant.chat_service")
-
 ChatStreamer = Callable[[EngineRequest], AsyncIterator[GenerationChunk]]
-SSE_DONE = "data: [DONE]\n\n"
 # A cached or curated answer is streamed in pieces of this many characters, so a client sees
 # the same shape of stream as from a model.
 REPLAY_CHUNK_CHARS = 24
@@ -164,14 +158,14 @@ class ChatService:
         stream = self._engine_stream(chat)
         try:
             while True:
-                chunk = await _next_before(stream, chat.deadline)
+                chunk = await next_before(stream, chat.deadline)
                 if chunk is None:
                     break
                 pieces.append(chunk.text)
                 chat.metrics.tokens(chunk.prompt_tokens, chunk.completion_tokens)
                 last = chunk
         finally:
-            await _close(stream)
+            await close_stream(stream)
         if last is None:
             raise RuntimeError("engine stream ended without output")
         answer = "".join(pieces)
@@ -186,7 +180,7 @@ class ChatService:
                     finish_reason=last.finish_reason,
                 )
             ],
-            usage=_usage(last),
+            usage=usage_of(last),
             service=finished.service,
         )
 
@@ -196,98 +190,18 @@ class ChatService:
         pieces as a model would stream it."""
         reply = chat.plan.reply
         if reply is not None:
-            return _replay(reply, REPLAY_CHUNK_CHARS if chat.plan.replayed else len(reply) or 1)
+            return replay(reply, REPLAY_CHUNK_CHARS if chat.plan.replayed else len(reply) or 1)
         return self._streamers[chat.route.modality](chat.engine_request)
 
     async def open_stream(self, chat: PreparedChat) -> ChatStream:
         """Start a streaming request; raise (mapped to a status code) if its first chunk fails."""
         stream = self._engine_stream(chat)
         try:
-            first = await _next_before(stream, chat.deadline)
+            first = await next_before(stream, chat.deadline)
         except BaseException:
-            await _close(stream)
+            await close_stream(stream)
             raise
         return ChatStream(chat, first, stream)
-
-
-class ChatStream:
-    """The SSE body of one streamed answer.
-
-    `close()` must run when the response ends, however it ends: it aborts the engine request if
-    the answer is unfinished and records a client disconnect unless `events()` recorded an
-    outcome. It is separate from `events()` because a generator that was never iterated (client
-    gone before the first byte) never runs its own cleanup.
-    """
-
-    def __init__(
-        self, chat: PreparedChat, first: GenerationChunk | None,
-        stream: AsyncIterator[GenerationChunk],
-    ):
-        self._chat = chat
-        self._first = first
-        self._stream = stream
-
-    async def events(self) -> AsyncIterator[str]:
-        chat, measured = self._chat, self._chat.metrics
-        options = chat.request.stream_options
-        include_usage = bool(options and options.include_usage)
-
-        # Chunks are built as plain dicts in ChatCompletionChunk's field order: a pydantic model
-        # and its dump per token cost more than the rest of the event (curated answers over SSE
-        # ran at half their JSON rate with them).
-        head = {"id": chat.request_id, "object": "chat.completion.chunk",
-                "created": chat.created, "model": chat.route.model}
-
-        def event(delta: dict, finish_reason: str | None = None, usage: Usage | None = None,
-                  choices: bool = True, service: dict | None = None) -> str:
-            """`delta` holds only the fields that are set, as OpenAI sends them; `service` goes
-            on the last chunk before [DONE] (sources, hand-off)."""
-            payload = {**head, "choices": [
-                {"index": 0, "delta": delta, "finish_reason": finish_reason}] if choices else []}
-            if usage is not None:
-                payload["usage"] = usage.model_dump()
-            if service is not None:
-                payload["service"] = service
-            return sse_data(payload)
-
-        last: GenerationChunk | None = None
-        finished: Finish | None = None
-        pieces: list[str] = []
-        try:
-            yield event({"role": "assistant", "content": ""})
-            chunk = self._first
-            while chunk is not None:
-                last = chunk
-                measured.tokens(chunk.prompt_tokens, chunk.completion_tokens)
-                if chunk.text:
-                    measured.content_sent()
-                    pieces.append(chunk.text)
-                    yield event({"content": chunk.text})
-                if chunk.finish_reason is not None:
-                    finished = chat.finish("".join(pieces), chunk.finish_reason)
-                    if finished.substitute is not None:
-                        measured.content_sent()
-                        yield event({"content": finished.substitute})
-                    yield event({}, finish_reason=chunk.finish_reason,
-                                service=None if include_usage else finished.service)
-                chunk = await _next_before(self._stream, chat.deadline)
-            if include_usage and last is not None:
-                finished = finished or chat.finish("".join(pieces), last.finish_reason)
-                yield event({}, usage=_usage(last), choices=False, service=finished.service)
-            measured.succeeded()
-        except asyncio.CancelledError:
-            raise  # client went away: nothing more can be sent; close() records it
-        except Exception as exc:  # noqa: BLE001 - every failure becomes an in-band error
-            error = api_error_for(exc, chat.request_id)
-            measured.errored(error.status, error.code)
-            yield sse_error_event(error)
-        finally:
-            await _close(self._stream)
-        yield SSE_DONE
-
-    async def close(self) -> None:
-        await _close(self._stream)
-        self._chat.metrics.client_disconnected()  # no-op when events() recorded the outcome
 
 
 def served_weights(model: ModelConfig) -> str:
@@ -298,42 +212,3 @@ def served_weights(model: ModelConfig) -> str:
         return resolve_model_path(model)
     except ModelNotAvailableError:
         return model.source
-
-
-def _usage(chunk: GenerationChunk) -> Usage:
-    return Usage(
-        prompt_tokens=chunk.prompt_tokens,
-        completion_tokens=chunk.completion_tokens,
-        total_tokens=chunk.prompt_tokens + chunk.completion_tokens,
-    )
-
-
-async def _replay(text: str, size: int) -> AsyncIterator[GenerationChunk]:
-    """A fixed text as engine chunks of `size` characters, the last one finished."""
-    pieces = [text[i:i + size] for i in range(0, len(text), size)] or [""]
-    for piece in pieces[:-1]:
-        yield GenerationChunk(piece, 0, 0, None)
-    yield GenerationChunk(pieces[-1], 0, 0, "stop")
-
-
-async def _next_before(
-    stream: AsyncIterator[GenerationChunk], deadline: float
-) -> GenerationChunk | None:
-    """The next chunk, None at the end; TimeoutError once `deadline` has passed."""
-    remaining = deadline - time.monotonic()
-    if remaining <= 0:
-        raise TimeoutError
-    try:
-        return await asyncio.wait_for(anext(stream), timeout=remaining)
-    except StopAsyncIteration:
-        return None
-
-
-async def _close(stream: AsyncIterator[GenerationChunk]) -> None:
-    """Close a replica stream; for an unfinished stream this cancels the engine request."""
-    aclose = getattr(stream, "aclose", None)
-    if aclose is not None:
-        try:
-            await aclose()
-        except Exception:  # noqa: BLE001 - closing must never mask the request's own outcome
-            logger.debug("closing a replica stream failed", exc_info=True)

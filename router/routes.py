@@ -13,7 +13,7 @@ read the (size-capped) body, call `ChatService`, and turn every exception into t
 envelope through `api_error_for`, in one place. Every /v1 route authenticates first (401/403) and
 counts against the key's limits (429) before the body is even read, so a refused client costs
 almost nothing. /health and /ready are internal (load balancers, Serve): key-free, and not exposed
-to the internet (docs/deploy.md, "Ports").
+to the internet (docs/deploy.md, "Ports (VM cluster)" and "Ports (Kubernetes)").
 
 A replica's parts (`IngressParts`) are on `app.state.parts`, set by `build_api`
 (router/ingress.py); routes read them from the request.
@@ -37,7 +37,8 @@ from router.access.rate_limits import Admission, RateLimiter
 from router.api.errors import APIError, api_error_for
 from router.api.openapi import CHAT_COMPLETIONS_OPENAPI
 from router.api.request_body import check_content_type, new_request_id, read_body, request_id_of
-from router.chat_service import ChatService, ChatStream
+from router.chat_service import ChatService
+from router.chat_stream import ChatStream
 from router.observability.metrics import IngressMetrics
 
 logger = logging.getLogger("cs_assistant.ingress")

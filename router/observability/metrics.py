@@ -1,7 +1,7 @@
 """Ingress metrics: what a client of the chat API sees, per model and route decision.
 
-The metric set is declared once, in `INGRESS_METRICS`; the README's metric table, the unit tests
-and the dashboard tests all read it. Recording goes through an `InstrumentFactory`, so the same
+The metric set is declared once, in `INGRESS_METRICS`; the metric table of docs/operations.md
+("Ingress metrics"), the unit tests and the dashboard tests all read it. Recording goes through an `InstrumentFactory`, so the same
 code records into Ray Serve's metric API in production (router/observability/serve_instruments.py:
 exported by each node's Ray metrics agent, with `deployment`/`replica`/`application` labels, so
 several ingress replicas neither lose nor double-count) and into a prometheus_client registry in
