@@ -147,10 +147,11 @@ class ShopLayer:
 
     def __init__(self, config: ShopsConfig, base_dir: Path,
                  on_cache_dropped: Callable[[str, str, int], None] | None = None,
-                 clock: Clock = utc_now):
-        """`on_cache_dropped(shop, reason, count)`: cached answers dropped before use."""
+                 clock: Clock = utc_now, directory: ShopDirectory | None = None):
+        """`on_cache_dropped(shop, reason, count)`: cached answers dropped before use.
+        `directory`: shops already indexed (tests and tools build them once), else built here."""
         self.config = config
-        self.directory = ShopDirectory(config, base_dir, clock)
+        self.directory = directory or ShopDirectory(config, base_dir, clock)
         settings = config.response_cache
         self.cache = ResponseCache(settings.max_entries, settings.max_bytes, settings.ttl_s,
                                    on_dropped=on_cache_dropped) if settings.enabled else None

@@ -1,0 +1,114 @@
+"""The shop layer's two fixed points on their own (shop/layer.py): plan, then finish; the response
+cache behind them; and the plain pass-through of an application without shops."""
+
+from __future__ import annotations
+
+import pytest
+
+from configs.schema import PROJECT_ROOT
+from shop.directory import ShopDirectory
+from shop.layer import NoShops, ShopLayer, Turn, UnknownShopError
+from tests.unit.shop.conftest import SINGLES_DAY, user
+
+# Grounded, single-turn, and no curated answer: answered by the model, and cacheable.
+MODEL_QUESTION = "包邮吗？新疆也包邮吗，顺丰要加钱吗"
+
+
+class Defaults:
+    temperature, top_p, max_tokens = 0.9, 0.8, 77
+
+
+class AnyShop:
+    """A key that may use every shop."""
+
+    def shop_for(self, requested, default):
+        return requested if requested is not None else default
+
+
+def turn(text: str, options=("client", 1)) -> Turn:
+    return Turn([user(text)], None, "text-model", Defaults(), True, options)
+
+
+@pytest.fixture(scope="module")
+def indexed(local_config) -> ShopDirectory:
+    return ShopDirectory(local_config.shops, PROJECT_ROOT, clock=lambda: SINGLES_DAY)
+
+
+@pytest.fixture
+def layer(local_config, indexed) -> ShopLayer:
+    """A fresh layer (an empty cache) over shops indexed once for the module."""
+    return ShopLayer(local_config.shops, PROJECT_ROOT, directory=indexed)
+
+
+def test_a_model_answer_is_cached_by_finish_and_replayed_by_the_next_plan(layer):
+    shop = layer.select("demo-apparel", AnyShop())
+    first = shop.plan(turn(MODEL_QUESTION))
+    assert first.reply is None and first.cache_key is not None
+    assert first.decision.service.cache == "miss"
+    finished = shop.finish(first, "新疆包邮，顺丰加 10 元。", "stop")
+    assert finished.substitute is None and finished.handoff is None
+    assert finished.service["cache"] == "miss"
+
+    again = shop.plan(turn(MODEL_QUESTION))
+    assert again.reply == "新疆包邮，顺丰加 10 元。" and again.replayed
+    assert again.decision.service.cache == "hit" and again.cache_key is None
+
+
+def test_other_client_options_are_another_answer(layer):
+    shop = layer.select("demo-apparel", AnyShop())
+    shop.finish(shop.plan(turn(MODEL_QUESTION)), "cached text", "stop")
+    other = shop.plan(turn(MODEL_QUESTION, options=("client", 2)))
+    assert other.reply is None and other.decision.service.cache == "miss"
+
+
+def test_a_blank_answer_is_substituted_handed_off_and_never_cached(layer):
+    shop = layer.select("demo-apparel", AnyShop())
+    plan = shop.plan(turn(MODEL_QUESTION))
+    finished = shop.finish(plan, "  ", "stop")
+    no_answer = layer.config.catalog[0].messages.no_answer.zh
+    assert finished.substitute == no_answer
+    assert finished.handoff == "no_answer"
+    assert finished.service["handoff"]["reason"] == "no_answer"
+    assert layer.cache.stats().entries == 0
+    assert shop.plan(turn(MODEL_QUESTION)).reply is None
+
+
+def test_a_reply_that_is_the_no_answer_message_is_a_late_handoff_and_not_cached(layer):
+    shop = layer.select("demo-apparel", AnyShop())
+    plan = shop.plan(turn(MODEL_QUESTION))
+    declined = layer.config.catalog[0].messages.no_answer.zh
+    finished = shop.finish(plan, declined, "stop")
+    assert finished.substitute is None and finished.handoff == "no_answer"
+    assert finished.service["sources"] == []
+    assert layer.cache.stats().entries == 0
+
+
+def test_a_hand_off_decided_before_the_model_is_not_counted_again_by_finish(layer):
+    shop = layer.select("demo-apparel", AnyShop())
+    plan = shop.plan(turn("转人工"))
+    assert plan.reply is not None and plan.decision.service.handoff.reason == "requested"
+    assert shop.finish(plan, plan.reply, "stop").handoff is None
+
+
+def test_an_unknown_shop_is_refused_before_the_key_is_asked(layer):
+    class Refusing:
+        def shop_for(self, requested, default):
+            raise AssertionError("the key is asked only about shops that exist")
+
+    with pytest.raises(UnknownShopError):
+        layer.select("no-such-shop", Refusing())
+
+
+def test_without_shops_the_request_passes_through_with_the_model_defaults():
+    shops = NoShops()
+    plain = shops.select(None, AnyShop())
+    sent = [user("hello")]
+    plan = plain.plan(Turn(sent, None, "text-model", Defaults(), True))
+    assert plan.reply is None and plan.messages is sent
+    assert plan.sampling.max_tokens == 77 and plan.enable_thinking is True
+    assert plan.shop_id is None and plan.decision is None
+    finished = plain.finish(plan, "", "stop")
+    assert finished.substitute is None and finished.service is None
+    assert shops.listing() == [] and shops.refresh() == [] and shops.cache_stats() is None
+    with pytest.raises(UnknownShopError):
+        shops.select("demo-apparel", AnyShop())
