@@ -1,6 +1,7 @@
 """The README's main command as a user runs it: `scripts/run-local.sh` starts the shipped local
 stack (the SmolLM2 text substitute, the demo shops), a shopper's question gets a real answer with
-its sources, and Ctrl-C stops every process it started (Ray and the engines included).
+its sources, and Ctrl-C stops every process it started (Ray and the engines included), also when
+its output goes through `tee` (Ctrl-C kills tee too) and when the terminal closes (SIGHUP).
 
 Runs last (own_stack): it starts its own Ray instance, so the shared stack is stopped first.
 """
@@ -12,11 +13,12 @@ import re
 import signal
 import subprocess
 import time
+from pathlib import Path
 
 import httpx
 import pytest
 
-from loadtests.server_process import free_port
+from loadtests.server_process import free_port, session_processes
 from tests.conftest import PROJECT_ROOT
 from tests.integration.conftest import STARTUP_TIMEOUT_S
 
@@ -24,6 +26,8 @@ pytestmark = [pytest.mark.integration, pytest.mark.own_stack]
 # run-local gives `serve run` STOP_TIMEOUT_S (45 s: Serve drains an ingress replica for up to
 # 30 s in HAProxy mode, then Ray shuts down) before it kills what is left.
 STOPPED_WITHIN_S = 60
+# The signals a terminal sends its foreground process group: Ctrl-C, and SIGHUP when it closes.
+TERMINAL_SIGNALS = (signal.SIGINT, signal.SIGHUP)
 
 
 def process_table() -> dict[int, tuple[int, str]]:
@@ -60,26 +64,117 @@ def ray_processes() -> dict[int, str]:
             if any(m in args for m in markers)}
 
 
-def test_run_local_answers_and_ctrl_c_stops_everything_it_started(stacks, tmp_path):
-    stacks.stop()  # one Ray instance per machine
-    assert not ray_processes(), ray_processes()
-    port = free_port()
-    log_path = tmp_path / "run-local.log"
-    with open(log_path, "w") as log:
-        # A session of its own, like a terminal's foreground job: Ctrl-C is SIGINT to the
-        # script's whole process group.
-        script = subprocess.Popen(
-            ["bash", "scripts/run-local.sh"], cwd=PROJECT_ROOT, stdout=log,
-            stderr=subprocess.STDOUT, start_new_session=True,
-            env={**os.environ, "PORT": str(port)},
-        )
-    try:
+def like_a_terminal_job() -> None:
+    """preexec_fn: the default disposition of the signals a terminal sends, whatever pytest
+    inherited. Started from a background job (`nohup scripts/test.sh &`, cron, some CI
+    runners) every child inherits SIGINT (and, from nohup, SIGHUP) ignored, and bash cannot
+    trap a signal that was ignored when it started: the script would never see Ctrl-C."""
+    for signum in TERMINAL_SIGNALS:
+        signal.signal(signum, signal.SIG_DFL)
+
+
+# `scripts/run-local.sh 2>&1 | tee <log>` as a shell runs it: the pipeline in one process
+# group (bash -c has no job control, so its own), which the terminal's signals reach whole. The
+# shell's traps are not inherited, so script and tee get the default dispositions; the shell
+# outlives them and keeps both exit codes: "<script's> <tee's>" in $1, the script's as its own.
+PIPED_THROUGH_TEE = ('trap : INT HUP; scripts/run-local.sh 2>&1 | tee "$0"; '
+                     'status=("${PIPESTATUS[@]}"); echo "${status[@]}" > "$1"; '
+                     'exit "${status[0]}"')
+
+
+class RunLocal:
+    """`scripts/run-local.sh` started in a session of its own, as a terminal starts a foreground
+    job: the terminal's signals go to its whole process group. `piped`: through `tee` in the
+    same group, so Ctrl-C or SIGHUP kills tee too and the script's output is a closed pipe."""
+
+    def __init__(self, port: int, log_path: Path, piped: bool = False):
+        self.log_path = log_path
+        self.status_path = log_path.with_suffix(".status")
+        self.started: dict[int, str] = {}  # the stack's processes, once it answers
+        env = {**os.environ, "PORT": str(port)}
+        terminal_job = dict(cwd=PROJECT_ROOT, start_new_session=True,
+                            preexec_fn=like_a_terminal_job, env=env)
+        if piped:
+            self.script = subprocess.Popen(
+                ["bash", "-c", PIPED_THROUGH_TEE, str(log_path), str(self.status_path)],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, **terminal_job)
+        else:
+            with open(log_path, "w") as log:
+                self.script = subprocess.Popen(["bash", "scripts/run-local.sh"], stdout=log,
+                                               stderr=subprocess.STDOUT, **terminal_job)
+
+    def tee_exit_code(self) -> int:
+        """tee's exit code (piped, once the pipeline is over): 128 + the signal that killed it."""
+        return int(self.status_path.read_text().split()[1])
+
+    def printed(self) -> str:
+        return self.log_path.read_text() if self.log_path.exists() else ""
+
+    def wait_until_ready(self) -> str:
+        """What the script printed up to and including its ready message."""
         deadline = time.monotonic() + STARTUP_TIMEOUT_S
-        while "ready after" not in log_path.read_text():
-            assert script.poll() is None, log_path.read_text()[-3000:]
+        while "ready after" not in self.printed():
+            assert self.script.poll() is None, self.printed()[-3000:]
             assert time.monotonic() < deadline, "run-local did not become ready"
             time.sleep(2)
-        printed = log_path.read_text()
+        return self.printed()
+
+    def record_stack(self) -> dict[int, str]:
+        """The processes the script has started (Ray's and the engines' among them)."""
+        self.started = descendants(self.script.pid)
+        assert any("raylet" in args for args in self.started.values()), self.started
+        assert any("EngineCore" in args or "ServeReplica" in args
+                   for args in self.started.values()), self.started
+        return self.started
+
+    def send(self, signum: int) -> None:
+        """What the terminal does: `signum` to the script's whole process group."""
+        os.killpg(self.script.pid, signum)
+
+    def wait_stopped(self, interrupted_at: float) -> tuple[int, float]:
+        """(the script's exit code, seconds from `interrupted_at` until it exited), once every
+        process it started is checked gone."""
+        exit_code = self.script.wait(timeout=STOPPED_WITHIN_S + 30)
+        stopped_s = time.monotonic() - interrupted_at
+        time.sleep(2)  # reparented orphans would still show now
+        alive = {pid: args for pid, args in self.started.items() if pid in process_table()}
+        assert not alive, (f"exit {exit_code} {stopped_s:.1f}s after the signal, {len(alive)} of "
+                           f"{len(self.started)} processes still running: {alive}")
+        assert not ray_processes(), ray_processes()
+        # Nothing left in the script's session either (HAProxy outlives serve run in a group of
+        # its own, in that session), tee included.
+        assert not session_processes(self.script.pid), session_processes(self.script.pid)
+        return exit_code, stopped_s
+
+    def kill_leftovers(self) -> None:
+        """Whatever a failed run left: the script's group, serve run's own group, Ray's workers
+        and HAProxy (all in the script's session, also once reparented)."""
+        table = process_table()
+        # A recorded pid counts only while it still runs the recorded command (no reused pid).
+        reparented = [pid for pid, args in self.started.items()
+                      if pid in table and table[pid][1] == args]
+        for pid in [self.script.pid, *descendants(self.script.pid), *reparented,
+                    *session_processes(self.script.pid)]:
+            for kill in (os.killpg, os.kill):
+                try:
+                    kill(pid, signal.SIGKILL)
+                except (ProcessLookupError, PermissionError):
+                    pass
+        subprocess.run([str(PROJECT_ROOT / ".venv" / "bin" / "ray"), "stop", "--force"],
+                       capture_output=True)
+
+
+@pytest.fixture
+def own_ray(stacks):
+    stacks.stop()  # one Ray instance per machine
+    assert not ray_processes(), ray_processes()
+
+
+def test_run_local_answers_and_ctrl_c_stops_everything_it_started(own_ray, tmp_path):
+    port = free_port()
+    run = RunLocal(port, tmp_path / "run-local.log")
+    try:
+        printed = run.wait_until_ready()
         assert f"chat page: http://127.0.0.1:{port}/" in printed
         # Which weights answer each production model id (the offline substitute here).
         assert re.search(r"Qwen/Qwen3-0\.6B \(text\) is answered by the weights at \S+", printed)
@@ -98,29 +193,47 @@ def test_run_local_answers_and_ctrl_c_stops_everything_it_started(stacks, tmp_pa
         assert not text.lstrip().lower().startswith("assistant"), text
         assert "faq/shipping-fee" in [s["id"] for s in answer["service"]["sources"]]
         print(f"\n[integration] run-local answer: {text!r}")
-        started = descendants(script.pid)
-        assert any("raylet" in args for args in started.values()), started
-        assert any("EngineCore" in args or "ServeReplica" in args for args in started.values())
+        started = run.record_stack()
 
-        os.killpg(script.pid, signal.SIGINT)
-        interrupted_at = time.monotonic()
-        exit_code = script.wait(timeout=STOPPED_WITHIN_S + 30)
-        stopped_s = time.monotonic() - interrupted_at
-        time.sleep(2)  # reparented orphans would still show now
-        alive = {pid: args for pid, args in started.items() if pid in process_table()}
-        assert not alive, alive
-        assert not ray_processes(), ray_processes()
+        run.send(signal.SIGINT)
+        exit_code, stopped_s = run.wait_stopped(time.monotonic())
         assert stopped_s < STOPPED_WITHIN_S
         assert exit_code == 130  # the script reports the interrupt, as a shell does
-        assert "run-local: stopped" in log_path.read_text()
+        assert "run-local: stopped" in run.printed()
         print(f"\n[integration] run-local: {len(started)} processes stopped {stopped_s:.1f}s "
               "after Ctrl-C")
     finally:
-        # Whatever a failed run left: the script's group, serve run's own group, Ray's workers.
-        for pid in [script.pid, *descendants(script.pid)]:
-            try:
-                os.killpg(pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
-        subprocess.run([str(PROJECT_ROOT / ".venv" / "bin" / "ray"), "stop", "--force"],
-                       capture_output=True)
+        run.kill_leftovers()
+
+
+# One start each (about 1.5 minutes). Ctrl-C: tee dies with the script's group, so every line
+# of the stop message meets a closed pipe; the terminal then closes (SIGHUP) while Ray is still
+# shutting down, which must not cut the stop short. SIGHUP: the terminal closes while the stack
+# runs, and tee dies of the same SIGHUP.
+@pytest.mark.parametrize(("signum", "exit_code"), [(signal.SIGINT, 130), (signal.SIGHUP, 129)],
+                         ids=["ctrl-c", "terminal-closed"])
+def test_run_local_piped_through_tee_stops_everything_it_started(own_ray, tmp_path, signum,
+                                                                 exit_code):
+    run = RunLocal(free_port(), tmp_path / "run.log", piped=True)
+    try:
+        run.wait_until_ready()
+        started = run.record_stack()
+
+        run.send(signum)
+        interrupted_at = time.monotonic()
+        hung_up_while_stopping = False
+        if signum == signal.SIGINT:
+            time.sleep(1)
+            if run.script.poll() is None:
+                run.send(signal.SIGHUP)
+                hung_up_while_stopping = True
+        code, stopped_s = run.wait_stopped(interrupted_at)
+        print(f"\n[integration] run-local | tee, {signal.Signals(signum).name}: exit {code}, "
+              f"{len(started)} processes stopped in {stopped_s:.1f}s")
+        assert code == exit_code  # the script stopped the stack and exited; no signal killed it
+        assert run.tee_exit_code() == 128 + signum  # its output was a closed pipe while it stopped
+        assert stopped_s < STOPPED_WITHIN_S
+        if signum == signal.SIGINT:
+            assert hung_up_while_stopping, "the stop was over before the terminal closed"
+    finally:
+        run.kill_leftovers()
