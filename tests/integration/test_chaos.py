@@ -19,9 +19,9 @@ the server's Prometheus counters; the stack is back at full capacity (two text r
 killed one no longer in Serve's status) and answering.
 
 Which replica took a request: Locust sends each request with its own x-request-id and logs it;
-the model replica that takes a call logs `request <id> accepted` in its own Serve log file, on
-its node (loadtests/replica_logs.py). Serve's request id reaches the replica, but its own line
-for a call is written when the call ends, never for a call cut by a kill.
+the model replica that takes a call logs `request <id> accepted`, which Serve writes on its
+node with the replica's id (loadtests/replica_logs.py). Serve's request id reaches the replica,
+but its own line for a call is written when the call ends, never for a call cut by a kill.
 
 The figures are printed as `[chaos]` lines (docs/operations.md "Failures under load"), with the
 requests in flight on the failed part by Ray's replica gauge.
@@ -161,12 +161,13 @@ class TwoNodeCluster:
                                 cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120)
         assert result.returncode == 0, result.stdout + result.stderr
 
-    def serve_log_dirs(self) -> list[Path]:
-        """Serve's log directories of this cluster's nodes: the head's and every worker's,
+    def node_log_dirs(self) -> list[Path]:
+        """The log directories of this cluster's nodes: the head's and every worker's,
         including killed ones (their files stay until `stop`)."""
         assert self.head_session is not None
-        return [self.head_session / "logs" / "serve",
-                *sorted(WORKER_TEMP_ROOT.glob("w*/session_*/logs/serve"))]
+        workers = [logs for logs in sorted(WORKER_TEMP_ROOT.glob("w*/session_*/logs"))
+                   if logs.parent.name != "session_latest"]  # a link to the same session
+        return [self.head_session / "logs", *workers]
 
     def application(self) -> dict:
         return ServeStatus(self.dashboard_url).application()
@@ -351,7 +352,7 @@ def run_with_fault(cluster: TwoNodeCluster, prom: PrometheusAPI, workdir: Path, 
     retried = prom.value("sum(ray_cs_replica_retries_total) or vector(0)") - retries_before
     requests = [json.loads(line) for line in
                 (workdir / "requests.jsonl").read_text().splitlines()]
-    taken_by = accepting_replicas(cluster.serve_log_dirs(), "TextModel")
+    taken_by = accepting_replicas(cluster.node_log_dirs(), "TextModel")
     return FaultRun(name, outcome.get("in_flight", 0), summary, outcome.get("recovered_s"),
                     outcome.get("detail", ""), int(retried), outcome["fault_at"], requests,
                     outcome.get("killed", []), outcome.get("nodes", {}), taken_by,
@@ -374,7 +375,7 @@ def check(run: FaultRun, cluster: TwoNodeCluster, fault_costs_streams: bool) -> 
     # The tie from Locust's log to the replicas' logs works in this run: answered requests are
     # found there (not all: curated and cached answers never reach a model replica).
     assert any(r["request_id"] in run.taken_by for r in run.requests if r["ok"]), \
-        ("no answered request found in the text replicas' logs", cluster.serve_log_dirs())
+        ("no answered request found in the text replicas' logs", cluster.node_log_dirs())
     for request in failed:
         taken_by = run.taken_by.get(request["request_id"], set())
         print(f"[chaos]   failed {request['request_id']}: taken by "

@@ -80,10 +80,10 @@ def test_a_replica_logs_each_request_it_takes_before_any_output(local_config, tm
     for record in caplog.records:
         record.request_id = "loadtest-7"
         lines.append(formatter.format(record) + "\n")
-    log_dir = tmp_path / "logs" / "serve"
-    log_dir.mkdir(parents=True)
-    (log_dir / "replica_default_TextModel_ab12cd34.log").write_text("".join(lines))
-    assert accepting_replicas([log_dir], "TextModel") == {"loadtest-7": {"ab12cd34"}}
+    node_logs = tmp_path / "logs"
+    (node_logs / "serve").mkdir(parents=True)
+    (node_logs / "serve" / "replica_default_TextModel_ab12cd34.log").write_text("".join(lines))
+    assert accepting_replicas([node_logs], "TextModel") == {"loadtest-7": {"ab12cd34"}}
 
 
 def test_missing_model_fails_before_the_engine_is_built(local_config, tmp_path, monkeypatch):
