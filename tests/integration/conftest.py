@@ -8,6 +8,7 @@ own variant (see the variants' docstrings). Everything else is the deployment op
 
 from __future__ import annotations
 
+import re
 import secrets
 import shutil
 import subprocess
@@ -30,6 +31,10 @@ STARTUP_TIMEOUT_S = 420
 # Replicas push metrics to the node's agent every 10 s by default; 1 s keeps tests short.
 METRICS_REPORT_INTERVAL_MS = 1000
 RAY_SESSION = Path("/tmp/ray/session_latest")
+# An ingress replica's line about a chat request in Serve's text format, "<LEVEL> <date> <time>
+# <app>_Ingress <replica id> [<request id>] -- request <id> key=..." (router/routes.py).
+INGRESS_REQUEST_LINE = re.compile(r"^[A-Z]+ \S+ \S+ \S+_Ingress (?P<replica>\S+) (?:\S+ )?"
+                                  r"-- request (?P<request_id>\S+) key=")
 TINY_MODELS = {"text": ".models/tiny-qwen3", "vision": ".models/tiny-qwen2.5-vl"}
 PROMETHEUS_CONFIGS = PROJECT_ROOT / "configs" / "prometheus"
 PROMETHEUS_STARTUP_TIMEOUT_S = 60
@@ -105,6 +110,37 @@ class LocalStack:
         wanted = set(labels.items())
         return sum(value for (sample, series), value in self.metrics().items()
                    if sample == name and wanted <= series)
+
+    def ingress_replicas(self) -> set[str]:
+        """Ids of the running ingress replicas, as Serve's status API lists them."""
+        from loadtests.serve_status import ServeStatus
+
+        replicas = ServeStatus().application()["deployments"]["Ingress"]["replicas"]
+        return {r["replica_id"] for r in replicas if r["state"] == "RUNNING"}
+
+    def ingress_replica_of(self, request_ids, timeout_s: float = 15.0) -> dict[str, str]:
+        """{request id: id of the ingress replica that served it}, for /v1/chat/completions
+        requests sent with their own X-Request-ID. The ingress logs one line per such request,
+        admitted or refused, as it happens; Serve prefixes it with the replica's id and writes
+        it to the replica's stderr (`logs/worker-*.err`) and its own file in `logs/serve/`
+        (both are read, as loadtests/replica_logs.py does)."""
+        wanted, found = set(request_ids), {}
+        logs = RAY_SESSION / "logs"
+        deadline = time.monotonic() + timeout_s
+        while True:
+            for path in [*logs.glob("worker-*.err"), *logs.glob("serve/replica_*_Ingress_*.log*")]:
+                with path.open(encoding="utf-8", errors="replace") as lines:
+                    for line in lines:
+                        match = INGRESS_REQUEST_LINE.match(line)
+                        if match and match["request_id"] in wanted:
+                            replica = found.setdefault(match["request_id"], match["replica"])
+                            assert replica == match["replica"], \
+                                f"request {match['request_id']} is in two ingress replicas' logs"
+            if found.keys() == wanted or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        assert found.keys() == wanted, f"not in any ingress replica's log: {wanted - found.keys()}"
+        return found
 
     def wait_for_metric(self, name: str, expected: float, timeout_s: float = 15.0,
                         **labels: str) -> float:
@@ -258,6 +294,10 @@ STACK_KEYS = (
     ("streams", "*", "backend", {"concurrent_requests": 1}),
     ("fuzz", "*", "backend", {}),
     ("over-budget", "*", "backend", {"tokens_per_minute": 50}),  # test_prometheus's 429s
+    # test_front_door's limits across the two ingress replicas; a request costs 1-2k tokens.
+    ("tokens-shared", "*", "backend", {"tokens_per_minute": 12_000}),
+    ("tokens-burst", "*", "backend", {"tokens_per_minute": 12_000}),
+    ("two-streams", "*", "backend", {"concurrent_requests": 2}),
     ("page-limited", ["demo-apparel"], "widget", {"requests_per_minute": 1}),  # chat page test
 )
 

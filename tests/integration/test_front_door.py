@@ -8,7 +8,9 @@ import json
 import shutil
 import subprocess
 import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
 
 import httpx
 import pytest
@@ -121,6 +123,169 @@ def test_limits_hold_across_two_ingress_replicas_while_another_key_is_served(sta
                 if name == "ray_cs_key_requests_total" and dict(labels).get("key_id") == "burst"
                 and value > 0}
     assert len(replicas) == 2, f"the burst reached {replicas}, not both ingress replicas"
+
+
+def new_request_id(label: str) -> str:
+    return f"{label}-{uuid.uuid4().hex[:12]}"
+
+
+def tokens_charged(redis_store, key_id: str) -> int:
+    """The key's tokens-per-minute counter as both ingress replicas charge it (the `limits`
+    package's fixed window, in the stack's Redis); 0 before the first charge."""
+    import redis
+
+    client = redis.Redis.from_url(redis_store.url, password=redis_store.password)
+    try:
+        keys = client.keys(f"*LIMITER/tokens/{key_id}/*")
+        assert len(keys) <= 1, keys
+        return int(client.get(keys[0]) or 0) if keys else 0
+    finally:
+        client.close()
+
+
+def test_a_token_budget_is_exact_across_two_ingress_replicas(stack, stack_keys, redis_store):
+    """One request at a time from a key allowed 12,000 tokens a minute. Tokens are charged when
+    an answer ends (before its response is sent), so each request sees exactly what the
+    answers before it cost, whichever replica served them: a replica answers with
+    remaining = limit - charged while tokens are left and 429 once they are spent. The one
+    overshoot the design allows is the last admitted answer's own tokens (README: a key can
+    overshoot by what its requests in flight consume; here one is in flight at a time)."""
+    key, limit = stack_keys["tokens-shared"], 12_000
+    body = {**ASK, "max_tokens": 1}
+    admitted, refused, started = [], [], time.monotonic()
+    with stack.client() as client:
+        while len(refused) < 6:
+            assert len(admitted) < 40, "the budget was never spent"
+            charged, request_id = tokens_charged(redis_store, "tokens-shared"), new_request_id("tpm")
+            response = client.post(URL, json=body,
+                                   headers={**key.headers, "X-Request-ID": request_id})
+            if charged < limit:
+                assert response.status_code == 200, (charged, response.text)
+                assert response.headers["x-ratelimit-remaining-tokens"] == str(limit - charged)
+                after = tokens_charged(redis_store, "tokens-shared")
+                assert after - charged == response.json()["usage"]["total_tokens"] > 0
+                admitted.append((request_id, charged))
+            else:
+                assert response.status_code == 429, (charged, response.text)
+                assert "tokens per minute" in response.json()["error"]["message"]
+                assert response.headers["x-ratelimit-remaining-tokens"] == "0"
+                refused.append(request_id)
+    elapsed = time.monotonic() - started
+    # The fixed window is one minute from the first charge: the checks above assumed one window.
+    assert elapsed < 55, f"took {elapsed:.0f}s, past the token window"
+    final = tokens_charged(redis_store, "tokens-shared")
+    last_cost = final - admitted[-1][1]
+    print(f"\n[front door] {limit} tokens/min one at a time: {len(admitted)} admitted, "
+          f"{final} tokens charged ({final - limit:+d}, the last answer cost {last_cost}), "
+          f"then {len(refused)} refused; {elapsed:.1f}s")
+    assert admitted[-1][1] < limit <= final < limit + last_cost
+    replica_of = stack.ingress_replica_of([r for r, _ in admitted] + refused)
+    running = stack.ingress_replicas()
+    assert len(running) == 2, running
+    # Both replicas admitted on the other's charges and refused on them.
+    assert {replica_of[r] for r, charged in admitted[1:]} == running, replica_of
+    assert {replica_of[r] for r in refused} == running, replica_of
+
+
+def test_a_token_burst_over_two_ingress_replicas_overshoots_only_by_what_was_in_flight(
+        stack, stack_keys, redis_store):
+    """4 clients at once from a key allowed 12,000 tokens a minute. A replica admits while the
+    shared window has tokens left and charges an answer's tokens when it ends, so the key can
+    get past its budget by the answers in flight when it ran out (at most one per client), never
+    more: replicas counting apart would each admit up to the budget (about twice as much)."""
+    key, limit, clients, sent = stack_keys["tokens-burst"], 12_000, 4, 28
+    body = {**ASK, "max_tokens": 1}
+
+    def one(request_id: str) -> httpx.Response:
+        with httpx.Client(base_url=stack.url, timeout=120) as client:
+            return client.post(URL, json=body,
+                               headers={**key.headers, "X-Request-ID": request_id})
+
+    ids = [new_request_id("tpm-burst") for _ in range(sent)]
+    with ThreadPoolExecutor(max_workers=clients) as pool:
+        responses = dict(zip(ids, pool.map(one, ids)))
+    assert {r.status_code for r in responses.values()} <= {200, 429}
+    costs = {i: r.json()["usage"]["total_tokens"] for i, r in responses.items()
+             if r.status_code == 200}
+    charged = tokens_charged(redis_store, "tokens-burst")
+    print(f"\n[front door] {limit} tokens/min, {sent} requests from {clients} clients: "
+          f"{len(costs)} admitted, {charged} tokens charged ({charged - limit:+d}), "
+          f"{sent - len(costs)} refused")
+    # Every admitted answer was charged once, into the one window both replicas count in.
+    assert charged == sum(costs.values())
+    # Spent, and past it by less than one answer per client (what can be in flight).
+    assert limit <= charged < limit + clients * max(costs.values())
+    assert limit > clients * max(costs.values()), "the budget cannot tell shared from apart"
+    assert stack.metric_sum("ray_cs_rate_limit_store_errors_total") == 0
+    replica_of = stack.ingress_replica_of(ids)
+    running = stack.ingress_replicas()
+    assert len(running) == 2, running
+    assert {replica_of[i] for i in costs} == running, replica_of
+    assert {replica_of[i] for i in ids if i not in costs} == running, replica_of
+
+
+def test_concurrent_streams_are_limited_across_two_ingress_replicas(stack, stack_keys):
+    """A key allowed 2 concurrent requests holds 2 open streams (not read yet, 256 tokens
+    each, seconds of generation): every other request of the key is then refused, on both
+    ingress replicas, so at least one replica refused on the other's lease (a replica counting
+    its own leases only would admit). Once both streams end, 2 are admitted again. Assumes
+    the refusals (milliseconds each) are answered before either stream ends."""
+    key, limit = stack_keys["two-streams"], 2
+
+    def open_streams(client: httpx.Client, held: ExitStack, label: str, max_tokens: int,
+                     wait_s: float = 0.0) -> list[tuple[str, httpx.Response]]:
+        """`limit` streams opened one after the other, each asked a question of its own (an
+        answer from the response cache would end at once); each is retried for `wait_s`."""
+        opened = []
+        for _ in range(limit):
+            deadline = time.monotonic() + wait_s
+            while True:
+                request_id = new_request_id(label)
+                question = f"{ASK['messages'][0]['content']} (order {request_id})"
+                response = held.enter_context(client.stream(
+                    "POST", URL, headers={**key.headers, "X-Request-ID": request_id},
+                    json={**ASK, "messages": [{"role": "user", "content": question}],
+                          "stream": True, "max_tokens": max_tokens}))
+                if response.status_code != 429 or time.monotonic() > deadline:
+                    break
+                time.sleep(0.2)
+            assert response.status_code == 200, response.read()
+            opened.append((request_id, response))
+        return opened
+
+    def refused_one(request_id: str) -> httpx.Response:
+        with httpx.Client(base_url=stack.url, timeout=120) as client:
+            return client.post(URL, json={**ASK, "max_tokens": 1},
+                               headers={**key.headers, "X-Request-ID": request_id})
+
+    refused_ids = [new_request_id("streams-over") for _ in range(8)]
+    with stack.client() as client:
+        with ExitStack() as held:
+            opened = open_streams(client, held, "streams-held", max_tokens=256)
+            with ThreadPoolExecutor(max_workers=4) as pool:
+                refusals = list(pool.map(refused_one, refused_ids))
+            for (request_id, response) in opened:
+                lines = [line for line in response.iter_lines() if line]
+                assert lines[-1] == "data: [DONE]", request_id
+        statuses = [r.status_code for r in refusals]
+        assert statuses == [429] * len(refused_ids), (
+            f"{statuses}: admitted past {limit} open streams (or a stream ended before the "
+            f"refusals were sent)")
+        assert all("concurrent" in r.json()["error"]["message"] for r in refusals)
+        # The leases come back, whichever replica held them: 2 at once are admitted again.
+        # (A stream's lease is freed just after its last byte is sent, so it may still be held
+        # the moment the client has read [DONE]: a short wait is allowed.)
+        with ExitStack() as held:
+            again = open_streams(client, held, "streams-again", max_tokens=8, wait_s=5.0)
+            for _, response in again:
+                list(response.iter_lines())
+    replica_of = stack.ingress_replica_of([i for i, _ in opened] + refused_ids)
+    running = stack.ingress_replicas()
+    assert len(running) == 2, running
+    print(f"\n[front door] 2 open streams on {sorted(replica_of[i] for i, _ in opened)}; "
+          f"{len(refused_ids)} more refused on "
+          f"{sorted({replica_of[i] for i in refused_ids})}")
+    assert {replica_of[i] for i in refused_ids} == running, replica_of
 
 
 def test_an_image_url_on_the_allowed_cdn_is_fetched_by_the_ingress(stack):

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -17,11 +19,13 @@ from tests.integration.test_local_stack import SAMPLE, TEXT_MODEL
 pytestmark = pytest.mark.integration
 ENGINE_FINISHED = "ray_vllm_request_success_total"
 SETTLE_S = 4.0  # 4 metric report intervals of the test stack
-RELOAD_TIMEOUT_S = 30.0  # reload_check_s (2 s) + indexing + margin
+RELOAD_TIMEOUT_S = 30.0  # reload_check_s (2 s) + indexing + margin, on every ingress replica
 
 
-def ask(stack, text: str, shop: str | None = None, **fields):
+def ask(stack, text: str, shop: str | None = None, request_id: str | None = None, **fields):
     headers = {"X-Shop-Id": shop} if shop else {}
+    if request_id:
+        headers["X-Request-ID"] = request_id
     with stack.client() as client:
         return client.post("/v1/chat/completions", headers=headers, json={
             "messages": [{"role": "user", "content": text}], **SAMPLE, **fields})
@@ -154,11 +158,36 @@ def test_a_knowledge_base_edit_is_served_without_a_restart(stack):
       zh: "有的，伏特路太阳能背包将于2027年1月上架。"
 """, encoding="utf-8")
     edited_at = time.monotonic()
-    while time.monotonic() - edited_at < RELOAD_TIMEOUT_S:
-        sources = [s["id"] for s in ask(stack, question, shop["id"]).json()["service"]["sources"]]
-        if sources and sources[0] == "faq/solar-backpack":
-            print(f"\n[integration] knowledge-base edit served after "
-                  f"{time.monotonic() - edited_at:.1f}s")
-            return
-        time.sleep(1)
-    pytest.fail(f"the edited entry was not served within {RELOAD_TIMEOUT_S}s")
+    # Each ingress replica reloads on its own: the edit counts as served once every running
+    # replica has answered with it. Two questions at a time go to two replicas (HAProxy sends
+    # a request to the replica with the fewest open); the replica log of each request id says
+    # which one answered.
+    replicas, served_at = stack.ingress_replicas(), {}
+    assert len(replicas) == 2, replicas
+    answer = "Yes: the Voltway solar backpack arrives in January 2027."
+
+    def one(request_id: str):
+        return request_id, ask(stack, question, shop["id"], request_id).json()
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        while served_at.keys() != replicas:
+            elapsed = time.monotonic() - edited_at
+            assert elapsed < RELOAD_TIMEOUT_S, (
+                f"after {RELOAD_TIMEOUT_S}s the edited entry was served by {sorted(served_at)} "
+                f"of the ingress replicas {sorted(replicas)}")
+            answers = dict(pool.map(one, [f"kb-reload-{uuid.uuid4().hex[:12]}"
+                                          for _ in range(2)]))
+            replica_of = stack.ingress_replica_of(answers)
+            for request_id, body in answers.items():
+                replica = replica_of[request_id]
+                sources = [s["id"] for s in body["service"]["sources"]]
+                edited = bool(sources) and sources[0] == "faq/solar-backpack"
+                if edited:
+                    assert body["choices"][0]["message"]["content"].startswith(answer), body
+                    served_at.setdefault(replica, elapsed)
+                else:
+                    # A replica serves the version it loaded last: never the old one again.
+                    assert replica not in served_at, f"{replica} went back to the old entries"
+            time.sleep(0.5)
+    print(f"\n[integration] knowledge-base edit served by every ingress replica after "
+          + ", ".join(f"{t:.1f}s" for t in sorted(served_at.values())))
