@@ -2,7 +2,8 @@
 hand-off precision and recall per reason, and retrieval time at the demo shops' size and at
 10,000 entries.
 
-    .venv/bin/python scripts/evaluate_shops.py [--split all|dev|test] [--show-misses]
+    .venv/bin/python scripts/evaluate_shops.py [--set evals/X.yaml] [--split all|dev|test]
+                                               [--show-misses]
 
 The set was labelled before any threshold was tuned (thresholds come from
 scripts/tune_retrieval.py, which reads its dev half only). To keep it from becoming training
@@ -138,12 +139,14 @@ def synthetic_entries(seed_entries: list[KnowledgeEntry], count: int) -> list[Kn
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--set", default=str(EVAL_SET.relative_to(PROJECT_ROOT)),
+                        help="the labelled set, relative to the project root")
     parser.add_argument("--split", choices=SELECTABLE, default="all")
     parser.add_argument("--show-misses", action="store_true",
                         help="list misclassified cases (dev split only)")
     parser.add_argument("--synthetic-entries", type=int, default=10_000)
     args = parser.parse_args()
-    labelled = LabelledSet.load(EVAL_SET)
+    labelled = LabelledSet.load(PROJECT_ROOT / args.set)
     try:
         selection = labelled.select(
             args.split, Purpose.SHOW_MISSES if args.show_misses else Purpose.SCORE)
@@ -160,7 +163,7 @@ def main() -> int:
 
     result = evaluate(selection, assistants, args.show_misses)
     langs = Counter(c["language"] for c in selection.cases)
-    print(f"evaluation set: {result['cases']} cases ({args.split} split; "
+    print(f"evaluation set {args.set}: {result['cases']} cases ({args.split} split; "
           f"{langs['zh']} Chinese, {langs['en']} English), clock {clock.isoformat()}")
     print(f"retrieval over {result['retrieval_cases']} answerable cases: hit@1 "
           f"{result['hit@1']:.3f}, hit@3 {result['hit@3']:.3f} (target >= {TARGETS['hit@3']}); "
