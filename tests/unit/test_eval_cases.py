@@ -158,14 +158,12 @@ def test_evaluate_shops_test_split_prints_the_recorded_figures():
     run = run_script(str(SCRIPTS / "evaluate_shops.py"), "--split", "test",
                      "--synthetic-entries", "20")
     assert run.returncode == 0, run.stderr
+    # The test half's report as published (docs/evals/): regenerate it with the same command
+    # when the shop layer's decisions change, so the published figures are the code's.
     recorded = (PROJECT_ROOT / "docs" / "evals" / "shop-eval-test-split.txt").read_text()
     printed = figures(run.stdout)
-    # The recorded run predates curated answers; their test-half line is the one the curated
-    # answers' table reports (7 sent, 6 right, coverage 0.167 of 36).
-    curated = [line for line in printed if line.startswith("curated answers:")]
-    assert curated == ["curated answers: 7 sent without a model, 6 right: precision 0.857 "
-                       "(target >= 0.98), coverage 0.167 of the 36 questions a FAQ entry answers"]
-    assert [line for line in printed if line not in curated] == figures(recorded)
+    assert printed == figures(recorded)
+    assert any(line.startswith("curated answers:") for line in printed)
     assert not any(line.startswith(("  retrieval ", "  handoff ", "  curated "))
                    for line in printed)  # no case listed
 
