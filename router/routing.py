@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from configs.schema import Modality
-from router.api.errors import APIError, ErrorCode, printable
+from router.api.errors import APIError, ErrorKind
 from router.api.protocol import ChatCompletionRequest
 
 AUTO_MODEL = "auto"
@@ -43,26 +43,16 @@ def route_for_request(
         wanted: Modality = "vision" if needs_vision else "text"
         entry = next((e for e in catalog if e.modality == wanted), None)
         if entry is None:
-            raise APIError.invalid_request(
-                "This request carries an image, but this deployment serves no vision model. "
-                "Send text only.",
-                param="messages",
-                code=ErrorCode.NO_VISION_MODEL,
-            )
+            raise APIError.of(ErrorKind.NO_VISION_MODEL)
         return RouteDecision(model=entry.name, modality=entry.modality)
 
     entry = next((e for e in catalog if e.name == requested), None)
     if entry is None:
-        available = ", ".join([AUTO_MODEL] + [e.name for e in catalog])
-        raise APIError.model_not_found(
-            f"The model '{printable(requested)}' does not exist. Available models: {available}."
-        )
+        raise APIError.of(ErrorKind.MODEL_NOT_FOUND, model=requested,
+                          available=", ".join([AUTO_MODEL] + [e.name for e in catalog]))
     if needs_vision and entry.modality != "vision":
         vision = next((e.name for e in catalog if e.modality == "vision"), None)
-        hint = f" Use '{vision}' or 'auto'." if vision else ""
-        raise APIError.invalid_request(
-            f"The model '{entry.name}' takes text only, but the request carries an image.{hint}",
-            param="model",
-            code=ErrorCode.MODEL_CANNOT_TAKE_IMAGES,
-        )
+        if vision is None:
+            raise APIError.of(ErrorKind.TEXT_MODEL_GIVEN_IMAGE_NO_VISION, model=entry.name)
+        raise APIError.of(ErrorKind.TEXT_MODEL_GIVEN_IMAGE, model=entry.name, vision_model=vision)
     return RouteDecision(model=entry.name, modality=entry.modality)

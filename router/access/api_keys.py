@@ -31,7 +31,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from configs.schema import AccessConfig, RateLimits
-from router.api.errors import APIError
+from router.api.errors import APIError, ErrorKind
 
 logger = logging.getLogger("cs_assistant.access")
 
@@ -110,20 +110,20 @@ class Caller:
         if self.role == "widget":
             refused = sorted(BACKEND_ONLY_ROLES.intersection(roles))
             if refused:
-                raise APIError.forbidden_role(refused[0])
+                raise APIError.of(ErrorKind.ROLE_NOT_ALLOWED, role=refused[0])
 
     def shop_for(self, requested: str | None, default: str | None) -> str | None:
         """The shop this request is for: the X-Shop-Id header if the key may use it; without
         the header, the key's only shop, else the app's default shop if the key may use it."""
         if requested is not None:
             if not self.may_use(requested):
-                raise APIError.shop_not_allowed(requested)
+                raise APIError.of(ErrorKind.SHOP_NOT_ALLOWED, shop_id=requested)
             return requested
         if self.shops is not None and len(self.shops) == 1:
             return next(iter(self.shops))
         if default is None or self.may_use(default):
             return default
-        raise APIError.shop_required(sorted(self.shops))
+        raise APIError.of(ErrorKind.SHOP_REQUIRED, shops=sorted(self.shops))
 
     def may_use(self, shop_id: str) -> bool:
         return self.shops is None or shop_id in self.shops
@@ -170,16 +170,13 @@ class KeyStore:
         if authorization is None or not authorization.strip():
             if self._anonymous is not None:
                 return self._anonymous
-            raise APIError.invalid_api_key(
-                "No API key provided. Send it as 'Authorization: Bearer <key>'.")
+            raise APIError.of(ErrorKind.NO_API_KEY)
         scheme, _, key = authorization.strip().partition(" ")
         if scheme.lower() != "bearer" or not key.strip():
-            raise APIError.invalid_api_key(
-                "Malformed Authorization header; expected 'Bearer <key>'.")
+            raise APIError.of(ErrorKind.MALFORMED_AUTHORIZATION)
         caller = self._by_hash.get(hash_key(key.strip()))
         if caller is None:
-            # Never echo the key: messages reach logs and client-side error trackers.
-            raise APIError.invalid_api_key("Incorrect API key provided.")
+            raise APIError.of(ErrorKind.UNKNOWN_API_KEY)  # its text never echoes the key
         return caller
 
     def refresh_if_changed(self) -> bool:

@@ -34,7 +34,7 @@ from limits.aio.strategies import FixedWindowRateLimiter, SlidingWindowCounterRa
 
 from configs.schema import AccessConfig
 from router.access.api_keys import Caller
-from router.api.errors import APIError
+from router.api.errors import APIError, ErrorKind
 
 logger = logging.getLogger("cs_assistant.access")
 
@@ -163,7 +163,8 @@ class RateLimiter:
 
     def _refuse(self, admission: Admission, kind: str, limit: str, retry_in_s: float) -> None:
         self._on_limited(admission.caller.key_id, kind)
-        raise APIError.rate_limited(limit, max(1, math.ceil(retry_in_s)), admission.headers)
+        raise APIError.of(ErrorKind.RATE_LIMITED, headers=admission.headers, limit=limit,
+                          retry_after_s=max(1, math.ceil(retry_in_s)))
 
     async def settle(self, admission: Admission, tokens: int) -> None:
         """The request ended: charge its tokens and free its concurrency slot (once)."""

@@ -22,17 +22,16 @@ from router.api.protocol import ChatCompletionRequest
 from router.api.validation import check_message_count, parse_chat_request
 
 
-def _parse_in_worker(body: bytes, limits: RequestLimits
-                     ) -> ChatCompletionRequest | tuple[str, str | None, str]:
+def _parse_in_worker(body: bytes, limits: RequestLimits) -> ChatCompletionRequest | APIError:
     """Runs in the worker. The message count is checked here too: unpickling half a million
-    valid messages on the loop would stall it as long as parsing them. An APIError (a dataclass
-    with a required-argument constructor) does not survive pickling, so its fields travel."""
+    valid messages on the loop would stall it as long as parsing them. The error is returned,
+    not raised, so the traceback of the worker does not travel with it."""
     try:
         request = parse_chat_request(body)
         check_message_count(request, limits)
         return request
     except APIError as error:
-        return (error.message, error.param, error.code.value)
+        return error
 
 
 def _ready() -> bool:
@@ -66,9 +65,8 @@ class BodyParser:
             # The worker died (killed, out of memory): start another for the next body.
             self._pool = None
             raise
-        if isinstance(result, tuple):
-            message, param, code = result
-            raise APIError.invalid_request(message, param=param, code=code)
+        if isinstance(result, APIError):
+            raise result
         return result
 
     def close(self) -> None:

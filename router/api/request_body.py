@@ -13,7 +13,7 @@ from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from configs.schema import RequestLimits
-from router.api.errors import APIError, ErrorCode
+from router.api.errors import APIError, ErrorKind
 
 REQUEST_ID_HEADER = "x-request-id"
 # What a client-supplied x-request-id may look like: it is echoed in headers and logs.
@@ -23,9 +23,7 @@ _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 def check_content_type(content_type: str | None) -> None:
     media_type = (content_type or "").split(";")[0].strip().lower()
     if media_type != "application/json":
-        raise APIError.unsupported_media_type(
-            "Send the request body as JSON with the header 'Content-Type: application/json'."
-        )
+        raise APIError.of(ErrorKind.UNSUPPORTED_MEDIA_TYPE)
 
 
 def request_id_of(request: Request) -> str:
@@ -34,9 +32,7 @@ def request_id_of(request: Request) -> str:
     logs use the same value, so a shopper's complaint can be traced."""
     request_id = request.headers.get(REQUEST_ID_HEADER, "")
     if not _REQUEST_ID.match(request_id):
-        raise APIError.invalid_request(
-            "The x-request-id header must be 1-128 characters of letters, digits and . _ : -",
-            param=REQUEST_ID_HEADER, code=ErrorCode.INVALID_REQUEST_ID)
+        raise APIError.of(ErrorKind.INVALID_REQUEST_ID, param=REQUEST_ID_HEADER)
     return request_id
 
 
@@ -47,9 +43,9 @@ async def read_body(request: Request, limits: RequestLimits) -> bytes:
     declared = request.headers.get("content-length")
     if declared is not None:
         if not declared.isdigit():
-            raise APIError.invalid_request("Invalid Content-Length header.")
+            raise APIError.of(ErrorKind.INVALID_CONTENT_LENGTH)
         if int(declared) > limit:
-            raise APIError.payload_too_large(f"The request body is larger than {limit} bytes.")
+            raise APIError.of(ErrorKind.BODY_TOO_LARGE, limit=limit)
     loop = asyncio.get_running_loop()
     deadline = loop.time() + limits.body_timeout_s
     parts: list[bytes] = []
@@ -64,10 +60,10 @@ async def read_body(request: Request, limits: RequestLimits) -> bytes:
         except StopAsyncIteration:
             break
         except TimeoutError:
-            raise APIError.body_timeout(limits.body_timeout_s) from None
+            raise APIError.of(ErrorKind.BODY_TIMEOUT, seconds=limits.body_timeout_s) from None
         size += len(part)
         if size > limit:
-            raise APIError.payload_too_large(f"The request body is larger than {limit} bytes.")
+            raise APIError.of(ErrorKind.BODY_TOO_LARGE, limit=limit)
         parts.append(part)
     return b"".join(parts)
 

@@ -3,7 +3,8 @@ the route is known, every limit of config against it.
 
 Order matters: cheap checks first (encoding, JSON shape), then the schema, then the limits;
 images (CPU-bound decoding) last and off the event loop. Every failure is an `APIError` with a
-4xx status, a code from `ErrorCode`, and a `param` that names the field as the client wrote it.
+4xx status, built from its rule's entry in the error table (`ErrorKind`), and a `param` that
+names the field as the client wrote it.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from configs.schema import ModelConfig, RequestLimits
-from router.api.errors import APIError, ErrorCode
+from router.api.errors import APIError, ErrorKind
 from router.api.protocol import ChatCompletionRequest, ChatMessage
 
 _INT64_MAX = 2**63 - 1
@@ -26,27 +27,24 @@ def parse_chat_request(body: bytes) -> ChatCompletionRequest:
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError:
-        raise APIError.invalid_request("The request body is not valid UTF-8.") from None
+        raise APIError.of(ErrorKind.BODY_NOT_UTF8) from None
     try:
         payload = json.loads(text, parse_int=_parse_int)
     except json.JSONDecodeError as exc:
-        raise APIError.invalid_request(
-            f"The request body is not valid JSON: {exc.msg} at line {exc.lineno} column "
-            f"{exc.colno}."
-        ) from None
+        raise APIError.of(ErrorKind.BODY_NOT_JSON, reason=exc.msg, line=exc.lineno,
+                          column=exc.colno) from None
     except RecursionError:
-        raise APIError.invalid_request("The request body is nested too deeply.") from None
+        raise APIError.of(ErrorKind.BODY_TOO_DEEP) from None
     if not isinstance(payload, dict):
-        raise APIError.invalid_request(
-            f"The request body must be a JSON object, not a JSON {type(payload).__name__}."
-        )
+        raise APIError.of(ErrorKind.BODY_NOT_OBJECT, json_type=type(payload).__name__)
     try:
         return ChatCompletionRequest.model_validate(payload)
     except ValidationError as exc:
         errors = _client_errors(exc, payload)
-        raise APIError.invalid_request(_describe(errors), param=errors[0][0]) from None
+        raise APIError.of(ErrorKind.SCHEMA_VIOLATION, param=errors[0][0],
+                          problems=_problems(errors)) from None
     except RecursionError:
-        raise APIError.invalid_request("The request body is nested too deeply.") from None
+        raise APIError.of(ErrorKind.BODY_TOO_DEEP) from None
 
 
 def _parse_int(digits: str) -> int | float:
@@ -112,10 +110,11 @@ def _client_errors(exc: ValidationError, payload: dict) -> list[tuple[str, str]]
     return kept
 
 
-def _describe(errors: list[tuple[str, str]]) -> str:
+def _problems(errors: list[tuple[str, str]]) -> str:
+    """The first three problems, and how many more there are."""
     shown = "; ".join(message for _, message in errors[:3])
     more = f" (and {len(errors) - 3} more problems)" if len(errors) > 3 else ""
-    return f"Invalid request: {shown}{more}."
+    return shown + more
 
 
 def check_message_count(request: ChatCompletionRequest, limits: RequestLimits) -> None:
@@ -123,13 +122,10 @@ def check_message_count(request: ChatCompletionRequest, limits: RequestLimits) -
     half a million messages is refused there instead of travelling back as objects."""
     messages = request.messages
     if not messages:
-        raise APIError.invalid_request("messages must contain at least one message.",
-                                       param="messages")
+        raise APIError.of(ErrorKind.NO_MESSAGES)
     if len(messages) > limits.max_messages:
-        raise APIError.invalid_request(
-            f"Too many messages: {len(messages)}; at most {limits.max_messages} are accepted. "
-            "Trim older turns of the conversation.", param="messages",
-        )
+        raise APIError.of(ErrorKind.TOO_MANY_MESSAGES, count=len(messages),
+                          limit=limits.max_messages)
 
 
 def check_request(request: ChatCompletionRequest, model: ModelConfig,
@@ -144,17 +140,13 @@ def check_request(request: ChatCompletionRequest, model: ModelConfig,
             total_chars += len(text)
             _check_unicode(text, f"messages[{i}].content")
     if total_chars > limits.max_text_chars:
-        raise APIError.invalid_request(
-            f"The messages hold {total_chars} characters of text; at most "
-            f"{limits.max_text_chars} are accepted.", param="messages",
-        )
+        raise APIError.of(ErrorKind.TOO_MUCH_TEXT, count=total_chars,
+                          limit=limits.max_text_chars)
     if len(request.images) > limits.max_images:
-        raise APIError.invalid_request(
-            f"The request carries {len(request.images)} images; at most {limits.max_images} "
-            "are accepted.", param="messages", code=ErrorCode.TOO_MANY_IMAGES,
-        )
+        raise APIError.of(ErrorKind.TOO_MANY_IMAGES, count=len(request.images),
+                          limit=limits.max_images)
     if request.n != 1:
-        raise APIError.invalid_request("Only n=1 is supported.", param="n")
+        raise APIError.of(ErrorKind.ONLY_ONE_CHOICE)
     _check_stops(request.stop_list(), limits)
     _check_sampling(request)
     _check_max_tokens(request, model, limits)
@@ -165,43 +157,31 @@ def _check_message(message: ChatMessage, index: int) -> None:
     where = f"messages[{index}]"
     if isinstance(message.content, str):
         if not message.content:
-            raise APIError.invalid_request(f"{where}.content is empty.", param=f"{where}.content")
+            raise APIError.of(ErrorKind.EMPTY_CONTENT, param=f"{where}.content")
         return
     if not message.content:
-        raise APIError.invalid_request(
-            f"{where}.content is an empty list; send at least one text or image part.",
-            param=f"{where}.content",
-        )
+        raise APIError.of(ErrorKind.EMPTY_CONTENT_LIST, param=f"{where}.content")
     if message.image_parts() and message.role != "user":
-        raise APIError.invalid_request(
-            f"{where}: image parts are only accepted in 'user' messages, not "
-            f"'{message.role}'.", param=f"{where}.content",
-        )
+        raise APIError.of(ErrorKind.IMAGE_NOT_FROM_USER, param=f"{where}.content", where=where,
+                          role=message.role)
 
 
 def _check_stops(stops: list[str], limits: RequestLimits) -> None:
     if len(stops) > limits.max_stop_sequences:
-        raise APIError.invalid_request(
-            f"At most {limits.max_stop_sequences} stop sequences are accepted.", param="stop"
-        )
+        raise APIError.of(ErrorKind.TOO_MANY_STOPS, limit=limits.max_stop_sequences)
     for stop in stops:
         if not stop or len(stop) > limits.max_stop_chars:
-            raise APIError.invalid_request(
-                f"Each stop sequence must have 1 to {limits.max_stop_chars} characters.",
-                param="stop",
-            )
+            raise APIError.of(ErrorKind.STOP_LENGTH, limit=limits.max_stop_chars)
         _check_unicode(stop, "stop")
 
 
 def _check_sampling(request: ChatCompletionRequest) -> None:
     if request.temperature is not None and not 0.0 <= request.temperature <= 2.0:
-        raise APIError.invalid_request("temperature must be between 0 and 2.",
-                                       param="temperature")
+        raise APIError.of(ErrorKind.TEMPERATURE_RANGE)
     if request.top_p is not None and not 0.0 < request.top_p <= 1.0:
-        raise APIError.invalid_request("top_p must be greater than 0 and at most 1.",
-                                       param="top_p")
+        raise APIError.of(ErrorKind.TOP_P_RANGE)
     if request.seed is not None and not -_INT64_MAX - 1 <= request.seed <= _INT64_MAX:
-        raise APIError.invalid_request("seed must fit in a signed 64-bit integer.", param="seed")
+        raise APIError.of(ErrorKind.SEED_RANGE)
 
 
 def _check_max_tokens(request: ChatCompletionRequest, model: ModelConfig,
@@ -211,31 +191,24 @@ def _check_max_tokens(request: ChatCompletionRequest, model: ModelConfig,
         return  # the model's default applies (router/engine_params.py), within the limit
     param = "max_completion_tokens" if request.max_completion_tokens is not None else "max_tokens"
     if max_tokens <= 0:
-        raise APIError.invalid_request(f"{param} must be at least 1.", param=param)
+        raise APIError.of(ErrorKind.MAX_TOKENS_BELOW_ONE, param=param)
     if max_tokens > limits.max_completion_tokens:
-        raise APIError.invalid_request(
-            f"{param}={max_tokens} is larger than this server's limit of "
-            f"{limits.max_completion_tokens}.", param=param,
-        )
+        raise APIError.of(ErrorKind.MAX_TOKENS_OVER_LIMIT, param=param, requested=max_tokens,
+                          limit=limits.max_completion_tokens)
     if max_tokens >= model.engine.max_model_len:
-        raise APIError.invalid_request(
-            f"{param}={max_tokens} leaves no room for the prompt in the model's context of "
-            f"{model.engine.max_model_len} tokens.", param=param,
-            code=ErrorCode.CONTEXT_LENGTH_EXCEEDED,
-        )
+        raise APIError.of(ErrorKind.MAX_TOKENS_FILL_CONTEXT, param=param, requested=max_tokens,
+                          context_tokens=model.engine.max_model_len)
 
 
 def _check_template_kwargs(request: ChatCompletionRequest, limits: RequestLimits) -> None:
     kwargs = request.chat_template_kwargs or {}
     not_allowed = sorted(set(kwargs) - set(limits.chat_template_kwargs_allowed))
     if not_allowed:
-        raise APIError.invalid_request(
-            f"chat_template_kwargs may only set {list(limits.chat_template_kwargs_allowed)}; "
-            f"got {len(not_allowed)} other key(s).", param="chat_template_kwargs",
-        )
+        raise APIError.of(ErrorKind.TEMPLATE_KWARGS_NOT_ALLOWED,
+                          allowed=list(limits.chat_template_kwargs_allowed),
+                          count=len(not_allowed))
     if "enable_thinking" in kwargs and not isinstance(kwargs["enable_thinking"], bool):
-        raise APIError.invalid_request("chat_template_kwargs.enable_thinking must be a boolean.",
-                                       param="chat_template_kwargs")
+        raise APIError.of(ErrorKind.THINKING_NOT_BOOLEAN)
 
 
 def _check_unicode(text: str, param: str) -> None:
@@ -243,7 +216,4 @@ def _check_unicode(text: str, param: str) -> None:
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
-        raise APIError.invalid_request(
-            f"{param} contains invalid Unicode (a lone surrogate escape such as \\ud800).",
-            param=param,
-        ) from None
+        raise APIError.of(ErrorKind.INVALID_UNICODE, param=param) from None

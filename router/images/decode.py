@@ -18,7 +18,7 @@ import re
 import warnings
 
 from configs.schema import RequestLimits
-from router.api.errors import APIError, ErrorCode
+from router.api.errors import APIError, ErrorKind
 
 _DATA_URL = re.compile(r"^data:(?P<mime>image/[a-z0-9.+-]+)?(?P<params>(;[^,;]*)*?);base64,", re.I)
 # The formats the vision processor is given, by the content type a server sends them with.
@@ -44,22 +44,19 @@ def check_data_url(url: str, limits: RequestLimits, param: str) -> None:
 def _decoded(url: str, limits: RequestLimits, param: str) -> bytes:
     match = _DATA_URL.match(url)
     if match is None:
-        raise APIError.invalid_request(
-            "Malformed image data URL; expected data:image/<type>;base64,<data>.",
-            param=param, code=ErrorCode.INVALID_IMAGE,
-        )
+        raise APIError.of(ErrorKind.MALFORMED_DATA_URL, param=param)
     encoded = url[match.end():]
     # base64 inflates by 4/3: refuse before decoding anything larger than the cap.
     if len(encoded) > (limits.max_image_bytes * 4) // 3 + 4:
-        raise image_too_large(limits.max_image_bytes, param)
+        raise APIError.of(ErrorKind.IMAGE_TOO_MANY_BYTES, param=param,
+                          limit=limits.max_image_bytes)
     try:
         raw = base64.b64decode(encoded, validate=True)
     except (binascii.Error, ValueError):
-        raise APIError.invalid_request(
-            "The image data is not valid base64.", param=param, code=ErrorCode.INVALID_IMAGE
-        ) from None
+        raise APIError.of(ErrorKind.IMAGE_NOT_BASE64, param=param) from None
     if len(raw) > limits.max_image_bytes:
-        raise image_too_large(limits.max_image_bytes, param)
+        raise APIError.of(ErrorKind.IMAGE_TOO_MANY_BYTES, param=param,
+                          limit=limits.max_image_bytes)
     return raw
 
 
@@ -75,40 +72,20 @@ def check_image_bytes(raw: bytes, limits: RequestLimits, param: str) -> None:
                 # Header only so far: check the size before decoding any pixels.
                 width, height = image.size
                 if width * height > limits.max_image_pixels:
-                    raise APIError.invalid_request(
-                        f"The image is {width}x{height} pixels; at most "
-                        f"{limits.max_image_pixels} pixels in total are accepted.",
-                        param=param, code=ErrorCode.IMAGE_TOO_LARGE,
-                    )
+                    raise APIError.of(ErrorKind.IMAGE_TOO_MANY_PIXELS, param=param, width=width,
+                                      height=height, limit=limits.max_image_pixels)
                 if min(width, height) < limits.min_image_side:
-                    raise APIError.invalid_request(
-                        f"The image is {width}x{height} pixels; both sides must be at least "
-                        f"{limits.min_image_side} pixels.",
-                        param=param, code=ErrorCode.IMAGE_TOO_SMALL,
-                    )
+                    raise APIError.of(ErrorKind.IMAGE_SIDE_TOO_SHORT, param=param, width=width,
+                                      height=height, min_side=limits.min_image_side)
                 if image.format not in ALLOWED_FORMATS:
-                    raise APIError.invalid_request(
-                        f"Unsupported image format; send one of {sorted(ALLOWED_FORMATS)}.",
-                        param=param, code=ErrorCode.INVALID_IMAGE,
-                    )
+                    raise APIError.of(ErrorKind.IMAGE_FORMAT_NOT_ACCEPTED, param=param,
+                                      formats=sorted(ALLOWED_FORMATS))
                 image.load()  # full decode: catches truncated and corrupt files
     except APIError:
         raise
     except Image.DecompressionBombError:
         # PIL refuses at open() beyond twice its own pixel bound, before our size check runs.
-        raise APIError.invalid_request(
-            f"The image declares more than {limits.max_image_pixels} pixels.",
-            param=param, code=ErrorCode.IMAGE_TOO_LARGE,
-        ) from None
+        raise APIError.of(ErrorKind.IMAGE_DECLARES_TOO_MANY_PIXELS, param=param,
+                          limit=limits.max_image_pixels) from None
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError):
-        raise APIError.invalid_request(
-            "The image could not be decoded (corrupt, truncated or not an image).",
-            param=param, code=ErrorCode.INVALID_IMAGE,
-        ) from None
-
-
-def image_too_large(max_bytes: int, param: str) -> APIError:
-    return APIError.invalid_request(
-        f"The image is larger than {max_bytes} bytes.",
-        param=param, code=ErrorCode.IMAGE_TOO_LARGE,
-    )
+        raise APIError.of(ErrorKind.IMAGE_UNDECODABLE, param=param) from None

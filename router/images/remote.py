@@ -35,8 +35,8 @@ from urllib.parse import SplitResult, urljoin, urlsplit
 import httpcore
 
 from configs.schema import RemoteImages
-from router.api.errors import APIError, ErrorCode
-from router.images.decode import IMAGE_TYPES, image_too_large
+from router.api.errors import APIError, ErrorCode, ErrorKind
+from router.images.decode import IMAGE_TYPES
 
 Resolver = Callable[[str, int], Awaitable[list[str]]]
 FetchRecorder = Callable[[float, str], None]
@@ -91,10 +91,6 @@ class CheckedURL:
         return f"{self.scheme}://{_host_header(self).decode()}{self.target}"
 
 
-def refused(message: str, param: str, code: ErrorCode) -> APIError:
-    return APIError.invalid_request(message, param=param, code=code)
-
-
 def domain_allowed(host: str, allowed: tuple[str, ...]) -> bool:
     """`cdn.shop.com` allows that host only; `.shop.com` allows its subdomains."""
     return any(host == entry or (entry.startswith(".") and host.endswith(entry))
@@ -105,31 +101,23 @@ def parse_image_url(url: str, config: RemoteImages, param: str) -> SplitResult:
     """The URL's parts, or a 400 for anything a second parser could read differently."""
     schemes = ("https", "http") if config.allow_http else ("https",)
     if not url.isascii() or any(c in url for c in "\\ \t\r\n") or not url.isprintable():
-        raise refused("The image URL contains characters that are not allowed (backslash, "
-                      "spaces, controls or non-ASCII; percent-encode them).", param,
-                      ErrorCode.IMAGE_URL_NOT_ALLOWED)
+        raise APIError.of(ErrorKind.IMAGE_URL_CHARACTERS, param=param)
     try:
         parts = urlsplit(url)
         port = parts.port
     except ValueError:
-        raise refused("The image URL is malformed.", param,
-                      ErrorCode.IMAGE_URL_NOT_ALLOWED) from None
+        raise APIError.of(ErrorKind.IMAGE_URL_MALFORMED, param=param) from None
     if parts.scheme.lower() not in schemes:
-        raise refused(f"Image URLs must use {' or '.join(schemes)}.", param,
-                      ErrorCode.IMAGE_URL_NOT_ALLOWED)
+        raise APIError.of(ErrorKind.IMAGE_URL_SCHEME, param=param, schemes=" or ".join(schemes))
     if "@" in parts.netloc:
-        raise refused("Image URLs may not carry user names or passwords.", param,
-                      ErrorCode.IMAGE_URL_NOT_ALLOWED)
+        raise APIError.of(ErrorKind.IMAGE_URL_CREDENTIALS, param=param)
     host = (parts.hostname or "").lower()
     if not host or port == 0 or "%" in parts.netloc:
-        raise refused("The image URL has no valid host.", param,
-                      ErrorCode.IMAGE_URL_NOT_ALLOWED)
+        raise APIError.of(ErrorKind.IMAGE_URL_NO_HOST, param=param)
     if _NUMERIC_HOST.match(host) and not _canonical_ip(host):
-        raise refused("The image URL's host is a number that is not a plain IP address.",
-                      param, ErrorCode.IMAGE_URL_NOT_ALLOWED)
+        raise APIError.of(ErrorKind.IMAGE_URL_NUMERIC_HOST, param=param)
     if not (_HOST_NAME.match(host) or _canonical_ip(host)):
-        raise refused("The image URL's host is not a valid host name.", param,
-                      ErrorCode.IMAGE_URL_NOT_ALLOWED)
+        raise APIError.of(ErrorKind.IMAGE_URL_BAD_HOST, param=param)
     return parts
 
 
@@ -206,9 +194,8 @@ class RemoteImageFetcher:
                 return await self._follow(url, allowed_domains, param)
         except TimeoutError:
             outcome = ErrorCode.IMAGE_FETCH_TIMEOUT.value
-            raise refused(f"The image URL did not answer within "
-                          f"{self._config.total_timeout_s:g} s.", param,
-                          ErrorCode.IMAGE_FETCH_TIMEOUT) from None
+            raise APIError.of(ErrorKind.IMAGE_FETCH_TOO_SLOW, param=param,
+                              seconds=self._config.total_timeout_s) from None
         except APIError as error:
             outcome = error.code.value
             raise
@@ -223,34 +210,30 @@ class RemoteImageFetcher:
             if isinstance(answer, FetchedImage):
                 return answer
             url = urljoin(checked.text(), answer)
-        raise refused(f"The image URL redirected more than {self._config.max_redirects} times.",
-                      param, ErrorCode.IMAGE_TOO_MANY_REDIRECTS)
+        raise APIError.of(ErrorKind.IMAGE_TOO_MANY_REDIRECTS, param=param,
+                          limit=self._config.max_redirects)
 
     async def check(self, url: str, allowed_domains: tuple[str, ...], param: str) -> CheckedURL:
         """Parse, allow-list and resolve `url`; the address to connect to, or a 400."""
         parts = parse_image_url(url, self._config, param)
         host = parts.hostname.lower()
+        if not allowed_domains:
+            raise APIError.of(ErrorKind.IMAGE_HOSTS_NONE, param=param)
         if not domain_allowed(host, allowed_domains):
-            raise refused(
-                f"Images are fetched only from this shop's hosts"
-                + (f" ({', '.join(allowed_domains)})" if allowed_domains else " (none are "
-                   "configured)")
-                + "; send other images inline as data URLs (data:image/jpeg;base64,...).",
-                param, ErrorCode.IMAGE_URL_NOT_ALLOWED)
+            raise APIError.of(ErrorKind.IMAGE_HOST_NOT_ALLOWED, param=param,
+                              hosts=", ".join(allowed_domains))
         scheme = parts.scheme.lower()
         port = parts.port or (443 if scheme == "https" else 80)
         try:
             answers = await self._resolver(host, port)
         except OSError:
-            raise refused("The image URL's host name does not resolve.", param,
-                          ErrorCode.IMAGE_FETCH_FAILED) from None
+            raise APIError.of(ErrorKind.IMAGE_HOST_UNRESOLVED, param=param) from None
         addresses = [ipaddress.ip_address(a.split("%")[0]) for a in answers]
         # One forbidden answer refuses the URL: a name that mixes public and internal
         # addresses is a rebinding attempt or a misconfiguration either way.
         if not addresses or not all(address_allowed(a, self._config.allowed_networks)
                                     for a in addresses):
-            raise refused("The image URL's host resolves to an address that is not public.",
-                          param, ErrorCode.IMAGE_ADDRESS_BLOCKED)
+            raise APIError.of(ErrorKind.IMAGE_ADDRESS_NOT_PUBLIC, param=param)
         target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         return CheckedURL(scheme, host, port, target, str(addresses[0]))
 
@@ -274,41 +257,37 @@ class RemoteImageFetcher:
                     if response.status in REDIRECT_STATUSES:
                         location = _header(response, b"location")
                         if location is None:
-                            raise refused(f"The image URL answered HTTP {response.status} "
-                                          "without a Location.", param,
-                                          ErrorCode.IMAGE_FETCH_FAILED)
+                            raise APIError.of(ErrorKind.IMAGE_REDIRECT_WITHOUT_LOCATION,
+                                              param=param, http_status=response.status)
                         return location
                     if response.status != 200:
-                        raise refused(f"The image URL answered HTTP {response.status}.",
-                                      param, ErrorCode.IMAGE_FETCH_FAILED)
+                        raise APIError.of(ErrorKind.IMAGE_HTTP_STATUS, param=param,
+                                          http_status=response.status)
                     mime = (_header(response, b"content-type") or "").split(";")[0]
                     mime = mime.strip().lower()
                     if mime not in IMAGE_TYPES:
-                        raise refused(f"The image URL's content type is not one of "
-                                      f"{sorted(IMAGE_TYPES)}.", param,
-                                      ErrorCode.IMAGE_WRONG_CONTENT_TYPE)
+                        raise APIError.of(ErrorKind.IMAGE_CONTENT_TYPE, param=param,
+                                          types=sorted(IMAGE_TYPES))
                     data = await self._read_capped(response, param)
             except httpcore.TimeoutException:
-                raise refused("The image URL did not answer in time.", param,
-                              ErrorCode.IMAGE_FETCH_TIMEOUT) from None
+                raise APIError.of(ErrorKind.IMAGE_READ_TIMEOUT, param=param) from None
             except (httpcore.NetworkError, httpcore.ProtocolError, httpcore.UnsupportedProtocol,
                     ssl.SSLError):
-                raise refused("The image URL could not be fetched (connection or TLS "
-                              "failure).", param, ErrorCode.IMAGE_FETCH_FAILED) from None
+                raise APIError.of(ErrorKind.IMAGE_CONNECTION_FAILED, param=param) from None
         if image_format(data[:16]) != IMAGE_TYPES[mime]:
-            raise refused("The image URL's bytes are not the image its content type says.",
-                          param, ErrorCode.IMAGE_WRONG_CONTENT_TYPE)
+            raise APIError.of(ErrorKind.IMAGE_BYTES_NOT_CONTENT_TYPE, param=param)
         return FetchedImage(data, mime)
 
     async def _read_capped(self, response: httpcore.Response, param: str) -> bytes:
         declared = _header(response, b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self._max_bytes:
-            raise image_too_large(self._max_bytes, param)
+            raise APIError.of(ErrorKind.IMAGE_TOO_MANY_BYTES, param=param, limit=self._max_bytes)
         parts, size = [], 0
         async for part in response.aiter_stream():
             size += len(part)
             if size > self._max_bytes:
-                raise image_too_large(self._max_bytes, param)
+                raise APIError.of(ErrorKind.IMAGE_TOO_MANY_BYTES, param=param,
+                                  limit=self._max_bytes)
             parts.append(part)
         return b"".join(parts)
 
