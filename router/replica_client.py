@@ -45,7 +45,7 @@ from model_server.engine_protocol import (
     GenerationChunk,
     ReplicaAccepted,
 )
-from router.api.errors import APIError
+from router.api.errors import APIError, ErrorKind
 
 logger = logging.getLogger("cs_assistant.replica_client")
 
@@ -173,10 +173,8 @@ class ReplicaClient:
         return wait.retry_after_s  # replicas run and are all busy
 
     def _unavailable(self, request_id: str) -> APIError:
-        return APIError.unavailable(
-            f"The replica serving this request was lost and no other replica of the model "
-            f"'{self._model.name}' could answer it (request id {request_id}). A replacement is "
-            "starting.", self._replacement_retry_after())
+        return APIError.of(ErrorKind.REPLICA_LOST, model=self._model.name, request_id=request_id,
+                           retry_after_s=self._replacement_retry_after())
 
 
 def serve_running_replicas(deployment: str) -> Callable[[], Awaitable[int]]:

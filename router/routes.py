@@ -33,7 +33,7 @@ from starlette.types import Receive, Scope, Send
 
 from configs.schema import AppConfig
 from router.access.api_keys import Caller, KeyStore
-from router.access.rate_limits import Admission, RateLimiter
+from router.access.rate_limits import LimitGrant, RateLimiter
 from router.api.errors import APIError, api_error_for
 from router.api.openapi import CHAT_COMPLETIONS_OPENAPI
 from router.api.request_body import check_content_type, new_request_id, read_body, request_id_of
@@ -97,12 +97,12 @@ async def chat_completions(request: Request) -> Response:
     service, limiter = parts.service, parts.limiter
     request_id = new_request_id()  # replaced by the request's own id below
     measured = parts.metrics.start()
-    admission: Admission | None = None
+    grant: LimitGrant | None = None
     try:
         request_id = request_id_of(request)
         caller = parts.keys.authenticate(request.headers.get("authorization"))
         measured.key_id = caller.key_id
-        admission = await limiter.admit(caller, chat=True)
+        grant = await limiter.admit(caller, chat=True)
         check_content_type(request.headers.get("content-type"))
         body = await read_body(request, parts.config.limits)
         chat = await service.prepare(body, request_id, measured, caller,
@@ -113,12 +113,12 @@ async def chat_completions(request: Request) -> Response:
                     chat.plan.shop_id or "-", chat.route.modality)
         # x-route tells clients and logs which model answered; x-request-id (= the completion's
         # id) is added by Serve's proxy.
-        headers = {"x-route": chat.route.modality, **admission.headers}
+        headers = {"x-route": chat.route.modality, **grant.headers}
         if chat.request.stream:
             # From here the stream records its own outcome (success, in-band error, or
             # disconnect when the response closes it) and settles the key's usage.
             stream = await service.open_stream(chat)  # a refusal here settles below
-            settled, admission = admission, None
+            settled, grant = grant, None
             return ChatStreamResponse(
                 stream, headers, lambda: limiter.settle(settled, measured.total_tokens))
         response = await service.complete(chat)
@@ -132,12 +132,12 @@ async def chat_completions(request: Request) -> Response:
         measured.errored(error.status, error.code)
         logger.info("request %s key=%s refused: %s %s", request_id, measured.key_id,
                     error.status, error.code.value)
-        if admission is not None:
-            error.headers = {**admission.headers, **error.headers}
+        if grant is not None:
+            error.headers = {**grant.headers, **error.headers}
         return error_response(error)
     finally:
-        if admission is not None:
-            await asyncio.shield(limiter.settle(admission, measured.total_tokens))
+        if grant is not None:
+            await asyncio.shield(limiter.settle(grant, measured.total_tokens))
 
 
 @router.get("/v1/shops")
@@ -176,7 +176,7 @@ async def _listing(request: Request, data: Callable[[Caller], list[dict]]) -> JS
     parts = parts_of(request)
     try:
         caller = parts.keys.authenticate(request.headers.get("authorization"))
-        admission = await parts.limiter.admit(caller, chat=False)
+        grant = await parts.limiter.admit(caller, chat=False)
     except APIError as error:
         return error_response(error)
-    return JSONResponse({"object": "list", "data": data(caller)}, headers=admission.headers)
+    return JSONResponse({"object": "list", "data": data(caller)}, headers=grant.headers)

@@ -7,7 +7,8 @@ Counting is the `limits` package's, in memory (one ingress replica) or in Redis
 - tokens: prompt + completion tokens are known only when an answer ends, so they are charged
   then, into fixed one-minute windows (a fixed window records every charge; the sliding window
   would drop a charge that overshoots). A key is admitted while its window has tokens left, so it
-  can overshoot by what its requests already in flight consume; that bound is in the README;
+  can overshoot by what its requests already in flight consume; docs/api.md "Per-key limits"
+  gives that bound;
 - concurrent requests: not a rate, so not in `limits`; each open request holds a lease (a sorted
   set member in Redis whose score is its expiry), so a lease left by a replica that died expires
   by itself instead of blocking the key forever.
@@ -57,7 +58,7 @@ def store_options(config: AccessConfig, environ: Mapping[str, str] = os.environ)
             raise RuntimeError(
                 f"access.rate_limit_store_password_env names {name}, which is not set (or "
                 f"empty) in this ingress replica's environment; set it where Ray starts "
-                f"(README \"API keys\")")
+                f"(docs/api.md \"Per-key limits\")")
         options["password"] = environ[name]
     return options
 
@@ -74,8 +75,9 @@ def openai_duration(seconds: float) -> str:
 
 
 @dataclass
-class Admission:
-    """A request let in: the headers its response carries, and what it must give back."""
+class LimitGrant:
+    """What the rate limiter granted one request: the headers its response carries, and what
+    it must give back (its concurrency lease, its tokens)."""
 
     caller: Caller
     headers: dict[str, str] = field(default_factory=dict)
@@ -116,76 +118,76 @@ class RateLimiter:
         self._requests = SlidingWindowCounterRateLimiter(storage)
         self._tokens = FixedWindowRateLimiter(storage)
 
-    async def admit(self, caller: Caller, chat: bool) -> Admission:
+    async def admit(self, caller: Caller, chat: bool) -> LimitGrant:
         """Let a request in or raise a 429 with Retry-After. `chat` requests also need tokens
         left and a concurrency slot; other /v1 calls count as requests only."""
-        admission = Admission(caller)
+        grant = LimitGrant(caller)
         limits = caller.limits
         if self._leases is None:
             self._connect()
         try:
             if chat and limits.tokens_per_minute:
-                await self._check_tokens(admission, limits.tokens_per_minute)
+                await self._check_tokens(grant, limits.tokens_per_minute)
             if chat and limits.concurrent_requests:
-                admission.lease = await self._leases.acquire(
+                grant.lease = await self._leases.acquire(
                     caller.key_id, limits.concurrent_requests, self._lease_ttl_s)
-                if admission.lease is None:
-                    self._refuse(admission, CONCURRENCY,
+                if grant.lease is None:
+                    self._refuse(grant, CONCURRENCY,
                                  f"{limits.concurrent_requests} concurrent requests", 1)
             if limits.requests_per_minute:
-                await self._count_request(admission, limits.requests_per_minute)
+                await self._count_request(grant, limits.requests_per_minute)
         except APIError:
-            await self.release(admission)
+            await self.release(grant)
             raise
         except Exception:  # noqa: BLE001 - a failing store must not refuse shoppers
             self._store_failed()
-            admission.headers.clear()
-        return admission
+            grant.headers.clear()
+        return grant
 
-    async def _check_tokens(self, admission: Admission, per_minute: int) -> None:
+    async def _check_tokens(self, grant: LimitGrant, per_minute: int) -> None:
         item = RateLimitItemPerMinute(per_minute)
         reset_at, remaining = await self._tokens.get_window_stats(item, TOKENS,
-                                                                  admission.caller.key_id)
+                                                                  grant.caller.key_id)
         reset_in = max(0.0, reset_at - self._clock()) if remaining < per_minute else 0.0
-        _report(admission, TOKENS, per_minute, remaining, reset_in)
+        _report(grant, TOKENS, per_minute, remaining, reset_in)
         if remaining <= 0:
-            self._refuse(admission, TOKENS, f"{per_minute} tokens per minute", reset_in)
+            self._refuse(grant, TOKENS, f"{per_minute} tokens per minute", reset_in)
 
-    async def _count_request(self, admission: Admission, per_minute: int) -> None:
+    async def _count_request(self, grant: LimitGrant, per_minute: int) -> None:
         item = RateLimitItemPerMinute(per_minute)
-        key_id = admission.caller.key_id
+        key_id = grant.caller.key_id
         allowed = await self._requests.hit(item, REQUESTS, key_id)
         reset_at, remaining = await self._requests.get_window_stats(item, REQUESTS, key_id)
         reset_in = max(0.0, reset_at - self._clock())
-        _report(admission, REQUESTS, per_minute, remaining, reset_in)
+        _report(grant, REQUESTS, per_minute, remaining, reset_in)
         if not allowed:
-            self._refuse(admission, REQUESTS, f"{per_minute} requests per minute", reset_in)
+            self._refuse(grant, REQUESTS, f"{per_minute} requests per minute", reset_in)
 
-    def _refuse(self, admission: Admission, kind: str, limit: str, retry_in_s: float) -> None:
-        self._on_limited(admission.caller.key_id, kind)
-        raise APIError.of(ErrorKind.RATE_LIMITED, headers=admission.headers, limit=limit,
+    def _refuse(self, grant: LimitGrant, kind: str, limit: str, retry_in_s: float) -> None:
+        self._on_limited(grant.caller.key_id, kind)
+        raise APIError.of(ErrorKind.RATE_LIMITED, headers=grant.headers, limit=limit,
                           retry_after_s=max(1, math.ceil(retry_in_s)))
 
-    async def settle(self, admission: Admission, tokens: int) -> None:
+    async def settle(self, grant: LimitGrant, tokens: int) -> None:
         """The request ended: charge its tokens and free its concurrency slot (once)."""
-        if admission.settled:
+        if grant.settled:
             return
-        admission.settled = True
-        per_minute = admission.caller.limits.tokens_per_minute
+        grant.settled = True
+        per_minute = grant.caller.limits.tokens_per_minute
         try:
             if per_minute and tokens > 0:
                 await self._tokens.hit(RateLimitItemPerMinute(per_minute), TOKENS,
-                                       admission.caller.key_id, cost=tokens)
+                                       grant.caller.key_id, cost=tokens)
         except Exception:  # noqa: BLE001 - see admit()
             self._store_failed()
-        await self.release(admission)
+        await self.release(grant)
 
-    async def release(self, admission: Admission) -> None:
-        if admission.lease is None:
+    async def release(self, grant: LimitGrant) -> None:
+        if grant.lease is None:
             return
-        lease, admission.lease = admission.lease, None
+        lease, grant.lease = grant.lease, None
         try:
-            await self._leases.release(admission.caller.key_id, lease)
+            await self._leases.release(grant.caller.key_id, lease)
         except Exception:  # noqa: BLE001 - the lease expires by itself
             self._store_failed()
 
@@ -198,10 +200,10 @@ class RateLimiter:
                            exc_info=True)
 
 
-def _report(admission: Admission, kind: str, limit: int, remaining: int,
+def _report(grant: LimitGrant, kind: str, limit: int, remaining: int,
             reset_in_s: float) -> None:
     """OpenAI's header trio for one limit (`kind`: requests or tokens)."""
-    admission.headers.update({
+    grant.headers.update({
         f"x-ratelimit-limit-{kind}": str(limit),
         f"x-ratelimit-remaining-{kind}": str(remaining),
         f"x-ratelimit-reset-{kind}": openai_duration(reset_in_s),

@@ -199,9 +199,10 @@ def test_named_constructors_build_from_their_entries():
     relayed = APIError.invalid_request("The shop says no.", param="messages")
     assert (relayed.kind, relayed.message, relayed.param) == (
         ErrorKind.RELAYED_INVALID_REQUEST, "The shop says no.", "messages")
-    lost = APIError.unavailable("lost", 9)
+    lost = APIError.of(ErrorKind.REPLICA_LOST, model="m", request_id="r1", retry_after_s=9)
     assert (lost.status, lost.code, lost.headers) == (503, ErrorCode.MODEL_UNAVAILABLE,
                                                       {"Retry-After": "9"})
+    assert "'m'" in lost.message and "r1" in lost.message
     assert APIError.invalid_api_key("x").headers == {"WWW-Authenticate": "Bearer"}
 
 
