@@ -7,10 +7,10 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import ExitStack
 
 import httpx
 import pytest
@@ -224,67 +224,64 @@ def test_a_token_burst_over_two_ingress_replicas_overshoots_only_by_what_was_in_
     assert {replica_of[i] for i in ids if i not in costs} == running, replica_of
 
 
-def test_concurrent_streams_are_limited_across_two_ingress_replicas(stack, stack_keys):
-    """A key allowed 2 concurrent requests holds 2 open streams (not read yet, 256 tokens
-    each, seconds of generation): every other request of the key is then refused, on both
-    ingress replicas, so at least one replica refused on the other's lease (a replica counting
-    its own leases only would admit). Once both streams end, 2 are admitted again. Assumes
-    the refusals (milliseconds each) are answered before either stream ends."""
-    key, limit = stack_keys["two-streams"], 2
+def test_concurrent_requests_are_limited_across_two_ingress_replicas(stack, stack_keys,
+                                                                    redis_store):
+    """A key allowed 2 concurrent requests holds 2 open: the ingress takes a request's lease
+    before reading its body, so a request whose body is still being sent holds its lease for as
+    long as the client pauses (under body_idle_timeout_s, 10 s). With both leases in Redis, 4
+    more requests of the key sent at once are all refused, on both ingress replicas, so at least
+    one replica refused on the other's lease (a replica counting its own leases only would
+    admit). Once the 2 bodies are sent, both are answered and their leases are given back."""
+    import redis
 
-    def open_streams(client: httpx.Client, held: ExitStack, label: str, max_tokens: int,
-                     wait_s: float = 0.0) -> list[tuple[str, httpx.Response]]:
-        """`limit` streams opened one after the other, each asked a question of its own (an
-        answer from the response cache would end at once); each is retried for `wait_s`."""
-        opened = []
-        for _ in range(limit):
-            deadline = time.monotonic() + wait_s
-            while True:
-                request_id = new_request_id(label)
-                question = f"{ASK['messages'][0]['content']} (order {request_id})"
-                response = held.enter_context(client.stream(
-                    "POST", URL, headers={**key.headers, "X-Request-ID": request_id},
-                    json={**ASK, "messages": [{"role": "user", "content": question}],
-                          "stream": True, "max_tokens": max_tokens}))
-                if response.status_code != 429 or time.monotonic() > deadline:
-                    break
-                time.sleep(0.2)
-            assert response.status_code == 200, response.read()
-            opened.append((request_id, response))
-        return opened
+    key, limit, hold_s = stack_keys["two-streams"], 2, 8.0
+    leases = "cs-leases:two-streams"  # RedisLeases' sorted set of the key
+    store = redis.Redis.from_url(redis_store.url, password=redis_store.password)
+    body = json.dumps({**ASK, "max_tokens": 1}).encode()
+    release = threading.Event()
 
-    def refused_one(request_id: str) -> httpx.Response:
+    def send(request_id: str, held: bool) -> tuple[httpx.Response, float]:
+        def slow_body():
+            yield body[:8]
+            release.wait(hold_s)
+            yield body[8:]
+
         with httpx.Client(base_url=stack.url, timeout=120) as client:
-            return client.post(URL, json={**ASK, "max_tokens": 1},
-                               headers={**key.headers, "X-Request-ID": request_id})
+            response = client.post(URL, content=slow_body() if held else body, headers={
+                **key.headers, "X-Request-ID": request_id, "Content-Type": "application/json"})
+            return response, time.monotonic()
 
-    refused_ids = [new_request_id("streams-over") for _ in range(8)]
-    with stack.client() as client:
-        with ExitStack() as held:
-            opened = open_streams(client, held, "streams-held", max_tokens=256)
-            with ThreadPoolExecutor(max_workers=4) as pool:
-                refusals = list(pool.map(refused_one, refused_ids))
-            for (request_id, response) in opened:
-                lines = [line for line in response.iter_lines() if line]
-                assert lines[-1] == "data: [DONE]", request_id
-        statuses = [r.status_code for r in refusals]
-        assert statuses == [429] * len(refused_ids), (
-            f"{statuses}: admitted past {limit} open streams (or a stream ended before the "
-            f"refusals were sent)")
-        assert all("concurrent" in r.json()["error"]["message"] for r in refusals)
-        # The leases come back, whichever replica held them: 2 at once are admitted again.
-        # (A stream's lease is freed just after its last byte is sent, so it may still be held
-        # the moment the client has read [DONE]: a short wait is allowed.)
-        with ExitStack() as held:
-            again = open_streams(client, held, "streams-again", max_tokens=8, wait_s=5.0)
-            for _, response in again:
-                list(response.iter_lines())
-    replica_of = stack.ingress_replica_of([i for i, _ in opened] + refused_ids)
+    held_ids = [new_request_id("concurrent-held") for _ in range(limit)]
+    refused_ids = [new_request_id("concurrent-over") for _ in range(4)]
+    try:
+        with ThreadPoolExecutor(max_workers=limit + 4) as pool:
+            holding = [pool.submit(send, i, True) for i in held_ids]
+            started, deadline = time.monotonic(), time.monotonic() + hold_s
+            while store.zcard(leases) < limit:
+                assert time.monotonic() < deadline and not any(h.done() for h in holding), \
+                    "the 2 held requests did not both take a lease"
+                time.sleep(0.05)
+            answered = list(pool.map(lambda i: send(i, False), refused_ids))
+            release.set()
+            held = [h.result()[0] for h in holding]
+        refused_within = max(at for _, at in answered) - started
+    finally:
+        release.set()
+        remaining = store.zcard(leases)
+        store.close()
+    assert refused_within < hold_s, f"the refusals took {refused_within:.1f}s: not tested"
+    statuses = [r.status_code for r, _ in answered]
+    assert statuses == [429] * len(refused_ids), f"{statuses}: admitted past {limit} requests"
+    assert all("concurrent" in r.json()["error"]["message"] for r, _ in answered)
+    assert [r.status_code for r in held] == [200] * limit, [r.text for r in held]
+    # Both leases were given back (a non-streamed request settles before it answers).
+    assert remaining == 0
+    replica_of = stack.ingress_replica_of(held_ids + refused_ids)
     running = stack.ingress_replicas()
     assert len(running) == 2, running
-    print(f"\n[front door] 2 open streams on {sorted(replica_of[i] for i, _ in opened)}; "
-          f"{len(refused_ids)} more refused on "
-          f"{sorted({replica_of[i] for i in refused_ids})}")
+    print(f"\n[front door] 2 held requests on {sorted(replica_of[i] for i in held_ids)}; "
+          f"{len(refused_ids)} more refused within {refused_within:.1f}s on "
+          f"{sorted(replica_of[i] for i in refused_ids)}")
     assert {replica_of[i] for i in refused_ids} == running, replica_of
 
 
