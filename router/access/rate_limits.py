@@ -270,3 +270,7 @@ class RedisLeases(Leases):
 
     async def release(self, key_id: str, lease: str) -> None:
         await asyncio.shield(self._redis.zrem(self._key(key_id), lease))
+
+    async def close(self) -> None:
+        """Close the connection pool (tests, tools; a replica's ends with its process)."""
+        await self._redis.aclose()

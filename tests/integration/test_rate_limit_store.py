@@ -54,7 +54,7 @@ def test_acquirers_racing_for_the_last_lease_never_both_win(redis_store):
                 winners_per_round.append(len(won))
         finally:
             for racer in racers:  # RedisLeases has no close(): its client is closed here
-                await racer._redis.aclose()
+                await racer.close()
             await raw.aclose()
         return winners_per_round
 
