@@ -181,10 +181,13 @@ class ShopAssistant:
         retrieval_s = time.perf_counter() - started
 
         threshold = shop.retrieval.min_relevance
-        grounded = bool(found) and found[0].relevance >= threshold
+        small_talk = is_small_talk(latest)
+        # Small talk needs no facts: a greeting that happens to share a character with an entry
+        # must not put that entry in front of the model.
+        grounded = bool(found) and found[0].relevance >= threshold and not small_talk
         facts = [hit.entry for hit in found
                  if grounded and hit.relevance >= threshold * SECONDARY_FACT_RATIO]
-        if not grounded and not conversation.has_images and not is_small_talk(latest):
+        if not grounded and not conversation.has_images and not small_talk:
             return fixed("no_answer", shop.messages.no_answer.get(language),
                          retrieval_s=retrieval_s, version=version, found=found)
         sources = tuple(Source(e.id, e.title[language]) for e in facts)

@@ -103,6 +103,35 @@ class Tokenizer:
                     self._jieba.add_word(word, freq=50_000)
                 self._ready = True
 
+    def segment(self, chinese: str) -> list[str]:
+        """jieba's words of a run of Chinese text (no HMM: known words only)."""
+        self.warm_up()
+        return list(self._jieba.cut(chinese, HMM=False))
+
+    def is_word(self, text: str) -> bool:
+        """Whether `text` is a word of jieba's dictionary (the shop words included)."""
+        self.warm_up()
+        return bool(self._jieba.FREQ.get(text))
+
+    def char_grams(self, text: str) -> list[str]:
+        """Character n-grams of `text` as index terms, which meet where words do not (a
+        misspelling, a segmentation that differs, a word inside a compound): for Chinese, the
+        characters, bigrams and trigrams of a run; for an English word, its trigrams with the
+        word's edges marked ("#re", "ret", ..., "rn#"), so "retrun" still shares most of
+        "return". Grams with a Chinese stop character carry no topic and are left out; English
+        function words stay, since "how long" and "can i" say what is asked."""
+        grams: list[str] = []
+        for match in _RUNS.finditer(normalize(text)):
+            chinese, word = match.groups()
+            if word:
+                marked = f"#{word}#"
+                grams.extend(marked[i:i + 3] for i in range(len(marked) - 2))
+                continue
+            for size in (1, 2, 3):
+                grams.extend(gram for i in range(len(chinese) - size + 1)
+                             if not _ZH_STOP_CHARS.intersection(gram := chinese[i:i + size]))
+        return grams
+
     def tokens(self, text: str) -> list[str]:
         """Index terms of `text`, in order (duplicates kept: BM25 counts them)."""
         words, bigrams = self.words_and_bigrams(text)

@@ -17,7 +17,7 @@ from datetime import datetime
 from pathlib import Path
 
 from shop.knowledge.entries import KnowledgeEntry
-from shop.knowledge.files import FILES, KnowledgeBaseError, load_entries
+from shop.knowledge.files import FILES, KnowledgeBaseError, load_entries, load_synonyms
 from shop.knowledge.index import KnowledgeIndex, ScoredEntry, WeightedQuery
 from shop.text import Tokenizer
 
@@ -116,7 +116,7 @@ class KnowledgeBase:
                 digest.update(name.encode() + b"\0" + path.read_bytes() + b"\0")
         entries = load_entries(self.folder)
         return _Snapshot(fingerprint, digest.hexdigest()[:12],
-                         KnowledgeIndex(entries, self._tokenizer))
+                         KnowledgeIndex(entries, self._tokenizer, load_synonyms(self.folder)))
 
 
 def _changed_entries(old, new) -> frozenset[str]:

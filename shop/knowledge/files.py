@@ -17,6 +17,7 @@ from pydantic import Field, ValidationError, field_validator
 
 from shop.config import LocalizedList, LocalizedText, StrictModel
 from shop.knowledge.entries import KnowledgeEntry
+from shop.knowledge.vocabulary import SynonymGroup
 from shop.text import Language, language_of
 
 _ID = r"^[a-z0-9][a-z0-9-]*$"
@@ -73,6 +74,15 @@ class Promotion(StrictModel):
 
 class PromotionsFile(StrictModel):
     promotions: list[Promotion]
+
+
+class SynonymEntry(StrictModel):
+    canonical: str = Field(..., min_length=1, description="The term the entries use.")
+    variants: list[str] = Field(..., min_length=1, description="How shoppers say it.")
+
+
+class VocabularyFile(StrictModel):
+    synonyms: list[SynonymEntry] = Field(default_factory=list)
 
 
 def load_entries(folder: Path) -> list[KnowledgeEntry]:
@@ -167,7 +177,12 @@ def _products(path: Path) -> list[KnowledgeEntry]:
             documents=(product.name.en, product.name.zh,
                          f"{product.category.en} {product.name.en} {product.description.en}",
                          f"{product.category.zh} {product.name.zh} {product.description.zh}",
-                         product.sku),
+                         product.sku,
+                         # "do you have it in navy L?": colours and sizes are matched too.
+                         " ".join([product.name.en, *(c.en for c in product.colours),
+                                   *product.sizes]),
+                         " ".join([product.name.zh, *(c.zh for c in product.colours),
+                                   *product.sizes])),
         ))
     return out
 
@@ -215,7 +230,25 @@ def _promotions(path: Path) -> list[KnowledgeEntry]:
     return out
 
 
+def load_synonyms(folder: Path) -> list[SynonymGroup]:
+    """The shop's synonyms and product nicknames (`vocabulary.yaml`, optional): how the shop's
+    words are matched, not facts (shop/knowledge/vocabulary.py)."""
+    path = folder / VOCABULARY_FILE
+    if not path.exists():
+        return []
+    try:
+        data = VocabularyFile.model_validate(yaml.safe_load(path.read_text(encoding="utf-8")) or {})
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise KnowledgeBaseError(f"{path}: {where}: {first['msg']}") from None
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise KnowledgeBaseError(f"{path}: not valid yaml: {exc}") from None
+    return [SynonymGroup(item.canonical, tuple(item.variants)) for item in data.synonyms]
+
+
 # The files of a knowledge-base folder and how each is read (knowledge/base.py watches these).
 READERS = {"faq.yaml": _faq, "policies.md": _policies, "products.json": _products,
            "promotions.yaml": _promotions}
-FILES = tuple(READERS)
+VOCABULARY_FILE = "vocabulary.yaml"
+FILES = (*READERS, VOCABULARY_FILE)

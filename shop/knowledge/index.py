@@ -15,18 +15,23 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
 import numpy as np
 
 from shop.knowledge.entries import KnowledgeEntry
+from shop.knowledge.vocabulary import SynonymGroup, Vocabulary
 from shop.text import Tokenizer, question_key
 
 # Weight of an entry's summed document scores next to its best one (chosen on the development
 # data of scripts/tune_retrieval.py: held-out FAQ phrasings found in the top 3 rose from 0.86 to
 # 0.89 (apparel) and 0.89 to 0.94 (electronics) with per-language phrasing documents and 0.1).
 SUM_WEIGHT = 0.1
+# Weight of the character n-gram relevance next to the word relevance (dev halves of both
+# labelled sets: scripts/tune_retrieval.py).
+GRAM_WEIGHT = 0.5
 
 
 @dataclass(frozen=True)
@@ -43,30 +48,55 @@ class WeightedQuery:
     weight: float = 1.0
 
 
-class KnowledgeIndex:
-    """An immutable index of one version of a knowledge base."""
+class _Field:
+    """One BM25 view of every entry's documents (words, or character n-grams): the entries'
+    scores for a query's terms, and the IDF that measures a query's information."""
 
-    def __init__(self, entries: list[KnowledgeEntry], tokenizer: Tokenizer):
+    def __init__(self, documents: list[list[str]], starts: np.ndarray):
         import bm25s
 
-        self.entries = tuple(entries)
-        self._tokenizer = tokenizer
-        documents: list[list[str]] = []
-        starts: list[int] = []
-        for entry in self.entries:
-            starts.append(len(documents))
-            documents.extend(tokenizer.tokens(text) for text in entry.documents)
-        self._starts = np.array(starts, dtype=np.int64)
+        self._starts = starts
         self._retriever = bm25s.BM25()
-        self._empty = not documents
-        if not self._empty:
+        self.empty = not documents
+        if not self.empty:
             self._retriever.index(documents, show_progress=False)
         # IDF as bm25s's default (Lucene) computes it, for the query-information denominator.
         n = len(documents)
         frequency = Counter(term for doc in documents for term in set(doc))
-        self._idf = {term: math.log(1 + (n - df + 0.5) / (df + 0.5))
-                     for term, df in frequency.items()}
-        self._unknown_idf = math.log(1 + (n + 0.5) / 0.5)
+        self.idf = {term: math.log(1 + (n - df + 0.5) / (df + 0.5))
+                    for term, df in frequency.items()}
+        self.unknown_idf = math.log(1 + (n + 0.5) / 0.5)
+
+    def entry_scores(self, terms: list[str]) -> np.ndarray | None:
+        """Each entry's score: its best document plus SUM_WEIGHT of all of them."""
+        known = [t for t in terms if t in self.idf]
+        if not known:
+            return None
+        scores = self._retriever.get_scores(known)
+        return (np.maximum.reduceat(scores, self._starts)
+                + SUM_WEIGHT * np.add.reduceat(scores, self._starts))
+
+
+class KnowledgeIndex:
+    """An immutable index of one version of a knowledge base."""
+
+    def __init__(self, entries: list[KnowledgeEntry], tokenizer: Tokenizer,
+                 synonyms: Iterable[SynonymGroup] = ()):
+        self.entries = tuple(entries)
+        self._tokenizer = tokenizer
+        self.vocabulary = Vocabulary(self.entries, tokenizer, synonyms)
+        words: list[list[str]] = []
+        grams: list[list[str]] = []
+        starts: list[int] = []
+        for entry in self.entries:
+            starts.append(len(words))
+            for text in entry.documents:
+                words.append(tokenizer.tokens(text))
+                grams.append(tokenizer.char_grams(text))
+        starts_array = np.array(starts, dtype=np.int64)
+        self._words = _Field(words, starts_array)
+        self._grams = _Field(grams, starts_array)
+        self._empty = self._words.empty
         # A question written for two entries names neither: it is left out.
         by_key: dict[str, int | None] = {}
         for i, entry in enumerate(self.entries):
@@ -84,33 +114,44 @@ class KnowledgeIndex:
         return self.entries[i]
 
     def search(self, queries: list[WeightedQuery], now: datetime, limit: int) -> list[ScoredEntry]:
-        """The best `limit` entries valid at `now`, most relevant first (relevance > 0)."""
+        """The best `limit` entries valid at `now`, most relevant first (relevance > 0).
+
+        Relevance is the words' share of the query's information an entry covers (see the module
+        doc) plus GRAM_WEIGHT times the same share in character n-grams, which meet where words
+        do not: a misspelling, a segmentation that differs, a word inside a compound."""
         if self._empty or not self.entries:
             return []
         combined = np.zeros(len(self.entries), dtype=np.float64)
-        information = 0.0
+        information = gram_information = 0.0
+        by_grams = np.zeros(len(self.entries), dtype=np.float64)
         for query in queries:
-            words, bigrams = self._tokenizer.words_and_bigrams(query.text)
+            text = self.vocabulary.rewrite(query.text)
+            words, bigrams = self._tokenizer.words_and_bigrams(text)
             if not (words or bigrams) or query.weight <= 0:
                 continue
+            idf = self._words.idf
             # An unknown word is meaning the knowledge base lacks (a product it does not sell);
             # an unknown bigram is only a segmentation alternative, so it adds nothing.
             information += query.weight * (
-                sum(self._idf.get(t, self._unknown_idf) for t in words)
-                + sum(self._idf.get(t, 0.0) for t in bigrams))
-            known = [t for t in words + bigrams if t in self._idf]
-            if known:
-                scores = self._retriever.get_scores(known)
-                entry_scores = (np.maximum.reduceat(scores, self._starts)
-                                + SUM_WEIGHT * np.add.reduceat(scores, self._starts))
-                combined += query.weight * entry_scores
+                sum(idf.get(t, self._words.unknown_idf) for t in words)
+                + sum(idf.get(t, 0.0) for t in bigrams))
+            scores = self._words.entry_scores(words + bigrams)
+            if scores is not None:
+                combined += query.weight * scores
+            grams = self._tokenizer.char_grams(text)
+            gram_information += query.weight * sum(self._grams.idf.get(t, 0.0) for t in grams)
+            scores = self._grams.entry_scores(grams)
+            if scores is not None:
+                by_grams += query.weight * scores
         if information == 0.0:
             return []
+        relevance = combined / information
+        if gram_information > 0.0:
+            relevance += GRAM_WEIGHT * by_grams / gram_information
         if self._dated.any():
             for i in np.flatnonzero(self._dated):
                 if not self.entries[i].valid_at(now):
-                    combined[i] = 0.0
-        relevance = combined / information
+                    relevance[i] = 0.0
         count = min(limit, len(relevance))
         best = np.argpartition(-relevance, count - 1)[:count]
         best = best[np.argsort(-relevance[best], kind="stable")]
