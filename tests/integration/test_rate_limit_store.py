@@ -53,7 +53,7 @@ def test_acquirers_racing_for_the_last_lease_never_both_win(redis_store):
                     await racers[1].release(key_id, lease)
                 winners_per_round.append(len(won))
         finally:
-            for racer in racers:  # RedisLeases has no close(): its client is closed here
+            for racer in racers:
                 await racer.close()
             await raw.aclose()
         return winners_per_round
