@@ -32,10 +32,10 @@ class Ingress:
     """The ingress app over fake handles, one per model, each in a chosen state."""
 
     def __init__(self, config, text_state="serving", vision_state="serving",
-                 running_replicas=None, **handle_kwargs):
+                 running_replicas=None, wait=WAIT, **handle_kwargs):
         """`running_replicas`: what Serve would report for every model (None: not asked)."""
         config = config.model_copy(update={"models": tuple(
-            m.model_copy(update={"replica_wait": WAIT}) for m in config.models)})
+            m.model_copy(update={"replica_wait": wait}) for m in config.models)})
         self.config = config
         self.handles = {
             m.modality: FakeDeploymentHandle(
@@ -74,7 +74,9 @@ def envelope(response, status: int) -> dict:
 
 @pytest.mark.parametrize("stream", [False, True])
 def test_full_queue_is_a_429_with_retry_after_and_the_openai_envelope(local_config, stream):
-    ingress = Ingress(local_config, vision_state="queue_full")
+    # A replica wait far longer than any slow machine's refusal: waiting it out would show.
+    long_wait = WAIT.model_copy(update={"timeout_s": 60.0})
+    ingress = Ingress(local_config, vision_state="queue_full", wait=long_wait)
     started = time.monotonic()
     response = ingress.client.post(URL, json={**IMAGE, "stream": stream})
     elapsed = time.monotonic() - started
@@ -82,7 +84,7 @@ def test_full_queue_is_a_429_with_retry_after_and_the_openai_envelope(local_conf
     assert error["code"] == "queue_full" and error["type"] == "rate_limit_error"
     assert ingress.model("vision") in error["message"]
     assert response.headers["retry-after"] == "3"  # backpressure_config's 2.5 s, rounded up
-    assert elapsed < WAIT.timeout_s  # refused at once, not after the replica wait
+    assert elapsed < long_wait.timeout_s  # refused at once, not after the replica wait
     vision = ingress.model("vision")
     assert ingress.counted("cs_requests_rejected_total", model=vision, route="vision",
                            reason="queue_full") == 1
