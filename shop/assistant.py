@@ -125,6 +125,7 @@ class ShopAssistant:
         self.no_answer = NoAnswerMessages(
             (config.messages.no_answer.en, config.messages.no_answer.zh))
         self._rules = HandoffRules(config.handoff, self.no_answer)
+        self._names = (config.persona.assistant_name.en, config.persona.assistant_name.zh)
 
     def plan(self, messages: list[dict[str, Any]], thinking: bool | None = None) -> ShopPlan:
         """Decide how to answer `messages` (OpenAI-shaped dicts). `thinking` is the request's
@@ -181,7 +182,7 @@ class ShopAssistant:
         retrieval_s = time.perf_counter() - started
 
         threshold = shop.retrieval.min_relevance
-        small_talk = is_small_talk(latest)
+        small_talk = is_small_talk(latest, self._names)
         # Small talk needs no facts: a greeting that happens to share a character with an entry
         # must not put that entry in front of the model.
         grounded = bool(found) and found[0].relevance >= threshold and not small_talk

@@ -79,7 +79,8 @@ _SMALL_TALK_EN = sorted((
     "brilliant", "wonderful", "fantastic", "yes", "no", "yep", "yeah", "nope", "sounds good",
     "so much", "very much", "a lot", "lots", "again", "really", "super", "much", "so", "very",
     "you", "guys", "folks", "there", "lol", "haha", "oh", "ah", "wow", "yay", "fine", "good",
-    "noted", "will do", "for your help", "for the help", "for helping", "help",
+    "noted", "will do", "for your help", "for the help", "for helping", "help", "you rock",
+    "rock", "legend", "hehe", "haha", "hahaha", "lmao", "xd", "morning all", "gn",
 ), key=len, reverse=True)
 _SMALL_TALK_ZH = sorted((
     "你好", "您好", "哈喽", "嗨", "在吗", "在不在", "在么", "早上好", "早安", "晚上好", "晚安",
@@ -87,17 +88,23 @@ _SMALL_TALK_ZH = sorted((
     "嗯", "哦", "噢", "收到", "明白", "知道", "懂了", "拜拜", "再见", "没事", "没问题", "太好",
     "太棒", "棒", "赞", "辛苦", "麻烦", "亲", "哈", "可以", "行", "没有了", "不用了", "非常",
     "太", "你", "您", "了", "啦", "呀", "啊", "呢", "哈哈", "嘻嘻", "ok", "客服", "小姐姐",
-    "宝", "耶", "真", "的", "很", "有用", "帮助", "帮忙",
+    "宝", "耶", "真", "的", "很", "有用", "帮助", "帮忙", "嘿嘿", "呵呵", "哈哈哈", "早", "早呀",
+    "开心", "好开心", "嗨", "哟", "么么哒", "爱你", "棒棒哒", "给力",
 ), key=len, reverse=True)
-_DROP = re.compile(r"[\s,，.。!！?？~～:：;；)(）（\-_*'\"“”‘’…、]+|[\U0001F300-\U0001FAFF\u2600-\u27BF]")
+# Punctuation and emoji (with their variation selectors and joiners: "☀️" is two code points).
+_DROP = re.compile(r"[\s,，.。!！?？~～:：;；)(）（\-_*'\"“”‘’…、]+"
+                   r"|[\U0001F300-\U0001FAFF\u2600-\u27BF\ufe0e\ufe0f\u200d]")
 
 
-def is_small_talk(text: str) -> bool:
+def is_small_talk(text: str, names: tuple[str, ...] = ()) -> bool:
     """Greetings, thanks, goodbyes and acknowledgements: answered by the persona without facts,
-    and never a reason to say "I need to check that"."""
+    and never a reason to say "I need to check that". `names`: the assistant's own names
+    ("thanks Volt", "早呀小枫"), which count as small talk too."""
     rest = normalize(text)
     if not _DROP.sub("", rest):
         return False
+    for name in names:
+        rest = rest.replace(normalize(name), " ")
     for phrase in _SMALL_TALK_EN:
         rest = re.sub(rf"\b{re.escape(phrase)}\b", " ", rest)
     for phrase in _SMALL_TALK_ZH:

@@ -50,13 +50,20 @@ PATTERNS: dict[str, dict[Language, tuple[str, ...]]] = {
                r"\b(human|live|real) (agent|person|being|support)\b",
                r"\b(want|need|give me|get me)\b.{0,12}\b(human|real person|agent)\b",
                r"\btransfer me\b", r"\bnot (a|talking to a) (bot|robot)\b",
+               r"\b(can|could|will|would) (a|an|some|any) (human|real person|live agent|"
+               r"(real |live )?person|(real |live )?agent)\b",
                r"\b(stop|enough of) (the|this) (bot|robot|ai)\b", r"\bhuman please\b"),
     },
     "complaint": {
         "zh": (r"投诉", r"12315", r"12345", r"消协", r"消费者协会", r"市场监[管督]", r"工商局?",
                r"举报", r"曝光", r"维权", r"差评", r"垃圾", r"骗子", r"骗人", r"坑人", r"黑店",
                r"太差", r"什么破", r"气死", r"离谱", r"忍无可忍", r"无语", r"恶心", r"滚",
-               r"有病", r"态度(太|真|极其|非常)?差", r"再也不(买|来)", r"退钱", r"搞什么"),
+               r"有病", r"态度(太|真|极其|非常)?差", r"再也不(买|来)", r"退钱", r"搞什么",
+               # Frustration without a keyword: nobody helps, asked again and again.
+               r"没(有)?人(管|理|处理|回复?|负责|搭理)", r"心累", r"太过分", r"坑爹",
+               r"第[二三四五六七八九十几\d]+次(问|找|联系|催|说|反映)",
+               r"(好几|几|这么多)天(了)?(都|也|还)?(没人|没有人|没回|不回|不理|没处理)",
+               r"(一直|始终|到现在)(都)?(没人|没有人|没回|不回|不理|没处理|没解决)"),
         "en": (r"\bcomplain(t|ts|ing|ed)?\b", r"\b12315\b", r"\breport (you|this shop|your)\b",
                r"\breport(ing|ed)?\b.{0,25}\bto (the )?(platform|taobao|tmall|jd|12315|"
                r"authorit\w*|regulators?|consumer)",
@@ -67,11 +74,22 @@ PATTERNS: dict[str, dict[Language, tuple[str, ...]]] = {
                r"\bshit(ty)?\b", r"\bdamn\b", r"\bfuck", r"\bnever (buy|order|shop)\w*\b.{0,20}"
                r"\bagain\b", r"\b(bad|negative|1[- ]star|one[- ]star) review\b",
                r"\bwhat a joke\b", r"\bfurious\b", r"\bangry\b", r"\bincompetent\b",
-               r"\bjoke of a\b", r"\bliars?\b"),
+               r"\bjoke of a\b", r"\bliars?\b",
+               # Frustration without a keyword: asked again and again, nobody helps.
+               r"\b(second|third|fourth|fifth|\d+(nd|rd|th)) time (i'?m |i am |i'?ve )?"
+               r"(asking|asked|writing|contacting|chasing|messaging|telling)\b",
+               r"\bstill (nothing|no (reply|answer|response|update))\b",
+               r"^(?=.*\b(still|nothing|again|nobody|no one|never|waited|waiting|days|weeks)\b)"
+               r".*\bunbelievabl[ey]\b",
+               r"\bi'?m (so )?done\b", r"\b(round|around) in circles\b", r"\b(are|is) a joke\b",
+               r"\b(no ?one|nobody) (is )?(helping|helps|cares|replies|responds|answers|gets back)",
+               r"\bwaste of (my )?time\b", r"\bhad enough\b"),
     },
     "sensitive": {
         "zh": (r"律师", r"起诉", r"法院", r"诉讼", r"打官司", r"法律(责任|途径|手段|程序)",
                r"报警", r"警察", r"重复扣款", r"扣了两次", r"扣(了)?两次(钱|款)", r"多扣",
+               r"扣了?我?两(次|遍|笔)", r"(付|支付|扣)了?两(次|遍|笔)(钱|款)",
+               r"重复(支付|付款|扣费|收费)", r"两笔(扣款|付款|支付|钱)",
                r"乱扣", r"盗刷", r"被盗", r"冒用", r"拒付", r"银行卡被", r"支付纠纷",
                r"(鼓包|冒烟|着火|起火|爆炸|炸了|漏液|烧焦|烧坏|过敏|起疹子?|红疹|皮疹|受伤|烫伤|"
                r"烧伤|割伤|划伤|触电|电到|流血|中毒|发炎)(了|啦|的)",
@@ -83,11 +101,14 @@ PATTERNS: dict[str, dict[Language, tuple[str, ...]]] = {
                r"\bcharge ?back\b", r"\bdispute (the|this|a) (charge|payment|transaction)\b",
                r"\b(charged|billed|deducted|paid)\b.{0,15}\b(twice|two times|double)\b",
                r"\bdouble[- ](charged|billed|charge)\b",
+               r"\b(two|2|duplicate|double|identical|repeated) (identical )?(charges|payments|"
+               r"transactions|debits|deductions)\b",
                r"\bunauthori[sz]ed (charge|payment|transaction)s?\b", r"\bstolen card\b",
                r"\b(injur(ed|y|ies)|got hurt|was hurt|hurt (my|his|her|their))\b",
                r"\b(burn(ed|t)|scald(ed)?|cut) (my|his|her|their|me|him)\b",
                r"\b(gave|giving|got|get|broke out in|have|has) (me |him |her |my \w+ )?"
                r"(a )?(rash|hives|blisters?)\b", r"\ballergic reaction\b",
+               r"\bskin (reaction|irritation|rash)\b",
                r"\b(caught|catching|on) fire\b", r"\b(started|is|was|were|kept) (smoking|"
                r"sparking|melting)\b", r"\bexplod(ed|ing)\b", r"\bblew up\b",
                r"\b(swell(ed|ing)|swollen|bulg(ed|ing))\b", r"\belectric(al)? shock\b",
@@ -102,6 +123,7 @@ EXCEPTIONS: dict[str, dict[Language, tuple[str, ...]]] = {
     "complaint": {
         "zh": (r"(怎么|如何|在哪|哪里|怎样|可以|能不能|能否|去哪)(里)?投诉",
                r"投诉(的)?(流程|渠道|方式|电话|入口|政策|规则|处理|多久|时效|途径|步骤)",
+               r"投诉(之后|以后|后).{0,4}(多久|多长时间|怎么|会|有人)",
                r"(不是|不想|不要|没有|不用|并非)(要)?投诉",
                # A calm question about complaining ("能不能直接打12315投诉？") asks about the
                # procedure; a threat carries a condition or urgency and is not excepted.
@@ -113,6 +135,11 @@ EXCEPTIONS: dict[str, dict[Language, tuple[str, ...]]] = {
                r"\b(not|don't|do not|no need to|never) (want to |trying to |going to )?"
                r"complain", r"\bwhat happens (after|when|if) i complain\b",
                r"\bhow long (does|do) (a )?complaints?\b"),
+    },
+    # "What if it swells?": a question about a case, not a report of one.
+    "sensitive": {
+        "zh": (r"(万一|如果|要是|假如|假设|一旦).{0,12}(鼓包|冒烟|着火|起火|爆炸|漏液|过敏|受伤)",),
+        "en": (r"\b(what if|in case|if (it|the \w+|they) ever)\b",),
     },
     "requested": {
         "zh": (r"(不用|不要|不需要|无需|别)(转)?(人工|真人)", r"人工智能"),

@@ -116,3 +116,16 @@ def test_the_shop_package_imports_no_serving_framework():
                 [node.module or ""] if isinstance(node, ast.ImportFrom) else []
             for name in names:
                 assert name.split(".")[0] not in banned, f"{path.name} imports {name}"
+
+
+@pytest.mark.parametrize("message", ["早呀小枫☀️", "thanks Maple, you rock 🤘", "嘿嘿 好开心",
+                                     "哈哈哈 谢谢小枫"])
+def test_greeting_the_assistant_by_its_name_is_small_talk(apparel, message):
+    plan = apparel.plan([user(message)])
+    assert plan.service.handoff is None and plan.service.sources == ()
+    assert plan.messages is not None  # the persona answers, without facts
+
+
+def test_a_question_that_names_the_assistant_is_still_a_question(apparel):
+    plan = apparel.plan([user("小枫，羽绒服可以机洗吗")])
+    assert plan.service.sources != ()

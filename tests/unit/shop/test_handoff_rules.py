@@ -37,6 +37,20 @@ RULES = HandoffRules(HandoffConfig(), NoAnswerMessages(NO_ANSWER))
         ("My lawyer will contact you", "sensitive"),
         ("the power bank swelled up and smoke came out", "sensitive"),
         ("the charger sparked when I plugged it in", "sensitive"),
+        # Without the usual keywords (issue 21): frustration, repeated asking, nobody helping.
+        ("问了三天了一直没人回，鞋子开胶了到底管不管", "complaint"),
+        ("这已经是第四次找你们了", "complaint"),
+        ("衣服质量有问题，好几天都没人理", "complaint"),
+        ("fourth time I'm writing about this, still no reply", "complaint"),
+        ("Honestly I'm done with this shop, nobody gets back to me", "complaint"),
+        ("you keep sending me round in circles", "complaint"),
+        # Payment disputes without "twice"/"charged" keywords in the old forms.
+        ("怎么扣了我两笔钱，我只下了一单", "sensitive"),
+        ("付款页面卡住，结果重复支付了", "sensitive"),
+        ("my bank shows two payments for the same order", "sensitive"),
+        ("I see duplicate charges on my statement", "sensitive"),
+        ("the wool gave my son a skin rash", "sensitive"),
+        ("could a real person look at my refund?", "requested"),
     ],
 )
 def test_each_reason_fires(message, reason):
@@ -65,6 +79,12 @@ def test_each_reason_fires(message, reason):
         "When will my order ship?",
         "我的订单什么时候发货？",
         "report card: can I return a gift?",
+        "投诉之后一般多久有回复",
+        "万一充电宝鼓包了怎么办",
+        "What if the power bank swells after a year?",
+        "the deals this year are unbelievable!",
+        "second time buying here, love the quality",
+        "我是第二次买了，质量不错",
     ],
 )
 def test_look_alikes_do_not_fire(message):
