@@ -78,7 +78,8 @@ PATTERNS: dict[str, dict[Language, tuple[str, ...]]] = {
                # Frustration without a keyword: asked again and again, nobody helps.
                r"\b(second|third|fourth|fifth|\d+(nd|rd|th)) time (i'?m |i am |i'?ve )?"
                r"(asking|asked|writing|contacting|chasing|messaging|telling)\b",
-               r"\bstill (nothing|no (reply|answer|response|update))\b",
+               # "still no update" is how shoppers ask about tracking: not here.
+               r"\bstill (nothing|no (reply|answer|response))\b",
                r"^(?=.*\b(still|nothing|again|nobody|no one|never|waited|waiting|days|weeks)\b)"
                r".*\bunbelievabl[ey]\b",
                r"\bi'?m (so )?done\b", r"\b(round|around) in circles\b", r"\b(are|is) a joke\b",
