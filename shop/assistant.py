@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -29,13 +29,13 @@ from typing import Any
 from shop.config import ShopConfig, ShopSampling
 from shop.conversation import Conversation, is_small_talk
 from shop.curated import CuratedMatch, curated_match, exact_match, may_use_curated
-from shop.handoff import HandoffDecision, HandoffRules
+from shop.handoff import HandoffDecision, HandoffReason, HandoffRules
 from shop.knowledge.base import KnowledgeBase
 from shop.knowledge.entries import KnowledgeEntry
 from shop.knowledge.index import ScoredEntry, WeightedQuery
+from shop.no_answer import NoAnswerMessages
 from shop.prompt import build_messages
 from shop.response_cache import ResponseCache
-from shop.no_answer import NoAnswerMessages
 from shop.text import Language
 
 Clock = Callable[[], datetime]
@@ -129,7 +129,7 @@ class ShopAssistant:
 
     def plan(self, messages: list[dict[str, Any]], thinking: bool | None = None) -> ShopPlan:
         """Decide how to answer `messages` (OpenAI-shaped dicts). `thinking` is the request's
-        `enable_thinking`, None when it did not say."""
+        `enable_thinking`, None when it did not say. The steps are the module doc's."""
         shop = self.config
         if thinking and not shop.thinking.client_may_enable:
             raise ShopRequestError(
@@ -139,46 +139,23 @@ class ShopAssistant:
         conversation = Conversation.from_messages(messages)
         language = conversation.reply_language(shop.languages, shop.default_language)
         enable_thinking = shop.thinking.default if thinking is None else thinking
-
-        def fixed(reason, text: str, retrieval_s=0.0, version="", found=()) -> ShopPlan:
-            """A hand-off answered with `text`, no model call."""
-            return ShopPlan(
-                ServiceInfo(shop.id, (), HandoffDecision(reason, text)), language,
-                text, None, shop.sampling, enable_thinking, retrieval_s, version, tuple(found))
-
         latest = conversation.normalized_latest  # every rule below reads this one form
+
         reason = self._rules.reason_for(latest, list(conversation.assistant_turns))
         if reason is not None:
-            return fixed(reason, shop.messages.handoff.get(language),
-                         version=self.knowledge.version)
+            return self._fixed(reason, shop.messages.handoff.get(language), language,
+                               enable_thinking, version=self.knowledge.version)
 
         started = time.perf_counter()
         now = self._clock()
-        latest_alone = [WeightedQuery(latest)]
-        history = bool(conversation.earlier_user_turns) and shop.retrieval.history_weight > 0
-        found = None
-        if shop.curated_answers.enabled and may_use_curated(conversation):
-            version, written = self.knowledge.exact_question(latest, now)
-            match = exact_match(written, shop.curated_answers, language)
-            found = []
-            if match is None:
-                # At least 2 results, so the lead over the runner-up is known.
-                version, found = self.knowledge.search(
-                    latest_alone, now, max(2, shop.retrieval.top_k))
-                match = curated_match(found, shop.curated_answers, language,
-                                      self.knowledge.word_count(latest))
-            if match is not None:
-                return ShopPlan(
-                    ServiceInfo(shop.id, (Source(match.entry_id, match.title),), cache="faq"),
-                    language, match.answer, None, shop.sampling, enable_thinking,
-                    time.perf_counter() - started, version, tuple(found), curated=match)
-            # Without history the same search gives the model its facts.
-            found = None if history else found[:shop.retrieval.top_k]
+        match, version, found = self._curated(conversation, language, now)
+        if match is not None:
+            return ShopPlan(
+                ServiceInfo(shop.id, (Source(match.entry_id, match.title),), cache="faq"),
+                language, match.answer, None, shop.sampling, enable_thinking,
+                time.perf_counter() - started, version, tuple(found), curated=match)
         if found is None:
-            queries = latest_alone + ([WeightedQuery(conversation.earlier_user_turns[-1],
-                                                     shop.retrieval.history_weight)]
-                                      if history else [])
-            version, found = self.knowledge.search(queries, now, shop.retrieval.top_k)
+            version, found = self._search(conversation, now)
         retrieval_s = time.perf_counter() - started
 
         threshold = shop.retrieval.min_relevance
@@ -189,8 +166,8 @@ class ShopAssistant:
         facts = [hit.entry for hit in found
                  if grounded and hit.relevance >= threshold * SECONDARY_FACT_RATIO]
         if not grounded and not conversation.has_images and not small_talk:
-            return fixed("no_answer", shop.messages.no_answer.get(language),
-                         retrieval_s=retrieval_s, version=version, found=found)
+            return self._fixed("no_answer", shop.messages.no_answer.get(language), language,
+                               enable_thinking, retrieval_s, version, found)
         sources = tuple(Source(e.id, e.title[language]) for e in facts)
         return ShopPlan(
             ServiceInfo(shop.id, sources), language, None,
@@ -198,6 +175,49 @@ class ShopAssistant:
             enable_thinking, retrieval_s, version, tuple(found), facts=tuple(facts),
             question=latest,
             cacheable=ResponseCache.cacheable(conversation, facts))
+
+    def _fixed(self, reason: HandoffReason, text: str, language: Language,
+               enable_thinking: bool, retrieval_s: float = 0.0, version: str = "",
+               found: Iterable[ScoredEntry] = ()) -> ShopPlan:
+        """A hand-off answered with `text`, no model call."""
+        return ShopPlan(ServiceInfo(self.config.id, (), HandoffDecision(reason, text)),
+                        language, text, None, self.config.sampling, enable_thinking,
+                        retrieval_s, version, tuple(found))
+
+    def _curated(self, conversation: Conversation, language: Language, now: datetime
+                 ) -> tuple[CuratedMatch | None, str, list[ScoredEntry] | None]:
+        """(the curated answer, the version searched, the search results the model may be
+        given): results are None when they cannot serve as the model's facts (not searched, or
+        searched without the previous turn a follow-up needs)."""
+        shop = self.config
+        if not (shop.curated_answers.enabled and may_use_curated(conversation)):
+            return None, "", None
+        latest = conversation.normalized_latest
+        version, written = self.knowledge.exact_question(latest, now)
+        match = exact_match(written, shop.curated_answers, language)
+        found: list[ScoredEntry] = []
+        if match is None:
+            # At least 2 results, so the lead over the runner-up is known.
+            version, found = self.knowledge.search(
+                [WeightedQuery(latest)], now, max(2, shop.retrieval.top_k))
+            match = curated_match(found, shop.curated_answers, language,
+                                  self.knowledge.word_count(latest))
+        if match is not None or self._uses_history(conversation):
+            return match, version, found if match is not None else None
+        return None, version, found[:shop.retrieval.top_k]
+
+    def _uses_history(self, conversation: Conversation) -> bool:
+        return bool(conversation.earlier_user_turns) and self.config.retrieval.history_weight > 0
+
+    def _search(self, conversation: Conversation, now: datetime
+                ) -> tuple[str, list[ScoredEntry]]:
+        """The latest message, and with less weight the shopper's previous one."""
+        retrieval = self.config.retrieval
+        queries = [WeightedQuery(conversation.normalized_latest)]
+        if self._uses_history(conversation):
+            queries.append(WeightedQuery(conversation.earlier_user_turns[-1],
+                                         retrieval.history_weight))
+        return self.knowledge.search(queries, now, retrieval.top_k)
 
     def blank_answer_reply(self, plan: ShopPlan, answer: str) -> str | None:
         """What to send instead of a model answer with no text (a model can end on its first
