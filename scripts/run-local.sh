@@ -30,8 +30,9 @@ set -m
 # process.
 set -a; . configs/ray-serve.env; set +a
 # CPU placement (docs/benchmarks.md "Performance"), PIN=1: Ray starts on the cores the text
-# engine does not compute on, so the engine's worker has its core to itself (model_server/vllm/cpu_placement.py). Off by
-# default: it smooths generation but leaves the request path one core.
+# engine does not compute on, so the engine's worker has its core to itself
+# (model_server/vllm/cpu_placement.py). Off by default: it smooths generation but leaves the
+# request path one core.
 launcher=()
 ray_cores=$(.venv/bin/python -m model_server.vllm.cpu_placement "$CONFIG")
 if [[ "${PIN:-0}" == 1 && -n "$ray_cores" ]] && command -v taskset >/dev/null; then
