@@ -42,6 +42,7 @@ CHAT = "/v1/chat/completions"
 VISION_MAX_ONGOING = 2
 VISION_MAX_QUEUED = 2
 VISION_IDLE_TO_ZERO_S = 20
+VISION_HOLD_S = 150  # replica_wait.timeout_s of the vision model in this variant
 BURST_IMAGES = 24
 # Text TTFT p50 during a vision burst over before it: shared cores only (see the test).
 TEXT_TTFT_RATIO_DURING_VISION_BURST = 20
@@ -83,6 +84,14 @@ def variant(prewarm_opens: datetime):
     }
 
     def customize(raw: dict) -> None:
+        args = raw["applications"][0]["args"]
+        # The vision engine's cold start on 2 busy cores is 90-99 s (measured here), close to
+        # the shipped 100 s hold: the test gives it room (150 s within a 180 s request limit)
+        # so that it checks waking from zero, not the machine's speed that minute.
+        args["limits"]["request_timeout_s"] = 180
+        for model in args["models"]:
+            if model["modality"] == "vision":
+                model["replica_wait"]["timeout_s"] = VISION_HOLD_S
         deployments = {d["name"]: d for d in raw["applications"][0]["deployments"]}
         vision = deployments["VisionModel"]
         vision.update(max_ongoing_requests=VISION_MAX_ONGOING,
@@ -141,7 +150,7 @@ def test_first_image_wakes_the_vision_model_from_zero(scaling, request):
     at_zero = timeline.wait_for("VisionModel", lambda r: r.target == 0 and r.running == 0, 30)
     assert at_zero is not None, timeline.describe()
     sent_at = timeline.now_s()
-    with stack.client(timeout=150) as client:
+    with stack.client(timeout=VISION_HOLD_S + 30) as client:
         status, headers, result, held_s = stream_chat(
             client, {"messages": [image_message()], "max_tokens": 8})
     assert status == 200, result
@@ -152,7 +161,8 @@ def test_first_image_wakes_the_vision_model_from_zero(scaling, request):
                                    after_s=sent_at)
     assert target_at is not None and running_at is not None, timeline.describe()
     report(request,
-           f"cold start: image held {held_s:.1f} s (replica wait bound 100 s); Serve raised the "
+           f"cold start: image held {held_s:.1f} s (replica wait bound {VISION_HOLD_S} s); "
+           "Serve raised the "
            f"vision target {target_at - sent_at:.1f} s after the request, replica running after "
            f"{running_at - sent_at:.1f} s; TTFT {result.ttft_s:.1f} s")
 
