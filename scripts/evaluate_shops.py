@@ -38,6 +38,7 @@ from shop.conversation import Conversation
 from shop.knowledge.base import KnowledgeBase
 from shop.knowledge.entries import KnowledgeEntry
 from shop.knowledge.index import KnowledgeIndex, WeightedQuery
+from shop.knowledge.meaning import Embedder
 from shop.text import COMMERCE_WORDS, Tokenizer
 
 EVAL_SET = PROJECT_ROOT / "evals" / "shop-messages.yaml"
@@ -145,6 +146,8 @@ def main() -> int:
     parser.add_argument("--show-misses", action="store_true",
                         help="list misclassified cases (dev split only)")
     parser.add_argument("--synthetic-entries", type=int, default=10_000)
+    parser.add_argument("--words-only", action="store_true",
+                        help="retrieval by words alone (shops.meaning off), for comparison")
     args = parser.parse_args()
     labelled = LabelledSet.load(PROJECT_ROOT / args.set)
     try:
@@ -156,9 +159,13 @@ def main() -> int:
     config = app_config_from_serve_config(
         load_serve_config(PROJECT_ROOT / "configs" / "local-cpu.yaml"), APP_NAME)
     tokenizer = Tokenizer(COMMERCE_WORDS)
+    meaning = config.shops.meaning
+    embedder = Embedder.shared(meaning.threads, meaning.query_cache_entries) \
+        if meaning.enabled and not args.words_only else None
     assistants = {
-        shop.id: ShopAssistant(shop, KnowledgeBase(PROJECT_ROOT / shop.knowledge_base, tokenizer),
-                               clock=lambda: clock)
+        shop.id: ShopAssistant(
+            shop, KnowledgeBase(PROJECT_ROOT / shop.knowledge_base, tokenizer, embedder),
+            clock=lambda: clock)
         for shop in config.shops.catalog}
 
     result = evaluate(selection, assistants, args.show_misses)

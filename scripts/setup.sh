@@ -33,3 +33,6 @@ echo "setup: syncing the locked CPU environment into .venv/ (first run downloads
 
 echo "setup: preparing offline model checkpoints in .models/"
 .venv/bin/python scripts/prepare_models.py
+
+echo "setup: embedding the demo shops' knowledge bases (retrieval by meaning; first run ~35 s)"
+.venv/bin/python scripts/embed_knowledge.py

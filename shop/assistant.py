@@ -158,13 +158,12 @@ class ShopAssistant:
             version, found = self._search(conversation, now)
         retrieval_s = time.perf_counter() - started
 
-        threshold = shop.retrieval.min_relevance
         small_talk = is_small_talk(latest, self._names)
         # Small talk needs no facts: a greeting that happens to share a character with an entry
         # must not put that entry in front of the model.
-        grounded = bool(found) and found[0].relevance >= threshold and not small_talk
+        grounded = bool(found) and self._relevant(found[0]) and not small_talk
         facts = [hit.entry for hit in found
-                 if grounded and hit.relevance >= threshold * SECONDARY_FACT_RATIO]
+                 if grounded and self._relevant(hit, SECONDARY_FACT_RATIO)]
         if not grounded and not conversation.has_images and not small_talk:
             return self._fixed("no_answer", shop.messages.no_answer.get(language), language,
                                enable_thinking, retrieval_s, version, found)
@@ -175,6 +174,24 @@ class ShopAssistant:
             enable_thinking, retrieval_s, version, tuple(found), facts=tuple(facts),
             question=latest,
             cacheable=ResponseCache.cacheable(conversation, facts))
+
+    def _relevant(self, hit: ScoredEntry, ratio: float = 1.0) -> bool:
+        """Whether an entry found is relevant: it covers enough of the message's words, or (with
+        meaning on) it is close enough in meaning."""
+        retrieval = self.config.retrieval
+        return hit.relevance >= retrieval.min_relevance * ratio or (
+            hit.similarity is not None and hit.similarity >= retrieval.min_similarity)
+
+    def meaning_queries(self, messages: list[dict[str, Any]]) -> list[str]:
+        """The texts `plan` compares by meaning (the latest message, the previous shopper turn):
+        what to prefetch off the event loop. Empty when the shop compares words only."""
+        if self.knowledge.embedder is None:
+            return []
+        conversation = Conversation.from_messages(messages)
+        texts = [conversation.normalized_latest]
+        if self._uses_history(conversation):
+            texts.append(conversation.earlier_user_turns[-1])
+        return [t for t in texts if t.strip()]
 
     def _fixed(self, reason: HandoffReason, text: str, language: Language,
                enable_thinking: bool, retrieval_s: float = 0.0, version: str = "",

@@ -94,6 +94,11 @@ class RetrievalConfig(StrictModel):
     history_weight: float = Field(
         0.5, ge=0.0, le=1.0, description="Weight of the previous shopper turn in the search, so "
         "'and in grey?' or '那这个呢' resolve against what was asked before.")
+    min_similarity: float = Field(
+        0.86, ge=-1.0, le=1.0, description="With retrieval by meaning on (shops.meaning): an "
+        "entry this close in meaning to the latest message (cosine similarity of the bundled "
+        "embedding, shop/knowledge/meaning.py) is relevant even when it shares too few words "
+        "to reach min_relevance.")
 
 
 class CuratedAnswersConfig(StrictModel):
@@ -108,6 +113,11 @@ class CuratedAnswersConfig(StrictModel):
     min_margin: float = Field(
         0.15, ge=0.0, description="How far the FAQ entry's relevance must lead the next entry's "
         "(of any kind), so a question two entries answer goes to the model.")
+    min_similarity: float = Field(
+        0.93, ge=-1.0, le=1.0, description="With retrieval by meaning on (shops.meaning): the "
+        "FAQ entry must also be the closest entry in meaning to the latest message, at least "
+        "this close; min_relevance and min_margin then apply to words as a floor (words and "
+        "meaning must agree before a fixed answer is sent).")
     min_words: int = Field(
         2, ge=1, description="Words (after stop words) a message needs before it is matched by "
         "relevance: one word cannot say what is asked ('still there?' shares 'still' with the "
@@ -189,6 +199,20 @@ class ResponseCacheConfig(StrictModel):
                          "drops its answers at once.")
 
 
+class MeaningConfig(StrictModel):
+    """Retrieval by meaning (shop/knowledge/meaning.py): one bundled multilingual embedding per
+    ingress replica, for every shop."""
+
+    enabled: bool = Field(True, description="Compare messages with entries by meaning as well as "
+                          "by words. Off: words only (the curated and relevance rules then use "
+                          "words alone).")
+    threads: int = Field(1, ge=1, le=16, description="CPU threads of the embedding model (~23 ms "
+                         "per message on one thread of this project's 2-core test machine).")
+    query_cache_entries: int = Field(
+        4096, ge=0, description="Messages whose vectors are kept (LRU): a repeated question "
+        "costs no embedding.")
+
+
 class ShopsConfig(StrictModel):
     """The shops of the application; requests choose one with the X-Shop-Id header."""
 
@@ -198,6 +222,7 @@ class ShopsConfig(StrictModel):
         2.0, gt=0, description="How often each ingress replica checks the knowledge-base "
         "folders for changes.")
     response_cache: ResponseCacheConfig = Field(default_factory=ResponseCacheConfig)
+    meaning: MeaningConfig = Field(default_factory=MeaningConfig)
 
     @model_validator(mode="after")
     def _ids(self) -> ShopsConfig:

@@ -8,6 +8,7 @@ from pathlib import Path
 from shop.assistant import Clock, ShopAssistant, utc_now
 from shop.config import ShopsConfig
 from shop.knowledge.base import KnowledgeBase
+from shop.knowledge.meaning import Embedder
 from shop.text import COMMERCE_WORDS, Tokenizer
 
 
@@ -23,13 +24,17 @@ class ShopDirectory:
     def __init__(self, config: ShopsConfig, base_dir: Path, clock: Clock = utc_now):
         self.config = config
         tokenizer = Tokenizer(COMMERCE_WORDS)  # shared: jieba's dictionary is ~50 MB
+        meaning = config.meaning
+        # Shared too: one embedding model per process, whatever the shops.
+        self.embedder = Embedder.shared(meaning.threads, meaning.query_cache_entries) \
+            if meaning.enabled else None
         self._assistants = {}
         for shop in config.catalog:
             folder = Path(shop.knowledge_base)
             if not folder.is_absolute():
                 folder = base_dir / folder
             self._assistants[shop.id] = ShopAssistant(
-                shop, KnowledgeBase(folder, tokenizer), clock)
+                shop, KnowledgeBase(folder, tokenizer, self.embedder), clock)
 
     def get(self, shop_id: str | None) -> ShopAssistant:
         """The shop a request names (X-Shop-Id), or the default one when it names none."""

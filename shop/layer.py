@@ -96,9 +96,12 @@ class Shop:
         self.image_domains: tuple[str, ...] = tuple(assistant.config.image_domains)
         self._cache = cache
 
-    def plan(self, turn: Turn) -> Plan:
+    async def plan(self, turn: Turn) -> Plan:
         """The shop's decision for `turn`; ShopRequestError when the request asks the shop for
-        something its config does not allow."""
+        something its config does not allow. The message's vectors (retrieval by meaning) are
+        computed off the event loop first; the decision itself is synchronous and quick."""
+        await self.assistant.knowledge.prefetch_meaning(
+            self.assistant.meaning_queries(turn.messages))
         decided = self.assistant.plan(turn.messages, turn.thinking)
         key = None
         if decided.reply is None and decided.cacheable and self._cache is not None:
@@ -134,7 +137,7 @@ class PlainPassThrough:
     id: str | None = None
     image_domains: tuple[str, ...] = ()
 
-    def plan(self, turn: Turn) -> Plan:
+    async def plan(self, turn: Turn) -> Plan:
         return Plan(None, False, turn.messages, turn.model_sampling, turn.model_thinking)
 
     def finish(self, plan: Plan, answer: str, finish_reason: str | None) -> Finish:

@@ -19,6 +19,7 @@ from pathlib import Path
 from shop.knowledge.entries import KnowledgeEntry
 from shop.knowledge.files import FILES, KnowledgeBaseError, load_entries, load_synonyms
 from shop.knowledge.index import KnowledgeIndex, ScoredEntry, WeightedQuery
+from shop.knowledge.meaning import Embedder
 from shop.text import Tokenizer
 
 logger = logging.getLogger("cs_assistant.shop.knowledge")
@@ -34,9 +35,11 @@ class _Snapshot:
 class KnowledgeBase:
     """The searchable knowledge of one shop, reloaded when its files change."""
 
-    def __init__(self, folder: Path, tokenizer: Tokenizer):
+    def __init__(self, folder: Path, tokenizer: Tokenizer, embedder: Embedder | None = None):
+        """`embedder`: compare by meaning too (shop/knowledge/meaning.py); None: words only."""
         self.folder = folder
         self._tokenizer = tokenizer
+        self.embedder = embedder
         self._lock = threading.Lock()  # one rebuild at a time
         self.last_error: str | None = None
         # Ids of the entries the last reload added, removed or changed (what they say, by
@@ -64,6 +67,12 @@ class KnowledgeBase:
         """(version searched, best entries): the version names what the answer was built from."""
         snapshot = self._snapshot
         return snapshot.version, snapshot.index.search(queries, now, limit)
+
+    async def prefetch_meaning(self, texts: list[str]) -> None:
+        """Compute the vectors of `texts` off the event loop (retrieval by meaning), so the
+        synchronous search that follows finds them cached; nothing without meaning."""
+        if self.embedder is not None and texts:
+            await self.embedder.prefetch(texts)
 
     def word_count(self, text: str) -> int:
         """Distinct words of `text` as the index sees them (stop words out, no bigrams)."""
@@ -116,7 +125,8 @@ class KnowledgeBase:
                 digest.update(name.encode() + b"\0" + path.read_bytes() + b"\0")
         entries = load_entries(self.folder)
         return _Snapshot(fingerprint, digest.hexdigest()[:12],
-                         KnowledgeIndex(entries, self._tokenizer, load_synonyms(self.folder)))
+                         KnowledgeIndex(entries, self._tokenizer, load_synonyms(self.folder),
+                                        self.embedder))
 
 
 def _changed_entries(old, new) -> frozenset[str]:

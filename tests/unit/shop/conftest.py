@@ -10,6 +10,7 @@ import pytest
 from configs.schema import PROJECT_ROOT
 from shop.assistant import ShopAssistant
 from shop.knowledge.base import KnowledgeBase
+from shop.knowledge.meaning import Embedder
 from shop.text import COMMERCE_WORDS, Tokenizer
 
 CST = timezone(timedelta(hours=8))
@@ -28,8 +29,16 @@ def demo_shops(local_config):
 
 
 @pytest.fixture(scope="session")
-def knowledge(demo_shops, tokenizer):
-    return {shop_id: KnowledgeBase(PROJECT_ROOT / shop.knowledge_base, tokenizer)
+def embedder(local_config) -> Embedder:
+    """The process's embedding model, as the ingress has it (the demo shops' vectors come from
+    the on-disk store after the first run)."""
+    meaning = local_config.shops.meaning
+    return Embedder.shared(meaning.threads, meaning.query_cache_entries)
+
+
+@pytest.fixture(scope="session")
+def knowledge(demo_shops, tokenizer, embedder):
+    return {shop_id: KnowledgeBase(PROJECT_ROOT / shop.knowledge_base, tokenizer, embedder)
             for shop_id, shop in demo_shops.items()}
 
 

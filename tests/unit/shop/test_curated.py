@@ -91,20 +91,43 @@ def _faq(entry_id: str) -> KnowledgeEntry:
                           approved_answer={"en": f"answer {entry_id}", "zh": f"回答 {entry_id}"})
 
 
+def _hit(entry: KnowledgeEntry, relevance: float, similarity: float | None = 0.95,
+         first_by_words: bool = True, first_by_meaning: bool = True) -> ScoredEntry:
+    return ScoredEntry(entry, relevance, similarity, first_by_words, first_by_meaning)
+
+
 def test_the_best_entry_must_reach_the_threshold_and_lead_the_runner_up():
-    config = CuratedAnswersConfig(min_relevance=0.5, min_margin=0.15)
+    config = CuratedAnswersConfig(min_relevance=0.5, min_margin=0.15, min_similarity=0.9)
     a, b = _faq("a"), _faq("b")
     product = dataclasses.replace(_faq("p"), id="product/P-1", kind="product",
                                   approved_answer={})
-    assert curated_match([ScoredEntry(a, 0.9), ScoredEntry(b, 0.7)], config, "en", 3).entry_id \
-        == "faq/a"
-    assert curated_match([ScoredEntry(a, 0.9), ScoredEntry(b, 0.8)], config, "en", 3) is None
-    assert curated_match([ScoredEntry(a, 0.45)], config, "en", 3) is None
-    assert curated_match([ScoredEntry(a, 0.9), ScoredEntry(product, 0.8)], config, "en", 3) is None
-    assert curated_match([ScoredEntry(product, 0.9)], config, "en", 3) is None
-    assert curated_match([ScoredEntry(a, 0.9)], config, "zh", 3).answer == "回答 a"
+    runner_up = _hit(b, 0.7, 0.8, False, False)
+    assert curated_match([_hit(a, 0.9), runner_up], config, "en", 3).entry_id == "faq/a"
+    assert curated_match([_hit(a, 0.9), _hit(b, 0.8, 0.8, False, False)], config, "en",
+                         3) is None
+    assert curated_match([_hit(a, 0.45)], config, "en", 3) is None
+    assert curated_match([_hit(a, 0.9), _hit(product, 0.8, 0.8, False, False)], config, "en",
+                         3) is None
+    assert curated_match([_hit(product, 0.9)], config, "en", 3) is None
+    assert curated_match([_hit(a, 0.9)], config, "zh", 3).answer == "回答 a"
     # One word cannot say what is asked, however well it matches.
-    assert curated_match([ScoredEntry(a, 0.9)], config, "en", 1) is None
+    assert curated_match([_hit(a, 0.9)], config, "en", 1) is None
+
+
+def test_words_and_meaning_must_agree_on_the_entry_before_a_fixed_answer():
+    config = CuratedAnswersConfig(min_relevance=0.2, min_margin=0.0, min_similarity=0.93)
+    a, b = _faq("a"), _faq("b")
+    other = _hit(b, 0.1, 0.5, False, False)
+    assert curated_match([_hit(a, 0.5, 0.95), other], config, "en", 3).entry_id == "faq/a"
+    # Another entry is closer in meaning: the message may be about that one.
+    assert curated_match([_hit(a, 0.5, 0.95, first_by_meaning=False), other], config, "en",
+                         3) is None
+    # Ranked first only by the fusion, not by words.
+    assert curated_match([_hit(a, 0.5, 0.95, first_by_words=False), other], config, "en",
+                         3) is None
+    assert curated_match([_hit(a, 0.5, 0.92), other], config, "en", 3) is None
+    # Words alone (meaning off) never send a fixed answer from a search.
+    assert curated_match([_hit(a, 0.99, None), other], config, "en", 3) is None
 
 
 def test_a_question_written_for_two_entries_is_nobodys_exact_question(tokenizer):

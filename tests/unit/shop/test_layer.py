@@ -3,6 +3,8 @@ cache behind them; and the plain pass-through of an application without shops.""
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from configs.schema import PROJECT_ROOT
@@ -25,6 +27,11 @@ class AnyShop:
         return requested if requested is not None else default
 
 
+def planned(shop, asked: Turn):
+    """`shop.plan` is a coroutine (it computes the message's vectors off the event loop)."""
+    return asyncio.run(shop.plan(asked))
+
+
 def turn(text: str, options=("client", 1)) -> Turn:
     return Turn([user(text)], None, "text-model", Defaults(), True, options)
 
@@ -42,40 +49,40 @@ def layer(local_config, indexed) -> ShopLayer:
 
 def test_a_model_answer_is_cached_by_finish_and_replayed_by_the_next_plan(layer):
     shop = layer.select("demo-apparel", AnyShop())
-    first = shop.plan(turn(MODEL_QUESTION))
+    first = planned(shop, turn(MODEL_QUESTION))
     assert first.reply is None and first.cache_key is not None
     assert first.decision.service.cache == "miss"
     finished = shop.finish(first, "新疆包邮，顺丰加 10 元。", "stop")
     assert finished.substitute is None and finished.handoff is None
     assert finished.service["cache"] == "miss"
 
-    again = shop.plan(turn(MODEL_QUESTION))
+    again = planned(shop, turn(MODEL_QUESTION))
     assert again.reply == "新疆包邮，顺丰加 10 元。" and again.replayed
     assert again.decision.service.cache == "hit" and again.cache_key is None
 
 
 def test_other_client_options_are_another_answer(layer):
     shop = layer.select("demo-apparel", AnyShop())
-    shop.finish(shop.plan(turn(MODEL_QUESTION)), "cached text", "stop")
-    other = shop.plan(turn(MODEL_QUESTION, options=("client", 2)))
+    shop.finish(planned(shop, turn(MODEL_QUESTION)), "cached text", "stop")
+    other = planned(shop, turn(MODEL_QUESTION, options=("client", 2)))
     assert other.reply is None and other.decision.service.cache == "miss"
 
 
 def test_a_blank_answer_is_substituted_handed_off_and_never_cached(layer):
     shop = layer.select("demo-apparel", AnyShop())
-    plan = shop.plan(turn(MODEL_QUESTION))
+    plan = planned(shop, turn(MODEL_QUESTION))
     finished = shop.finish(plan, "  ", "stop")
     no_answer = layer.config.catalog[0].messages.no_answer.zh
     assert finished.substitute == no_answer
     assert finished.handoff == "no_answer"
     assert finished.service["handoff"]["reason"] == "no_answer"
     assert layer.cache.stats().entries == 0
-    assert shop.plan(turn(MODEL_QUESTION)).reply is None
+    assert planned(shop, turn(MODEL_QUESTION)).reply is None
 
 
 def test_a_reply_that_is_the_no_answer_message_is_a_late_handoff_and_not_cached(layer):
     shop = layer.select("demo-apparel", AnyShop())
-    plan = shop.plan(turn(MODEL_QUESTION))
+    plan = planned(shop, turn(MODEL_QUESTION))
     declined = layer.config.catalog[0].messages.no_answer.zh
     finished = shop.finish(plan, declined, "stop")
     assert finished.substitute is None and finished.handoff == "no_answer"
@@ -85,7 +92,7 @@ def test_a_reply_that_is_the_no_answer_message_is_a_late_handoff_and_not_cached(
 
 def test_a_hand_off_decided_before_the_model_is_not_counted_again_by_finish(layer):
     shop = layer.select("demo-apparel", AnyShop())
-    plan = shop.plan(turn("转人工"))
+    plan = planned(shop, turn("转人工"))
     assert plan.reply is not None and plan.decision.service.handoff.reason == "requested"
     assert shop.finish(plan, plan.reply, "stop").handoff is None
 
@@ -103,7 +110,7 @@ def test_without_shops_the_request_passes_through_with_the_model_defaults():
     shops = NoShops()
     plain = shops.select(None, AnyShop())
     sent = [user("hello")]
-    plan = plain.plan(Turn(sent, None, "text-model", Defaults(), True))
+    plan = planned(plain, Turn(sent, None, "text-model", Defaults(), True))
     assert plan.reply is None and plan.messages is sent
     assert plan.sampling.max_tokens == 77 and plan.enable_thinking is True
     assert plan.shop_id is None and plan.decision is None
