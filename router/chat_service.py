@@ -138,7 +138,7 @@ class ChatService:
         started = time.monotonic()
         valid = await self.validator.validate(body, caller, shop_id, metrics)
         try:
-            plan = valid.shop.plan(valid.turn())
+            plan = await valid.shop.plan(valid.turn())
         except ShopRequestError as exc:
             raise APIError.invalid_request(exc.message, param=exc.param) from None
         metrics.shop_planned(plan)
