@@ -173,9 +173,14 @@ ROWS: list[tuple[str, list[Panel]]] = [
                 "{{shop}} {{handoff_reason}}")], unit="reqps"),
         Panel("No relevant entry (share of requests)",
               "Share of a shop's requests whose question found nothing in its knowledge base: "
-              "a rising share means shoppers ask what the FAQ does not cover.",
+              "a rising share means shoppers ask what the FAQ does not cover. Also the share "
+              "understood by words alone because the embedding worker was over its budget "
+              "(shops.meaning): a lasting one means the ingress needs more embedding threads.",
               [(f"sum by (shop) (rate(ray_cs_shop_no_relevant_entry_total[{RATE}])) / "
-                f"sum by (shop) (rate(ray_cs_shop_requests_total[{RATE}]))", "{{shop}}")],
+                f"sum by (shop) (rate(ray_cs_shop_requests_total[{RATE}]))", "{{shop}}"),
+               (f"sum by (shop) (rate(ray_cs_shop_understood_by_words_total[{RATE}])) / "
+                f"sum by (shop) (rate(ray_cs_shop_requests_total[{RATE}]))",
+                "{{shop}} by words alone")],
               unit="percentunit"),
         Panel("Knowledge-base retrieval time",
               "Time to search a shop's knowledge base for one request, p50/p95/p99.",

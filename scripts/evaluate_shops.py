@@ -63,6 +63,7 @@ def evaluate(selection: CaseSelection, assistants, show_misses: bool = False) ->
     hits1 = hits3 = rank3 = retrieval_cases = 0
     curated_fired = curated_right = curated_eligible = 0
     predicted, expected, correct = Counter(), Counter(), Counter()
+    slices: dict[str, list[int]] = {}  # name -> [cases, hit@1, hit@3]
     misses = []
     for case in cases:
         plan = assistants[case["shop"]].plan(case["messages"])
@@ -85,8 +86,17 @@ def evaluate(selection: CaseSelection, assistants, show_misses: bool = False) ->
             retrieval_cases += 1
             given = [s.id for s in plan.service.sources]
             ranked = [hit.entry.id for hit in plan.retrieved[:3]]
-            hits1 += bool(given[:1]) and given[0] in ok
-            hits3 += any(s in ok for s in given[:3])
+            hit1 = bool(given[:1]) and given[0] in ok
+            hit3 = any(s in ok for s in given[:3])
+            hits1 += hit1
+            hits3 += hit3
+            turns = "multi-turn" if sum(m["role"] == "user" for m in case["messages"]) > 1 \
+                else "single-turn"
+            for name in (case["shop"], case["language"], turns):
+                counts = slices.setdefault(name, [0, 0, 0])
+                counts[0] += 1
+                counts[1] += hit1
+                counts[2] += hit3
             rank3 += any(s in ok for s in ranked)
             if show_misses and not any(s in ok for s in given[:3]):
                 misses.append(f"  retrieval {case['id']}: want {source}, gave {given}, ranked "
@@ -97,6 +107,8 @@ def evaluate(selection: CaseSelection, assistants, show_misses: bool = False) ->
     result = {"cases": len(cases), "retrieval_cases": retrieval_cases,
               "hit@1": hits1 / max(retrieval_cases, 1), "hit@3": hits3 / max(retrieval_cases, 1),
               "rank_hit@3": rank3 / max(retrieval_cases, 1), "handoff": {}, "misses": misses,
+              "slices": {name: {"cases": n, "hit@1": h1 / n, "hit@3": h3 / n}
+                         for name, (n, h1, h3) in sorted(slices.items())},
               # Curated answers: sent without a model, so a wrong one reaches the shopper as is.
               "curated": {"sent": curated_fired, "right": curated_right,
                           "faq_answerable": curated_eligible,
@@ -175,6 +187,8 @@ def main() -> int:
     print(f"retrieval over {result['retrieval_cases']} answerable cases: hit@1 "
           f"{result['hit@1']:.3f}, hit@3 {result['hit@3']:.3f} (target >= {TARGETS['hit@3']}); "
           f"retriever rank hit@3 {result['rank_hit@3']:.3f}")
+    for name, m in result["slices"].items():
+        print(f"  {name:17} {m['cases']:4d} cases: hit@1 {m['hit@1']:.3f}, hit@3 {m['hit@3']:.3f}")
     print("hand-off    precision  recall   predicted  labelled   (targets: precision >= "
           f"{TARGETS['precision']}, recall >= {TARGETS['recall']})")
     for reason, m in result["handoff"].items():

@@ -211,6 +211,13 @@ class MeaningConfig(StrictModel):
     query_cache_entries: int = Field(
         4096, ge=0, description="Messages whose vectors are kept (LRU): a repeated question "
         "costs no embedding.")
+    max_wait_ms: float = Field(
+        150.0, gt=0, description="Longest a message waits for its vector; past it, it is "
+        "understood by words alone (no curated answer) rather than delayed.")
+    max_queued: int = Field(
+        32, ge=1, description="Messages' texts waiting for the embedding worker at most; a "
+        "burst beyond it is understood by words alone (counted in "
+        "cs_shop_understood_by_words_total).")
 
 
 class ShopsConfig(StrictModel):

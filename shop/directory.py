@@ -26,7 +26,8 @@ class ShopDirectory:
         tokenizer = Tokenizer(COMMERCE_WORDS)  # shared: jieba's dictionary is ~50 MB
         meaning = config.meaning
         # Shared too: one embedding model per process, whatever the shops.
-        self.embedder = Embedder.shared(meaning.threads, meaning.query_cache_entries) \
+        self.embedder = Embedder.shared(meaning.threads, meaning.query_cache_entries,
+                                        meaning.max_wait_ms / 1000, meaning.max_queued) \
             if meaning.enabled else None
         self._assistants = {}
         for shop in config.catalog:

@@ -72,6 +72,8 @@ class Plan:
     enable_thinking: bool
     decision: ShopPlan | None = None  # the shop's decision; None for a plain pass-through
     cache_key: tuple | None = None  # set when the model's answer may be cached
+    # Retrieval by meaning was on but the embedder's budget left this message to words alone.
+    understood_by_words: bool = False
 
     @property
     def shop_id(self) -> str | None:
@@ -100,7 +102,7 @@ class Shop:
         """The shop's decision for `turn`; ShopRequestError when the request asks the shop for
         something its config does not allow. The message's vectors (retrieval by meaning) are
         computed off the event loop first; the decision itself is synchronous and quick."""
-        await self.assistant.knowledge.prefetch_meaning(
+        meant = await self.assistant.knowledge.prefetch_meaning(
             self.assistant.meaning_queries(turn.messages))
         decided = self.assistant.plan(turn.messages, turn.thinking)
         key = None
@@ -114,7 +116,7 @@ class Shop:
                 decided = decided.cache_missed()
         return Plan(decided.reply, decided.service.cache in ("faq", "hit"),
                     decided.messages or [], decided.sampling, decided.enable_thinking,
-                    decided, key)
+                    decided, key, understood_by_words=not meant)
 
     def finish(self, plan: Plan, answer: str, finish_reason: str | None) -> Finish:
         """Once per request, with the whole answer as the model gave it."""

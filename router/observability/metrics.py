@@ -152,6 +152,10 @@ SHOP_NO_RELEVANT_ENTRY = MetricSpec(
     "cs_shop_no_relevant_entry", "counter",
     "Questions for which the knowledge base had no entry above the shop's relevance "
     "threshold (answered with the no-answer message).", ("shop",))
+SHOP_UNDERSTOOD_BY_WORDS = MetricSpec(
+    "cs_shop_understood_by_words", "counter",
+    "Messages understood by words alone because the embedding worker was busy (its wait or "
+    "queue budget, shops.meaning): ranked by words, no curated answer.", ("shop",))
 SHOP_RETRIEVAL = MetricSpec(
     "cs_shop_retrieval_seconds", "histogram",
     "Time to search a shop's knowledge base for one request.", ("shop",), RETRIEVAL_BUCKETS_S)
@@ -186,7 +190,7 @@ REPLICA_RETRIES = MetricSpec(
 INGRESS_METRICS = (REQUESTS, REJECTED, FAILED, TTFT, ITL, E2E, PROMPT_TOKENS, COMPLETION_TOKENS,
                    IN_FLIGHT, IMAGE_PREPROCESS, IMAGES, SHOP_REQUESTS, SHOP_CACHE, CACHE_ENTRIES,
                    CACHE_BYTES, CACHE_DROPPED, SHOP_HANDOFFS,
-                   SHOP_NO_RELEVANT_ENTRY, SHOP_RETRIEVAL, KEY_REQUESTS, KEY_TOKENS,
+                   SHOP_NO_RELEVANT_ENTRY, SHOP_UNDERSTOOD_BY_WORDS, SHOP_RETRIEVAL, KEY_REQUESTS, KEY_TOKENS,
                    RATE_LIMITED, RATE_LIMIT_STORE_ERRORS, IMAGE_FETCH, REPLICA_RETRIES)
 
 
@@ -305,6 +309,8 @@ class RequestMetrics:
             m.record(SHOP_HANDOFFS, 1, shop=shop, handoff_reason=handoff.reason)
         if decision.no_relevant_entry:
             m.record(SHOP_NO_RELEVANT_ENTRY, 1, shop=shop)
+        if plan.understood_by_words:
+            m.record(SHOP_UNDERSTOOD_BY_WORDS, 1, shop=shop)
         if decision.retrieval_s > 0:
             m.record(SHOP_RETRIEVAL, decision.retrieval_s, shop=shop)
 

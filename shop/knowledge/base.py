@@ -68,11 +68,13 @@ class KnowledgeBase:
         snapshot = self._snapshot
         return snapshot.version, snapshot.index.search(queries, now, limit)
 
-    async def prefetch_meaning(self, texts: list[str]) -> None:
+    async def prefetch_meaning(self, texts: list[str]) -> bool:
         """Compute the vectors of `texts` off the event loop (retrieval by meaning), so the
-        synchronous search that follows finds them cached; nothing without meaning."""
-        if self.embedder is not None and texts:
-            await self.embedder.prefetch(texts)
+        synchronous search that follows finds them cached. False when the embedder's budget
+        left them out (the search then goes by words alone)."""
+        if self.embedder is None or not texts:
+            return True
+        return await self.embedder.prefetch(texts)
 
     def word_count(self, text: str) -> int:
         """Distinct words of `text` as the index sees them (stop words out, no bigrams)."""

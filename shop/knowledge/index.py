@@ -168,13 +168,13 @@ class KnowledgeIndex:
         score = relevance.copy()
         similarity = None
         if self.meaning is not None:
-            for query in queries:
-                if query.weight <= 0 or not query.text.strip():
-                    continue
-                similarities = self.meaning.similarities(query.text)
-                if similarity is None:
-                    similarity = similarities
-                score += MEANING_WEIGHT * query.weight * np.maximum(similarities, 0.0)
+            meant = [(query.weight, self.meaning.similarities(query.text)) for query in queries
+                     if query.weight > 0 and query.text.strip()]
+            # A message whose vector is not at hand (the embedder's budget) goes by words alone.
+            if meant and all(similarities is not None for _, similarities in meant):
+                similarity = meant[0][1]
+                for weight, similarities in meant:
+                    score += MEANING_WEIGHT * weight * np.maximum(similarities, 0.0)
         valid = np.ones(len(self.entries), dtype=bool)
         if self._dated.any():
             for i in np.flatnonzero(self._dated):

@@ -12,6 +12,12 @@ threads; batching barely helps (8 messages 170 ms vs 187 ms one by one). So:
 - one process-wide model (`Embedder.shared`, ~75 MB), driven by one worker thread that batches
   whatever is waiting; the C engine releases the GIL, so the event loop keeps streaming while a
   vector is computed (`await embedder.prefetch(texts)` before the synchronous plan);
+- a budget: a message waits at most `max_wait_s` for its vector, and is not queued when the
+  texts ahead of it (at most `max_queued`) would not be embedded in that time (from the worker's
+  measured time per text); then that message is understood by words alone (ranked by words,
+  and no curated answer, which needs both). On an event loop's thread a vector is never computed
+  synchronously: that would stall every stream of the replica. So a burst of new questions costs
+  understanding quality for a moment, never latency;
 - an LRU of query vectors: at a peak, shoppers repeat the same questions, and a repeated one
   costs a dictionary look-up;
 - entries' vectors in an on-disk store shared by the replicas of a node (SQLite, keyed by the
@@ -29,6 +35,7 @@ import os
 import queue
 import sqlite3
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -111,8 +118,14 @@ class Embedder:
     _shared_lock = threading.Lock()
 
     def __init__(self, threads: int = 1, query_cache_entries: int = 4096,
-                 store_path: Path | None = None):
+                 store_path: Path | None = None, max_wait_s: float = 0.15,
+                 max_queued: int = 32):
         self._threads = threads
+        self.max_wait_s = max_wait_s
+        self.max_queued = max_queued
+        self._queued = 0  # query texts submitted and not yet embedded
+        self._per_text_s = 0.025  # moving average of the worker's time per text
+        self.skipped = 0  # messages understood by words alone (budget exceeded)
         self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
         self._cache_entries = query_cache_entries
         self._cache_lock = threading.Lock()
@@ -124,11 +137,13 @@ class Embedder:
         self._worker.start()
 
     @classmethod
-    def shared(cls, threads: int = 1, query_cache_entries: int = 4096) -> Embedder:
+    def shared(cls, threads: int = 1, query_cache_entries: int = 4096,
+               max_wait_s: float = 0.15, max_queued: int = 32) -> Embedder:
         """The process's embedder (the model is loaded once, whatever the shops)."""
         with cls._shared_lock:
             if cls._shared is None:
-                cls._shared = cls(threads, query_cache_entries, default_store_path())
+                cls._shared = cls(threads, query_cache_entries, default_store_path(),
+                                  max_wait_s, max_queued)
             return cls._shared
 
     # -- queries -------------------------------------------------------------------------
@@ -139,27 +154,60 @@ class Embedder:
                 self._cache.move_to_end(text)
             return vector
 
+    def query_vector(self, text: str) -> np.ndarray | None:
+        """The vector of a shopper's message: cached, else computed (blocking), except on an
+        event loop's thread, where a message that was not prefetched gets None (words alone)."""
+        vector = self.cached(text)
+        if vector is not None:
+            return vector
+        if _on_event_loop():
+            return None
+        vector = self._submit([text], True).result()[0]
+        self._remember([text], vector[None, :])
+        return vector
+
     def query_vectors(self, texts: Sequence[str]) -> np.ndarray:
-        """Vectors of shoppers' messages (blocking; cached)."""
+        """Vectors of shoppers' messages (blocking; cached): for tools and tests."""
         missing = [t for t in dict.fromkeys(texts) if self.cached(t) is None]
         if missing:
             self._remember(missing, self._submit(missing, True).result())
-        return np.stack([self._vector(t) for t in texts]) if texts else np.zeros((0, self.dim))
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        return np.stack([self.cached(t) if self.cached(t) is not None
+                         else self._submit([t], True).result()[0] for t in texts])
 
-    async def prefetch(self, texts: Iterable[str]) -> None:
+    async def prefetch(self, texts: Iterable[str]) -> bool:
         """Compute the vectors of `texts` off the event loop, so that the synchronous plan that
-        follows finds them cached."""
+        follows finds them cached. False when the budget (module doc) left them out."""
         missing = [t for t in dict.fromkeys(texts) if t and self.cached(t) is None]
-        if missing:
-            vectors = await asyncio.wrap_future(self._submit(missing, True))
-            self._remember(missing, vectors)
+        if not missing:
+            return True
+        with self._cache_lock:
+            waiting = self._queued + len(missing)
+            # Refused at once when it could not be ready in time: waiting and then going by
+            # words anyway would add the whole wait to the answer, and under a burst every
+            # message would (a full queue stays full while words-only plans keep arriving).
+            if waiting > self.max_queued or waiting * self._per_text_s > self.max_wait_s:
+                self.skipped += 1
+                return False
+            self._queued += len(missing)
+        future = self._submit(missing, True)
+        future.add_done_callback(lambda done: self._done(missing, done))
+        try:
+            vectors = await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(future)),
+                                             self.max_wait_s)
+        except asyncio.TimeoutError:
+            self.skipped += 1
+            return False
+        return vectors is not None
 
-    def _vector(self, text: str) -> np.ndarray:
-        vector = self.cached(text)
-        if vector is None:  # evicted between computing and reading: compute again
-            vector = self._submit([text], True).result()[0]
-            self._remember([text], vector[None, :])
-        return vector
+    def _done(self, texts: list[str], done: concurrent.futures.Future) -> None:
+        """A prefetch's vectors are ready (in the worker thread; also after its message stopped
+        waiting): they are kept, so the shopper's next try of the same question finds them."""
+        with self._cache_lock:
+            self._queued -= len(texts)
+        if done.exception() is None:
+            self._remember(texts, done.result())
 
     def _remember(self, texts: list[str], vectors: np.ndarray) -> None:
         with self._cache_lock:
@@ -224,7 +272,10 @@ class Embedder:
                 texts = [t for j in batch for t in j[0]]
                 try:
                     model = self._load()
+                    started = time.perf_counter()
                     vectors = model.encode([t or " " for t in texts], is_query)
+                    self._per_text_s += 0.2 * (
+                        (time.perf_counter() - started) / len(texts) - self._per_text_s)
                 except Exception as exc:  # noqa: BLE001 - every waiter must hear of it
                     for _, _, future in batch:
                         future.set_exception(exc)
@@ -233,6 +284,14 @@ class Embedder:
                 for job_texts, _, future in batch:
                     future.set_result(np.asarray(vectors[at:at + len(job_texts)]))
                     at += len(job_texts)
+
+
+def _on_event_loop() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
 
 
 def entry_views(entry) -> list[str]:
@@ -262,11 +321,14 @@ class MeaningIndex:
         self._owners = np.array(owners, dtype=np.int64)
         self._vectors = embedder.entry_vectors(views)
 
-    def similarities(self, text: str) -> np.ndarray:
-        """Each entry's similarity to `text` (blocking when the vector is not cached)."""
+    def similarities(self, text: str) -> np.ndarray | None:
+        """Each entry's similarity to `text`; None when its vector is not at hand (see
+        Embedder.query_vector)."""
         out = np.full(self._count, -1.0, dtype=np.float64)
         if not text.strip() or not len(self._owners):
             return out
-        vector = self.embedder.query_vectors([text])[0]
+        vector = self.embedder.query_vector(text)
+        if vector is None:
+            return None
         np.maximum.at(out, self._owners, self._vectors @ vector)
         return out

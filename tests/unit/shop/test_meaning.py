@@ -136,3 +136,45 @@ def test_each_entry_scores_as_its_closest_view():
     # "abcd" (len 4 -> axis 0) is one of the FAQ's views; the product has "x" and "a" (axis 1).
     assert list(index.similarities("wxyz")) == [1.0, 0.0]
     assert list(index.similarities("   ")) == [-1.0, -1.0]
+
+
+def test_a_message_stuck_behind_a_busy_worker_goes_by_words_after_its_wait():
+    model = CountingModel(hold_first=True)
+    embedder = embedder_with(model, max_wait_s=0.05)
+    assert asyncio.run(embedder.prefetch(["slow"])) is False and embedder.skipped == 1
+    model.release.set()
+    # The vector still arrives, and the next try of the same question finds it.
+    for _ in range(100):
+        if embedder.cached("slow") is not None:
+            break
+        threading.Event().wait(0.05)
+    assert embedder.cached("slow") is not None
+    assert asyncio.run(embedder.prefetch(["slow"])) is True
+
+
+def test_a_burst_beyond_the_queue_bound_is_not_queued():
+    model = CountingModel(hold_first=True)
+    embedder = embedder_with(model, max_wait_s=5, max_queued=2)
+
+    async def burst():
+        first = asyncio.ensure_future(embedder.prefetch(["a", "b"]))
+        await asyncio.sleep(0.05)
+        refused = await embedder.prefetch(["c"])
+        model.release.set()
+        return refused, await first
+
+    assert asyncio.run(burst()) == (False, True)
+    assert embedder.cached("c") is None and embedder.skipped == 1
+
+
+def test_on_the_event_loop_a_vector_not_prefetched_is_not_computed():
+    model = CountingModel()
+    embedder = embedder_with(model)
+    index = MeaningIndex([], embedder)
+
+    async def search_on_the_loop():
+        return embedder.query_vector("never prefetched"), index.similarities("x")
+
+    vector, _ = asyncio.run(search_on_the_loop())
+    assert vector is None and model.calls == []
+    assert embedder.query_vector("never prefetched") is not None  # off the loop: computed
