@@ -27,6 +27,8 @@ def main() -> int:
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, format="embed_knowledge: %(message)s")
     logging.getLogger("cs_assistant").setLevel(logging.INFO)  # "embedding N texts" is progress
+    import bm25s  # noqa: F401 - it sets its logger to DEBUG on import: quiet it after that
+
     logging.getLogger("bm25s").setLevel(logging.WARNING)
     config = app_config_from_serve_config(load_serve_config(PROJECT_ROOT / args.config), APP_NAME)
     if config.shops is None or not config.shops.meaning.enabled:

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from shop.knowledge.index import WeightedQuery
-from shop.knowledge.meaning import Embedder, MeaningIndex
+from shop.knowledge.meaning import MAX_BATCH, Embedder, MeaningIndex
 
 NOW = datetime(2026, 11, 5, tzinfo=timezone.utc)
 
@@ -67,16 +67,16 @@ def test_the_same_question_in_the_other_language_is_closest_to_the_same_entry(kn
     assert english.id == chinese.id
 
 
-def test_waiting_messages_are_embedded_in_one_batch():
+def test_waiting_messages_are_embedded_together_up_to_the_batch_bound():
     model = CountingModel(hold_first=True)
     embedder = embedder_with(model)
     first = embedder._submit(["first"], True)
     assert model.entered.wait(10)
-    waiting = [embedder._submit([f"message {i}"], True) for i in range(9)]
+    waiting = [embedder._submit([f"message {i}"], True) for i in range(MAX_BATCH + 1)]
     model.release.set()
     assert first.result(10).shape == (1, 4)
-    assert [len(f.result(10)) for f in waiting] == [1] * 9
-    assert len(model.calls) == 2 and len(model.calls[1]) == 9
+    assert [len(f.result(10)) for f in waiting] == [1] * (MAX_BATCH + 1)
+    assert [len(call) for call in model.calls] == [1, MAX_BATCH, 1]
 
 
 def test_a_repeated_message_is_not_embedded_again_and_the_cache_is_bounded():
