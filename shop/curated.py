@@ -5,8 +5,9 @@ A wrong canned answer is worse than a slow right one, so the rule is strict and 
 can only say no:
 - the shop turned it on (`curated_answers.enabled`) and the entry is a FAQ with an approved
   answer in the reply language;
-- no image (a photo changes the question), not small talk (the persona answers that), and no
-  instructions from the client's system or developer messages (a fixed text cannot follow them);
+- no image (a photo changes the question), not small talk (the persona answers that), no
+  instructions from the client's system or developer messages (a fixed text cannot follow them),
+  and one question, not two ("偏大还是偏小？洗了会缩水吗？": one approved answer covers one);
 - the message stands on its own: the first shopper turn, or a later one with no word that
   points back ("it", "that one", "这个", "那…呢"): such a follow-up needs the history, which a
   fixed answer cannot read;
@@ -65,13 +66,24 @@ def points_back(text: str) -> bool:
         marker in normalized for marker in _POINTS_BACK_ZH)
 
 
+# A clause that asks something: it ends with a question mark, or (Chinese, often written without
+# one) with a question particle.
+_CLAUSES = re.compile(r"[^?？。.!！;；,，\n]+(?:[?？]|(?<=[吗呢么嘛])(?=[。.!！;；,，\n]|$))")
+
+
+def asks_several(text: str) -> bool:
+    """Whether a message asks two questions or more ("偏大还是偏小？洗了会缩水吗？"): one approved
+    answer covers one of them, so the model answers such a message."""
+    return len(_CLAUSES.findall(normalize(text))) >= 2
+
+
 def may_use_curated(conversation: Conversation) -> bool:
     """The conversation parts of the rule: no image, no client instructions, not small talk,
-    needs no history."""
+    one question, needs no history."""
     latest = conversation.normalized_latest
     if conversation.has_images or conversation.client_instructions or not latest.strip():
         return False
-    if is_small_talk(latest):
+    if is_small_talk(latest) or asks_several(latest):
         return False
     return not conversation.earlier_user_turns or not points_back(latest)
 

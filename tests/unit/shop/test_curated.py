@@ -10,7 +10,7 @@ import pytest
 
 from shop.assistant import ShopAssistant
 from shop.config import CuratedAnswersConfig
-from shop.curated import curated_match, points_back
+from shop.curated import asks_several, curated_match, points_back
 from shop.knowledge.entries import KnowledgeEntry
 from shop.knowledge.index import KnowledgeIndex, ScoredEntry
 from shop.text import question_key
@@ -143,3 +143,19 @@ def test_a_question_written_for_two_entries_is_nobodys_exact_question(tokenizer)
     ("Can I return it?? 🙏", "can i return it")])
 def test_question_key_folds_script_width_case_and_punctuation(one, other):
     assert question_key(one) == question_key(other) != ""
+
+
+@pytest.mark.parametrize("message, several", [
+    ("这件衣服偏大还是偏小？洗了会缩水吗？", True), ("Is shipping free? And to Xinjiang?", True),
+    ("包邮吗？新疆也包邮吗，顺丰要加钱吗", True), ("包邮吗", False), ("Is shipping free?", False),
+    ("什么时候发货？谢谢", False), ("Hi! Is shipping free?", False)])
+def test_a_message_asking_two_questions_is_told_apart(message, several):
+    assert asks_several(message) is several
+
+
+def test_two_questions_in_one_message_go_to_the_model(apparel):
+    # Each half alone is a written FAQ question (a curated answer); together, one answer is
+    # not enough.
+    assert apparel.plan([user("包邮吗")]).curated is not None
+    plan = apparel.plan([user("包邮吗？什么时候发货？")])
+    assert plan.curated is None and plan.messages is not None
