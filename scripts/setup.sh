@@ -35,4 +35,4 @@ echo "setup: preparing offline model checkpoints in .models/"
 .venv/bin/python scripts/prepare_models.py
 
 echo "setup: embedding the demo shops' knowledge bases (retrieval by meaning; first run ~35 s)"
-.venv/bin/python scripts/embed_knowledge.py
+.venv/bin/python -m shop.knowledge.warm_store

@@ -500,6 +500,23 @@ def test_dockerfile_copies_exactly_what_the_application_needs():
         assert f"!{name}" in ignore or f"!{name}/" in ignore, name
 
 
+def test_dockerfile_bakes_the_production_shops_vectors_where_the_pods_read_them():
+    env = dict(args.split("=", 1) for op, args in INSTRUCTIONS if op == "ENV" and "=" in args
+               and " " not in args)
+    store = env["CS_ASSISTANT_CACHE_DIR"]
+    (workdir,) = [args for op, args in INSTRUCTIONS if op == "WORKDIR"]
+    assert store.startswith(workdir + "/")  # the non-root user's, writable at run time
+    warm = [i for i, (op, args) in enumerate(INSTRUCTIONS)
+            if op == "RUN" and "shop.knowledge.warm_store" in args]
+    assert len(warm) == 1
+    op, args = INSTRUCTIONS[warm[0]]
+    assert shlex.split(args)[-2:] == ["--config", "configs/production-gpu.yaml"]
+    # After the environment is on PATH (`python` is the locked one) and the store is named.
+    names = [(op, args) for op, args in INSTRUCTIONS[:warm[0]] if op == "ENV"]
+    assert any("PATH=/home/ray/cs-assistant/.venv/bin" in args for _, args in names)
+    assert any(args.startswith("CS_ASSISTANT_CACHE_DIR=") for _, args in names)
+
+
 def test_dockerfile_runs_as_a_non_root_user():
     users = [args for op, args in INSTRUCTIONS if op == "USER"]
     final = users[-1].split(":")[0]

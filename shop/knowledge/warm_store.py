@@ -1,9 +1,10 @@
 """Embed the configured shops' knowledge bases into the on-disk vector store
 (shop/knowledge/meaning.py), so that the ingress replicas that start next read the vectors
 instead of computing them (~1,900 phrasings for the two demo shops: ~35 s on 2 threads once,
-then well under a second). Idempotent: only texts not yet stored are embedded.
+then about a second). Idempotent: only texts not yet stored are embedded. Run by
+scripts/setup.sh, and by the image build (deploy/kubernetes/Dockerfile) for the shipped shops.
 
-    .venv/bin/python scripts/embed_knowledge.py [--config configs/local-cpu.yaml] [--threads 2]
+    .venv/bin/python -m shop.knowledge.warm_store [--config configs/local-cpu.yaml] [--threads 2]
 """
 
 from __future__ import annotations
@@ -25,14 +26,14 @@ def main() -> int:
     parser.add_argument("--config", default="configs/local-cpu.yaml")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     args = parser.parse_args()
-    logging.basicConfig(level=logging.WARNING, format="embed_knowledge: %(message)s")
+    logging.basicConfig(level=logging.WARNING, format="warm_store: %(message)s")
     logging.getLogger("cs_assistant").setLevel(logging.INFO)  # "embedding N texts" is progress
     import bm25s  # noqa: F401 - it sets its logger to DEBUG on import: quiet it after that
 
     logging.getLogger("bm25s").setLevel(logging.WARNING)
     config = app_config_from_serve_config(load_serve_config(PROJECT_ROOT / args.config), APP_NAME)
     if config.shops is None or not config.shops.meaning.enabled:
-        print("embed_knowledge: no shops with retrieval by meaning in", args.config)
+        print("warm_store: no shops with retrieval by meaning in", args.config)
         return 0
     embedder = Embedder(args.threads, 0, default_store_path())
     tokenizer = Tokenizer(COMMERCE_WORDS)
@@ -41,7 +42,7 @@ def main() -> int:
         folder = Path(shop.knowledge_base)
         knowledge = KnowledgeBase(folder if folder.is_absolute() else PROJECT_ROOT / folder,
                                   tokenizer, embedder)
-        print(f"embed_knowledge: {shop.id}: {len(knowledge.entries)} entries ready in "
+        print(f"warm_store: {shop.id}: {len(knowledge.entries)} entries ready in "
               f"{time.perf_counter() - started:.1f} s ({default_store_path()})")
     return 0
 
