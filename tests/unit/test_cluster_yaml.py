@@ -63,6 +63,10 @@ def test_every_node_gets_the_api_keys_the_production_config_reads():
 def test_installs_the_gpu_dependency_set():
     setup = " ".join(CLUSTER["setup_commands"])
     assert "--extra gpu" in setup and "--locked" in setup and "--extra cpu" not in setup
+    # After the sync, the production shops' vectors are stored on the VM (shop/knowledge/).
+    sync = next(i for i, c in enumerate(CLUSTER["setup_commands"]) if "uv sync" in c)
+    assert any("shop.knowledge.warm_store --config configs/production-gpu.yaml" in c
+               for c in CLUSTER["setup_commands"][sync + 1:])
 
 
 def test_ray_token_authentication_is_on_for_every_ray_process():
