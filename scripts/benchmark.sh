@@ -5,11 +5,17 @@
 # [-quick]/results.{json,md}, throughput_ttft.png, and docs/benchmarks.md's performance table. Extra
 # arguments go to loadtests/benchmark.py (--quick, --variants, --workloads, --concurrency ...).
 #   scripts/benchmark.sh --fast-answers [--quick]   curated answers and the response cache instead
+#   scripts/benchmark.sh --fast-engine [--quick]    the request path at GPU token rates (an engine
+#                                                   that is never the bottleneck; issue 22)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh --test
 if [[ "${1:-}" == "--fast-answers" ]]; then
   # Curated answers and the response cache through the full local stack (~10 min, --quick ~4).
   exec .venv/bin/python -m loadtests.fast_answers "${@:2}"
+fi
+if [[ "${1:-}" == "--fast-engine" ]]; then
+  # The real app with loadtests/fast_engine.py's engine, against plain uvicorn (~10 min).
+  exec .venv/bin/python -m loadtests.fast_engine "${@:2}"
 fi
 exec .venv/bin/python -m loadtests.benchmark "$@"

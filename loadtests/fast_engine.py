@@ -1,0 +1,275 @@
+"""The request path at GPU token rates (issue 22): the real app with an engine that is never the
+bottleneck, so what is measured is what forwarding tokens costs.
+
+    .venv/bin/python -m loadtests.fast_engine [--quick] [--concurrency 1,8,32,64]
+                                              [--paced-ms 20] [--paced-concurrency 64]
+
+- The Serve side is the shipped stack (configs/local-cpu.yaml's app and deployments, Ray started
+  with configs/ray-serve.env as scripts/run-local.sh does), one ingress and one text replica
+  fixed (the counts are read after every level; the run fails if they changed), the demo shop
+  on (persona, retrieval, hand-off rules, the answer's review) with curated answers and the
+  response cache off, so every answer is streamed from the engine.
+- The engine (`FastEngine`, served through `build_app`, this module's Serve import path) yields
+  one word per `GenerationChunk` as fast as it can, or paced at `--paced-ms` per token per
+  stream (a GPU decode step is ~20 ms).
+- The floor: plain uvicorn streaming the same chunks as SSE (`plain_app`), no Serve, no shop.
+- Per level: delivered tokens/s, TTFT and inter-token time (p50/p99) seen by the client, and the
+  CPU of each process role from /proc (loadtests/process_cpu.py), as server CPU-ms per 1,000
+  delivered tokens.
+
+Writes results.json and results.md to docs/benchmarks/<date>-fast-engine-cpu-<n>core[-quick]/.
+Figures only: nothing here asserts a speed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import copy
+import json
+import os
+import signal
+import sys
+import time
+from collections.abc import AsyncIterator
+from dataclasses import asdict
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import yaml
+from fastapi import FastAPI, Request
+from fastapi.responses import StreamingResponse
+
+from configs.schema import PROJECT_ROOT, AppConfig
+from model_server.engine_protocol import ChatEngine, EngineRequest, GenerationChunk
+
+MS_PER_TOKEN_ENV = "CS_FAST_ENGINE_MS_PER_TOKEN"
+WORD = " token"  # one token per chunk, as vLLM streams by default
+QUESTION = "Is shipping free to Xinjiang if I order two hoodies?"  # grounded; the model answers
+
+
+class FastEngine(ChatEngine):
+    """Yields `max_tokens` one-word chunks, as fast as the event loop allows or paced at
+    $CS_FAST_ENGINE_MS_PER_TOKEN per token (read when the replica starts)."""
+
+    def __init__(self, model, model_path):
+        self.model = model
+        self.seconds_per_token = float(os.environ.get(MS_PER_TOKEN_ENV, "0") or 0) / 1000
+
+    async def start(self) -> None:
+        return None
+
+    async def chat(self, request: EngineRequest) -> AsyncIterator[GenerationChunk]:
+        count = request.sampling.max_tokens
+        prompt_tokens = sum(len(str(m.get("content", ""))) // 4 for m in request.messages)
+        loop = asyncio.get_running_loop()
+        next_at = loop.time()
+        for i in range(count):
+            if self.seconds_per_token:
+                next_at += self.seconds_per_token
+                await asyncio.sleep(max(0.0, next_at - loop.time()))
+            else:
+                await asyncio.sleep(0)  # yield: other streams share the loop, as in an engine
+            yield GenerationChunk(WORD, prompt_tokens, i + 1,
+                                  "length" if i == count - 1 else None)
+
+    async def check_health(self) -> None:
+        return None
+
+    async def shutdown(self) -> None:
+        return None
+
+
+def build_app(args: dict[str, Any]):
+    """Serve's import path for the benchmark's config: the real app with FastEngine."""
+    from router.app import build_application
+
+    return build_application(AppConfig.model_validate(args), FastEngine)
+
+
+def plain_app():
+    """The floor: plain uvicorn (`--factory loadtests.fast_engine:plain_app`) streaming the same
+    chunks as OpenAI SSE, with no Serve and no shop layer."""
+    app = FastAPI()
+
+    @app.get("/health")
+    async def health() -> dict:
+        return {"status": "ok"}
+
+    @app.post("/v1/chat/completions")
+    async def chat(request: Request) -> StreamingResponse:
+        body = await request.json()
+        count = int(body.get("max_tokens", 256))
+
+        async def events():
+            head = {"id": "plain", "object": "chat.completion.chunk", "created": 0,
+                    "model": "fast"}
+            yield "data: " + json.dumps({**head, "choices": [
+                {"index": 0, "delta": {"role": "assistant"}, "finish_reason": None}]}) + "\n\n"
+            for i in range(count):
+                await asyncio.sleep(0)
+                yield "data: " + json.dumps({**head, "choices": [
+                    {"index": 0, "delta": {"content": WORD},
+                     "finish_reason": "length" if i == count - 1 else None}]}) + "\n\n"
+            yield "data: " + json.dumps({**head, "choices": [], "usage": {
+                "prompt_tokens": 10, "completion_tokens": count,
+                "total_tokens": count + 10}}) + "\n\n"
+            yield "data: [DONE]\n\n"
+
+        return StreamingResponse(events(), media_type="text/event-stream")
+
+    return app
+
+
+def serve_config(port: int) -> dict:
+    """The benchmark's Serve side: the shipped local app with FastEngine (see the module doc)."""
+    from loadtests.benchmark import TextModelSettings
+
+    settings = TextModelSettings.load()
+    config = settings.serve_config_for_benchmark(port, with_shops=True)
+    config = copy.deepcopy(config)
+    config["applications"][0]["import_path"] = "loadtests.fast_engine:build_app"
+    return config
+
+
+def body(max_tokens: int) -> dict:
+    return {"messages": [{"role": "user", "content": QUESTION}], "stream": True,
+            "stream_options": {"include_usage": True}, "max_tokens": max_tokens,
+            "temperature": 0.2}
+
+
+def summary(level: dict) -> dict:
+    """A level's figures as the issue's table reads them."""
+    tokens_per_s = level["tokens_per_s"]
+    roles = level["cores_by_role"]
+    server_cores = sum(share for role, share in roles.items())
+    per_k = (lambda cores: round(cores / tokens_per_s * 1e6, 1)) if tokens_per_s else (
+        lambda cores: None)
+    return {
+        "concurrency": level["concurrency"], "tokens_per_s": round(tokens_per_s),
+        "server_cpu_ms_per_1k_tokens": per_k(server_cores),
+        "by_role_cpu_ms_per_1k_tokens": {role: per_k(share) for role, share in roles.items()
+                                         if share >= 0.01},
+        "ttft_p50_ms": level["ttft_p50_s"] and round(level["ttft_p50_s"] * 1000, 1),
+        "itl_p50_ms": level["itl_p50_s"] and round(level["itl_p50_s"] * 1000, 2),
+        "itl_p99_ms": level["itl_p99_s"] and round(level["itl_p99_s"] * 1000, 2),
+        "failed": level["failed"],
+    }
+
+
+def markdown_table(results: dict) -> str:
+    lines = [f"# Request path at GPU token rates ({results['setup']['date']})", "",
+             f"Machine: {results['setup']['machine']}. {results['setup']['note']}", ""]
+    for name, levels in results["runs"].items():
+        lines += [f"## {name}", "",
+                  "| c | delivered tok/s | server CPU-ms / 1k tok | TTFT p50 ms | "
+                  "inter-token p50 / p99 ms | by role (CPU-ms / 1k tok) |",
+                  "|---|---|---|---|---|---|"]
+        for s in levels:
+            roles = ", ".join(f"{r} {v}" for r, v in sorted(
+                s["by_role_cpu_ms_per_1k_tokens"].items(), key=lambda kv: -(kv[1] or 0)))
+            lines.append(f"| {s['concurrency']} | {s['tokens_per_s']:,} | "
+                         f"{s['server_cpu_ms_per_1k_tokens']} | {s['ttft_p50_ms']} | "
+                         f"{s['itl_p50_ms']} / {s['itl_p99_ms']} | {roles} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from loadtests.benchmark import (
+        RESULTS_DIR,
+        VARIANTS,
+        VENV_BIN,
+        log,
+        machine,
+        replica_problems,
+        run_level,
+        running,
+        versions,
+    )
+    from loadtests.serve_status import ServeStatus
+    from loadtests.server_process import free_port
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer requests per level")
+    parser.add_argument("--concurrency", default="1,8,32,64")
+    parser.add_argument("--max-tokens", type=int, default=256)
+    parser.add_argument("--paced-ms", type=float, default=20.0,
+                        help="ms per token per stream for the paced run (0: no paced run)")
+    parser.add_argument("--paced-concurrency", type=int, default=64)
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args(argv)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    levels = [int(c) for c in args.concurrency.split(",") if c.strip()]
+    requests_for = (lambda c: max(2 * c, 8)) if args.quick else (lambda c: max(4 * c, 16))
+    today = date.today().isoformat()
+    out = args.out or RESULTS_DIR / (f"{today}-fast-engine-cpu-{os.cpu_count()}core"
+                                     f"{'-quick' if args.quick else ''}")
+    out.mkdir(parents=True, exist_ok=True)
+    logs = PROJECT_ROOT / ".run" / "benchmark"
+    logs.mkdir(parents=True, exist_ok=True)
+    request = body(args.max_tokens)
+    results: dict = {"setup": {
+        "date": today, "machine": machine(), "versions": versions(),
+        "max_tokens": args.max_tokens, "concurrency": levels,
+        "note": "FastEngine: one word per chunk; one ingress and one text replica; the demo "
+                "shop on, curated answers and the response cache off.",
+        "env": VARIANTS["shipped"].env}, "runs": {}, "replicas": {}}
+
+    def serve_runs(paced_ms: float, concurrencies: list[int], name: str) -> None:
+        port = free_port()
+        url = f"http://127.0.0.1:{port}"
+        config_path = logs / f"serve-config-fast-engine-{paced_ms:g}.yaml"
+        config_path.write_text(yaml.safe_dump(serve_config(port), sort_keys=False))
+        env = {**VARIANTS["shipped"].env, MS_PER_TOKEN_ENV: str(paced_ms)}
+        with running(f"Ray Serve stack, FastEngine {paced_ms:g} ms/token",
+                     [str(VENV_BIN / "serve"), "run", str(config_path)], env, f"{url}/ready",
+                     logs / f"serve-fast-engine-{paced_ms:g}.log",
+                     [str(VENV_BIN / "ray"), "stop", "--force"]):
+            asyncio.run(run_level(url, lambda i: (request, {}), 2, 4))  # warm-up
+            status, rows, replicas = ServeStatus(), [], {}
+            for c in concurrencies:
+                log(f"{name}: {c} streams ...")
+                level = asdict(asyncio.run(run_level(url, lambda i: (request, {}), c,
+                                                     requests_for(c))))
+                rows.append(summary(level))
+                replicas[str(c)] = {n: asdict(r) for n, r in status.deployments().items()}
+                log(f"  {rows[-1]}")
+            results["runs"][name] = rows
+            results["replicas"][name] = replicas
+
+    serve_runs(0.0, levels, "Serve path, engine as fast as it can")
+    if args.paced_ms > 0:
+        serve_runs(args.paced_ms, [args.paced_concurrency],
+                   f"Serve path, engine paced at {args.paced_ms:g} ms/token")
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    with running("plain uvicorn (the floor)",
+                 [str(VENV_BIN / "uvicorn"), "--factory", "loadtests.fast_engine:plain_app",
+                  "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning",
+                  "--no-access-log"], {}, f"{url}/health", logs / "uvicorn-fast-engine.log"):
+        rows = []
+        for c in levels:
+            level = asdict(asyncio.run(run_level(url, lambda i: (request, {}), c,
+                                                 requests_for(c))))
+            rows.append(summary(level))
+            log(f"plain uvicorn {c}: {rows[-1]}")
+        results["runs"]["plain uvicorn, same chunks"] = rows
+
+    (out / "results.json").write_text(json.dumps(results, indent=2, ensure_ascii=False))
+    problems = [f"{name} c={c}: {p}" for name, per in results["replicas"].items()
+                for c, counts in per.items() for p in replica_problems(counts)]
+    table = markdown_table(results)
+    (out / "results.md").write_text(table)
+    print(table)
+    if problems:
+        log("FAILED: not exactly one replica per deployment at every level:\n  "
+            + "\n  ".join(problems))
+        return 1
+    log(f"wrote {out}/results.json, results.md")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,50 @@
+"""The fast-engine benchmark's parts (loadtests/fast_engine.py): the engine streams exactly the
+tokens asked for, the floor streams the same chunks as OpenAI SSE, and the Serve side is the
+shipped app with one replica per deployment and every answer from the engine."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+from fastapi.testclient import TestClient
+
+from loadtests.fast_engine import WORD, FastEngine, body, plain_app, serve_config
+from model_server.engine_protocol import EngineRequest, SamplingOptions
+
+
+def test_the_engine_streams_one_word_per_token_and_ends_at_the_length():
+    engine = FastEngine(None, None)
+    request = EngineRequest("r", [{"role": "user", "content": "hi"}], SamplingOptions(7, 0.2, 0.8))
+
+    async def collect():
+        return [chunk async for chunk in engine.chat(request)]
+
+    chunks = asyncio.run(collect())
+    assert [c.completion_tokens for c in chunks] == list(range(1, 8))
+    assert {c.text for c in chunks} == {WORD}
+    assert [c.finish_reason for c in chunks] == [None] * 6 + ["length"]
+
+
+def test_the_floor_streams_the_same_chunks_as_openai_sse():
+    with TestClient(plain_app()) as client:
+        response = client.post("/v1/chat/completions", json=body(5))
+    events = [line[6:] for line in response.text.splitlines() if line.startswith("data: ")]
+    assert events[-1] == "[DONE]"
+    chunks = [json.loads(e) for e in events[:-1]]
+    contents = [c["choices"][0]["delta"].get("content") for c in chunks if c["choices"]]
+    assert contents.count(WORD) == 5
+    assert chunks[-1]["usage"]["completion_tokens"] == 5
+
+
+def test_the_serve_side_is_the_shipped_app_with_the_fast_engine_and_no_shortcuts():
+    config = serve_config(8123)
+    app = config["applications"][0]
+    assert app["import_path"] == "loadtests.fast_engine:build_app"
+    assert {d["name"]: d["num_replicas"] for d in app["deployments"]} == {
+        "Ingress": 1, "TextModel": 1}
+    assert all("autoscaling_config" not in d for d in app["deployments"])
+    shops = app["args"]["shops"]
+    assert shops["response_cache"]["enabled"] is False
+    assert all(shop["curated_answers"]["enabled"] is False for shop in shops["catalog"])
+    assert config["http_options"]["port"] == 8123
