@@ -169,13 +169,15 @@ class Embedder:
 
     def query_vectors(self, texts: Sequence[str]) -> np.ndarray:
         """Vectors of shoppers' messages (blocking; cached): for tools and tests."""
-        missing = [t for t in dict.fromkeys(texts) if self.cached(t) is None]
-        if missing:
-            self._remember(missing, self._submit(missing, True).result())
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
-        return np.stack([self.cached(t) if self.cached(t) is not None
-                         else self._submit([t], True).result()[0] for t in texts])
+        vectors = {text: self.cached(text) for text in texts}
+        missing = [text for text, vector in vectors.items() if vector is None]
+        if missing:
+            computed = self._submit(missing, True).result()
+            self._remember(missing, computed)
+            vectors.update(zip(missing, computed))
+        return np.stack([vectors[text] for text in texts])
 
     async def prefetch(self, texts: Iterable[str]) -> bool:
         """Compute the vectors of `texts` off the event loop, so that the synchronous plan that
@@ -195,12 +197,15 @@ class Embedder:
         future = self._submit(missing, True)
         future.add_done_callback(lambda done: self._done(missing, done))
         try:
-            vectors = await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(future)),
-                                             self.max_wait_s)
+            await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(future)), self.max_wait_s)
         except asyncio.TimeoutError:
             self.skipped += 1
             return False
-        return vectors is not None
+        except Exception:  # noqa: BLE001 - a broken embedder costs understanding, not answers
+            logger.exception("embedding a message failed; it is understood by words alone")
+            self.skipped += 1
+            return False
+        return True
 
     def _done(self, texts: list[str], done: concurrent.futures.Future) -> None:
         """A prefetch's vectors are ready (in the worker thread; also after its message stopped
@@ -230,10 +235,14 @@ class Embedder:
             logger.info("embedding %d knowledge-base texts (%d already stored)",
                         len(todo), len(known))
             fresh: dict[str, np.ndarray] = {}
+            reported = time.monotonic()
             for start in range(0, len(todo), MAX_BATCH):
                 part = todo[start:start + MAX_BATCH]
                 vectors = self._submit([t for _, t in part], not passages).result()
                 fresh.update((k, v) for (k, _), v in zip(part, vectors))
+                if time.monotonic() - reported >= 10:  # progress on long work
+                    reported = time.monotonic()
+                    logger.info("embedded %d of %d knowledge-base texts", len(fresh), len(todo))
             self._store.put(fresh)
             known.update(fresh)
         if not texts:

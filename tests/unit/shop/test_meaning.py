@@ -90,12 +90,12 @@ def test_a_repeated_message_is_not_embedded_again_and_the_cache_is_bounded():
     assert embedder.cached("a") is None and embedder.cached("ccc") is not None
 
 
-def test_an_engine_error_reaches_every_waiter():
+def test_an_engine_error_reaches_every_blocking_waiter():
     embedder = embedder_with(CountingModel(fail=True))
     with pytest.raises(RuntimeError, match="engine broke"):
         embedder.query_vectors(["x"])
     with pytest.raises(RuntimeError, match="engine broke"):
-        asyncio.run(embedder.prefetch(["y"]))
+        embedder.entry_vectors(["y"])
 
 
 def test_entry_vectors_are_read_back_from_the_store_after_a_restart(tmp_path):
@@ -178,3 +178,8 @@ def test_on_the_event_loop_a_vector_not_prefetched_is_not_computed():
     vector, _ = asyncio.run(search_on_the_loop())
     assert vector is None and model.calls == []
     assert embedder.query_vector("never prefetched") is not None  # off the loop: computed
+
+
+def test_a_broken_embedder_leaves_the_message_to_words_not_to_an_error():
+    embedder = embedder_with(CountingModel(fail=True))
+    assert asyncio.run(embedder.prefetch(["x"])) is False and embedder.skipped == 1
