@@ -130,8 +130,11 @@ async def next_before(
     remaining = deadline - time.monotonic()
     if remaining <= 0:
         raise TimeoutError
+    # asyncio.timeout, not wait_for: on Python 3.11 wait_for wraps every call in a new task,
+    # which per streamed chunk cost ~4% of the ingress's CPU at GPU token rates (issue 22).
     try:
-        return await asyncio.wait_for(anext(stream), timeout=remaining)
+        async with asyncio.timeout(remaining):
+            return await anext(stream)
     except StopAsyncIteration:
         return None
 
