@@ -184,11 +184,23 @@ class ShopAssistant:
 
     def meaning_queries(self, messages: list[dict[str, Any]]) -> list[str]:
         """The texts `plan` compares by meaning (the latest message, the previous shopper turn):
-        what to prefetch off the event loop. Empty when the shop compares words only."""
+        what to prefetch off the event loop. Empty when the shop compares words only, and when
+        `plan` will not search: a hand-off, or a written FAQ question answered as written (the
+        hot questions of a peak must not wait for an embedding they do not use)."""
         if self.knowledge.embedder is None:
             return []
         conversation = Conversation.from_messages(messages)
-        texts = [conversation.normalized_latest]
+        latest = conversation.normalized_latest
+        if self._rules.reason_for(latest, list(conversation.assistant_turns)) is not None:
+            return []
+        curated = self.config.curated_answers
+        if curated.enabled and may_use_curated(conversation):
+            _, written = self.knowledge.exact_question(latest, self._clock())
+            language = conversation.reply_language(self.config.languages,
+                                                   self.config.default_language)
+            if exact_match(written, curated, language) is not None:
+                return []
+        texts = [latest]
         if self._uses_history(conversation):
             texts.append(conversation.earlier_user_turns[-1])
         return [t for t in texts if t.strip()]

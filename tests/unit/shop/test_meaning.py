@@ -183,3 +183,15 @@ def test_on_the_event_loop_a_vector_not_prefetched_is_not_computed():
 def test_a_broken_embedder_leaves_the_message_to_words_not_to_an_error():
     embedder = embedder_with(CountingModel(fail=True))
     assert asyncio.run(embedder.prefetch(["x"])) is False and embedder.skipped == 1
+
+
+def test_only_messages_the_plan_searches_are_embedded(apparel):
+    # A written FAQ question is answered as written, a hand-off without search: no vector.
+    assert apparel.meaning_queries([{"role": "user", "content": "包邮吗"}]) == []
+    assert apparel.meaning_queries([{"role": "user", "content": "转人工"}]) == []
+    # The latest message as the plan searches it: normalised (full-width marks folded).
+    assert apparel.meaning_queries([{"role": "user", "content": "衣服尺码不合适的话可以退吗？"}]) \
+        == ["衣服尺码不合适的话可以退吗?"]
+    follow_up = [{"role": "user", "content": "包邮吗"}, {"role": "assistant", "content": "包邮。"},
+                 {"role": "user", "content": "那新疆呢？"}]
+    assert apparel.meaning_queries(follow_up) == ["那新疆呢?", "包邮吗"]
