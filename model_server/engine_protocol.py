@@ -9,7 +9,7 @@ this module without pulling in vLLM or torch.
 from __future__ import annotations
 
 import abc
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -46,6 +46,14 @@ class GenerationChunk:
     prompt_tokens: int
     completion_tokens: int
     finish_reason: str | None = None
+
+    @staticmethod
+    def merged(chunks: Sequence[GenerationChunk]) -> GenerationChunk:
+        """Consecutive chunks as one (common/coalesce.py): their text, the last counts and
+        finish reason (counts are cumulative)."""
+        last = chunks[-1]
+        return GenerationChunk("".join(c.text for c in chunks), last.prompt_tokens,
+                               last.completion_tokens, last.finish_reason)
 
 
 @dataclass(frozen=True)

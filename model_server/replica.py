@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator, Callable
 from ray import serve
 
 from configs.schema import ModelConfig
+from common.coalesce import coalesced
 from common.serve_logging import use_serve_logging
 from model_server.engine_protocol import (
     ChatEngine,
@@ -102,7 +103,9 @@ class ModelDeployment:
         logger.info("request %s accepted", request.request_id)
         yield ReplicaAccepted()
         try:
-            async for chunk in self._engine.chat(request):
+            # One message to the ingress per batch of chunks that waited together, not per
+            # token (common/coalesce.py): the first goes at once, nothing waits for company.
+            async for chunk in coalesced(self._engine.chat(request), GenerationChunk.merged):
                 yield chunk
         except EngineUnavailableError:
             self._leave(f"request {request.request_id}")

@@ -30,6 +30,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
+from common.coalesce import coalesced
 from common.model_source import ModelNotAvailableError, resolve_model_path
 from configs.schema import AppConfig, ModelConfig
 from model_server.engine_protocol import EngineRequest, GenerationChunk
@@ -191,7 +192,9 @@ class ChatService:
         reply = chat.plan.reply
         if reply is not None:
             return replay(reply, REPLAY_CHUNK_CHARS if chat.plan.replayed else len(reply) or 1)
-        return self._streamers[chat.route.modality](chat.engine_request)
+        # One SSE event (and one metrics update) per batch of chunks that waited together.
+        return coalesced(self._streamers[chat.route.modality](chat.engine_request),
+                         GenerationChunk.merged)
 
     async def open_stream(self, chat: PreparedChat) -> ChatStream:
         """Start a streaming request; raise (mapped to a status code) if its first chunk fails."""
