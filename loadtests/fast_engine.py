@@ -46,6 +46,8 @@ from model_server.engine_protocol import ChatEngine, EngineRequest, GenerationCh
 
 MS_PER_TOKEN_ENV = "CS_FAST_ENGINE_MS_PER_TOKEN"
 WORD = " token"  # one token per chunk, as vLLM streams by default
+GPU_CONFIG = PROJECT_ROOT / "configs" / "production-gpu.yaml"
+GPU_REQUEST_LIMITS = ("max_ongoing_requests", "max_queued_requests")
 QUESTION = "Is shipping free to Xinjiang if I order two hoodies?"  # grounded; the model answers
 
 
@@ -127,9 +129,17 @@ def serve_config(port: int) -> dict:
     from loadtests.benchmark import TextModelSettings
 
     settings = TextModelSettings.load()
-    config = settings.serve_config_for_benchmark(port, with_shops=True)
-    config = copy.deepcopy(config)
-    config["applications"][0]["import_path"] = "loadtests.fast_engine:build_app"
+    config = copy.deepcopy(settings.serve_config_for_benchmark(port, with_shops=True))
+    app = config["applications"][0]
+    app["import_path"] = "loadtests.fast_engine:build_app"
+    # The engine stands in for a GPU's, so the text replica takes requests as the GPU config's
+    # does: the CPU config's 16 open requests (its engine's batch) would queue and refuse
+    # streams at c=32 and c=64 and measure the queue, not the path.
+    gpu = yaml.safe_load(GPU_CONFIG.read_text())["applications"][0]["deployments"]
+    limits = next(d for d in gpu if d["name"] == settings.model.deployment_name)
+    for deployment in app["deployments"]:
+        if deployment["name"] == settings.model.deployment_name:
+            deployment.update({k: limits[k] for k in GPU_REQUEST_LIMITS})
     return config
 
 

@@ -48,3 +48,10 @@ def test_the_serve_side_is_the_shipped_app_with_the_fast_engine_and_no_shortcuts
     assert shops["response_cache"]["enabled"] is False
     assert all(shop["curated_answers"]["enabled"] is False for shop in shops["catalog"])
     assert config["http_options"]["port"] == 8123
+
+
+def test_the_text_replica_takes_as_many_requests_as_a_gpu_replica_so_no_level_queues():
+    app = serve_config(8123)["applications"][0]
+    text = next(d for d in app["deployments"] if d["name"] == "TextModel")
+    assert text["max_ongoing_requests"] >= 64  # the highest level streams at once
+    assert text["max_queued_requests"] >= 64
