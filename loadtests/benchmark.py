@@ -50,7 +50,6 @@ from importlib import metadata
 from pathlib import Path
 
 import aiohttp
-import httpx
 import yaml
 
 from configs.serve_env import load_serve_env
@@ -67,7 +66,7 @@ from loadtests.bench_report import markdown, plot, update_benchmark_page
 from loadtests.bench_workloads import WORKLOADS, BenchWorkload, plain_workload, shop_workload
 from loadtests.serve_status import ServeStatus
 from loadtests.server_process import ServerProcess, free_port, url_answers
-from loadtests.sse_client import measure_sse
+from loadtests.sse_client import StreamResult, measure_sse
 from loadtests.stats import percentile
 
 MODEL_DIR = PROJECT_ROOT / ".models" / "qwen3-0.6b-dummy"
@@ -257,17 +256,30 @@ class LevelResult:
     client_cpu_of_busy: float  # client CPU seconds / all busy CPU seconds on the machine
     cores_by_role: dict[str, float] = field(default_factory=dict)  # server processes
     errors: dict[str, int] = field(default_factory=dict)  # "status code" -> failed requests
+    # With run_level(token_chars=...) only (every token the same text, as FastEngine's): the
+    # time per token a chunk's gap stood for (gap / tokens it carried, once per token), and the
+    # tokens an SSE event carried on average.
+    itl_per_token_p50_s: float | None = None
+    itl_per_token_p99_s: float | None = None
+    tokens_per_event: float | None = None
 
 
-async def stream_once(client: httpx.AsyncClient, body: dict, headers: dict[str, str]):
+async def stream_once(session: aiohttp.ClientSession, body: dict, headers: dict[str, str]):
+    """One streamed request, each SSE line stamped with when its bytes arrived. aiohttp and
+    whole reads, not httpx line by line: at GPU token rates (loadtests/fast_engine.py) httpx's
+    per-line parsing took a core on this 2-core machine and capped the server under test."""
     started = time.perf_counter()
     lines: list[tuple[str, float]] = []
-    async with client.stream("POST", "/v1/chat/completions", json=body,
-                             headers=headers) as response:
-        async for line in response.aiter_lines():
-            lines.append((line, time.perf_counter()))
+    async with session.post("/v1/chat/completions", json=body, headers=headers) as response:
+        rest = b""
+        async for data in response.content.iter_any():
+            now = time.perf_counter()
+            *complete, rest = (rest + data).split(b"\n")
+            lines.extend((line.decode(), now) for line in complete)
+        if rest:
+            lines.append((rest.decode(), time.perf_counter()))
     times = iter(t for line, t in lines if line.startswith("data: "))
-    return measure_sse(response.status_code, [line for line, _ in lines], started,
+    return measure_sse(response.status, [line for line, _ in lines], started,
                        clock=lambda: next(times))
 
 
@@ -275,18 +287,18 @@ RequestFor = Callable[[int], tuple[dict, dict[str, str]]]  # request index -> (b
 
 
 async def run_level(url: str, request_for: RequestFor, concurrency: int,
-                    requests: int) -> LevelResult:
+                    requests: int, token_chars: int | None = None) -> LevelResult:
     queue = list(range(requests))
     results = []
 
-    async def worker(client: httpx.AsyncClient) -> None:
+    async def worker(session: aiohttp.ClientSession) -> None:
         while queue:
             body, headers = request_for(queue.pop(0))
-            results.append(await stream_once(client, body, headers))
+            results.append(await stream_once(session, body, headers))
 
-    limits = httpx.Limits(max_connections=concurrency + 4)
-    async with httpx.AsyncClient(base_url=url, timeout=BENCHMARK_TIMEOUT_S,
-                                 limits=limits) as client:
+    connector = aiohttp.TCPConnector(limit=concurrency + 4)
+    timeout = aiohttp.ClientTimeout(total=BENCHMARK_TIMEOUT_S)
+    async with aiohttp.ClientSession(url, connector=connector, timeout=timeout) as client:
         processes0 = process_cpu.snapshot(exclude_pid=os.getpid())
         cpu0, busy0, wall0 = client_cpu_s(), machine_busy_s(), time.perf_counter()
         await asyncio.gather(*(worker(client) for _ in range(concurrency)))
@@ -301,13 +313,31 @@ async def run_level(url: str, request_for: RequestFor, concurrency: int,
     itl = [gap for r in ok for gap in r.itl_s]
     tokens = sum(r.completion_tokens for r in ok)
     errors = Counter(f"{r.status} {r.error_code or ''}".strip() for r in results if not r.ok)
-    return LevelResult(
+    level = LevelResult(
         concurrency, len(results), len(results) - len(ok), wall, tokens,
         round(sum(r.prompt_tokens for r in ok) / len(ok)), tokens / wall,
         len(ok) / wall, percentile(ttft, 0.5), percentile(ttft, 0.99), percentile(itl, 0.5),
         percentile(itl, 0.99), cpu / wall, cpu / busy if busy > 0 else 0.0, roles,
         dict(errors),
     )
+    if token_chars:
+        per_token = per_token_gaps(ok, token_chars)
+        level.itl_per_token_p50_s = percentile(per_token, 0.5)
+        level.itl_per_token_p99_s = percentile(per_token, 0.99)
+        events = sum(len(r.itl_chars) + 1 for r in ok if r.ttft_s is not None)
+        level.tokens_per_event = round(tokens / events, 2) if events else None
+    return level
+
+
+def per_token_gaps(results: list[StreamResult], token_chars: int) -> list[float]:
+    """Each content chunk's gap split evenly over the tokens it carried: a chunk of 3 tokens
+    40 ms after the previous one delivered a token every 13.3 ms."""
+    gaps = []
+    for result in results:
+        for gap, chars in zip(result.itl_s, result.itl_chars):
+            count = max(1, chars // token_chars)
+            gaps.extend([gap / count] * count)
+    return gaps
 
 
 def replica_problems(counts: dict[str, dict]) -> list[str]:

@@ -161,11 +161,19 @@ def summary(level: dict) -> dict:
         "server_cpu_ms_per_1k_tokens": per_k(server_cores),
         "by_role_cpu_ms_per_1k_tokens": {role: per_k(share) for role, share in roles.items()
                                          if share >= 0.01},
-        "ttft_p50_ms": level["ttft_p50_s"] and round(level["ttft_p50_s"] * 1000, 1),
-        "itl_p50_ms": level["itl_p50_s"] and round(level["itl_p50_s"] * 1000, 2),
-        "itl_p99_ms": level["itl_p99_s"] and round(level["itl_p99_s"] * 1000, 2),
+        "ttft_p50_ms": ms(level["ttft_p50_s"], 1),
+        "itl_p50_ms": ms(level["itl_p50_s"]),
+        "itl_p99_ms": ms(level["itl_p99_s"]),
+        "per_token_itl_p50_ms": ms(level["itl_per_token_p50_s"]),
+        "per_token_itl_p99_ms": ms(level["itl_per_token_p99_s"]),
+        "tokens_per_event": level["tokens_per_event"],
+        "client_cores": round(level["client_cpu_core_share"], 2),
         "failed": level["failed"],
     }
+
+
+def ms(seconds: float | None, digits: int = 2) -> float | None:
+    return None if seconds is None else round(seconds * 1000, digits)
 
 
 def markdown_table(results: dict) -> str:
@@ -174,14 +182,17 @@ def markdown_table(results: dict) -> str:
     for name, levels in results["runs"].items():
         lines += [f"## {name}", "",
                   "| c | delivered tok/s | server CPU-ms / 1k tok | TTFT p50 ms | "
-                  "inter-token p50 / p99 ms | by role (CPU-ms / 1k tok) |",
-                  "|---|---|---|---|---|---|"]
+                  "inter-event p50 / p99 ms | per token p50 / p99 ms | tokens per event | "
+                  "client cores | by role (CPU-ms / 1k tok) |",
+                  "|---|---|---|---|---|---|---|---|---|"]
         for s in levels:
             roles = ", ".join(f"{r} {v}" for r, v in sorted(
                 s["by_role_cpu_ms_per_1k_tokens"].items(), key=lambda kv: -(kv[1] or 0)))
             lines.append(f"| {s['concurrency']} | {s['tokens_per_s']:,} | "
                          f"{s['server_cpu_ms_per_1k_tokens']} | {s['ttft_p50_ms']} | "
-                         f"{s['itl_p50_ms']} / {s['itl_p99_ms']} | {roles} |")
+                         f"{s['itl_p50_ms']} / {s['itl_p99_ms']} | "
+                         f"{s['per_token_itl_p50_ms']} / {s['per_token_itl_p99_ms']} | "
+                         f"{s['tokens_per_event']} | {s['client_cores']} | {roles} |")
         lines.append("")
     return "\n".join(lines)
 
@@ -242,7 +253,7 @@ def main(argv: list[str] | None = None) -> int:
             for c in concurrencies:
                 log(f"{name}: {c} streams ...")
                 level = asdict(asyncio.run(run_level(url, lambda i: (request, {}), c,
-                                                     requests_for(c))))
+                                                     requests_for(c), len(WORD))))
                 rows.append(summary(level))
                 replicas[str(c)] = {n: asdict(r) for n, r in status.deployments().items()}
                 log(f"  {rows[-1]}")
@@ -262,7 +273,7 @@ def main(argv: list[str] | None = None) -> int:
         rows = []
         for c in levels:
             level = asdict(asyncio.run(run_level(url, lambda i: (request, {}), c,
-                                                 requests_for(c))))
+                                                 requests_for(c), len(WORD))))
             rows.append(summary(level))
             log(f"plain uvicorn {c}: {rows[-1]}")
         results["runs"]["plain uvicorn, same chunks"] = rows

@@ -25,7 +25,7 @@ ROLES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("HAProxy and its manager", ("haproxy -f", "haproxy-serve", "HAProxyManager")),
     ("Serve controller", ("ServeController",)),
     ("vllm serve API server", ("vllm.entrypoints.openai.api_server",)),
-    ("plain uvicorn", ("loadtests.plain_ingress",)),
+    ("plain uvicorn", ("loadtests.plain_ingress", "loadtests.fast_engine:plain_app")),
     ("raylet", ("raylet",)),
     ("GCS", ("gcs_server",)),
     ("Ray dashboard and agents", ("dashboard", "DashboardAgent", "RuntimeEnvAgent",

@@ -22,6 +22,9 @@ class StreamResult:
     status: int
     ttft_s: float | None = None
     itl_s: list[float] = field(default_factory=list)
+    # Characters of the content chunk that ended each gap of itl_s (a chunk may carry several
+    # tokens once the server batches them: loadtests/fast_engine.py turns gaps into per-token).
+    itl_chars: list[int] = field(default_factory=list)
     e2e_s: float | None = None
     prompt_tokens: int = 0
     completion_tokens: int = 0
@@ -66,6 +69,7 @@ def measure_sse(
                     result.ttft_s = now - started
                 else:
                     result.itl_s.append(now - last_content)
+                    result.itl_chars.append(len(text))
                 last_content = now
     result.content = "".join(pieces)
     return result

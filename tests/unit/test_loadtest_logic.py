@@ -244,6 +244,19 @@ def test_sse_measurement_of_a_complete_stream():
     assert (result.prompt_tokens, result.completion_tokens) == (9, 2)
 
 
+def test_a_batched_chunk_counts_as_its_tokens_in_the_per_token_gaps():
+    from loadtests.benchmark import per_token_gaps
+
+    word = " token"
+    lines = [f'data: {{"choices":[{{"delta":{{"content":"{text}"}}}}]}}'
+             for text in (word, word * 3, word)] + ["data: [DONE]"]
+    result = measure_sse(200, lines, started=0.0, clock=clock(1.0, 1.06, 1.08, 1.1))
+    assert result.itl_chars == [3 * len(word), len(word)]
+    gaps = per_token_gaps([result], len(word))
+    # 60 ms for three tokens is 20 ms per token, three times; then one token in 20 ms.
+    assert gaps == [pytest.approx(0.02)] * 4
+
+
 def test_sse_in_band_error_and_truncated_stream_are_failures():
     errored = measure_sse(200, ['data: {"choices":[{"delta":{"content":"a"}}]}',
                                 'data: {"error":{"code":"request_timeout"}}', "data: [DONE]"],
