@@ -1,12 +1,17 @@
-"""Coalescing a token stream: forward whatever chunks are ready as one chunk (issue 22).
+"""Coalescing a token stream: forward the chunks that are ready as one chunk (issue 22).
 
 At GPU token rates the request path pays per message, not per token: one gRPC message from the
 model replica to the ingress, one SSE event from the ingress to the shopper. A pump task reads
-the source stream as fast as it yields into a queue; the consumer takes the first chunk waiting
-and everything else already waiting (up to `max_chunks`), merged into one. There is no time
-window: the first chunk goes at once, and a stream whose consumer keeps up is forwarded chunk by
-chunk as before; chunks merge only while the consumer is busy sending the previous one, which is
-exactly when sending each one separately would fall behind.
+the source stream into a queue as fast as it yields; the consumer takes the first chunk waiting
+and everything else already waiting (up to `max_chunks`), merged into one.
+
+- The stream's first chunk always goes at once (time to first token is never traded).
+- With `max_delay_s` 0 nothing waits for company: chunks merge only while the consumer is busy
+  sending the previous one, which is exactly when sending each one alone would fall behind.
+- With `max_delay_s` > 0, a later chunk that finds the consumer idle waits up to that long for
+  the next ones (until `max_chunks` are waiting or the source ends), so a steady stream of one
+  token per decode step travels as one message per `max_delay_s` instead of one per token.
+  A consumer that is already behind never waits: what is ready goes at once.
 
 Closing the coalesced stream (the client went away) cancels the pump and closes the source, so
 an engine request is aborted as it was without coalescing. An error of the source reaches the
@@ -25,23 +30,39 @@ _END = object()
 
 
 async def coalesced(source: AsyncIterator[T], merge: Callable[[Sequence[T]], T],
-                    max_chunks: int = 64) -> AsyncIterator[T]:
-    """`source`'s items, each yielded item the merge of those that were waiting together."""
+                    max_chunks: int = 64, max_delay_s: float = 0.0) -> AsyncIterator[T]:
+    """`source`'s items, each yielded item the merge of those that travel together."""
     queue: asyncio.Queue = asyncio.Queue()
+    # Set by the pump when a waiting consumer should stop waiting: a batch is full or the
+    # source ended. Only used with max_delay_s > 0.
+    full = asyncio.Event()
 
     async def pump() -> None:
         try:
             async for item in source:
                 queue.put_nowait(item)
+                if queue.qsize() + 1 >= max_chunks:  # with the one the consumer holds
+                    full.set()
         except Exception as exc:  # noqa: BLE001 - handed to the consumer, in order
             queue.put_nowait(_Failure(exc))
-            return
-        queue.put_nowait(_END)
+        else:
+            queue.put_nowait(_END)
+        full.set()
 
     task = asyncio.get_running_loop().create_task(pump())
+    first = True
     try:
         while True:
             items = [await queue.get()]
+            if max_delay_s > 0 and not first and queue.empty() and not _is_mark(items[0]):
+                # Idle consumer, steady stream: hold this chunk briefly for the next ones.
+                full.clear()
+                try:
+                    async with asyncio.timeout(max_delay_s):
+                        await full.wait()
+                except TimeoutError:
+                    pass
+            first = False
             while len(items) < max_chunks and not queue.empty() and not _is_mark(items[-1]):
                 items.append(queue.get_nowait())
             done = _is_mark(items[-1])

@@ -112,6 +112,24 @@ class ReplicaWait(_Strict):
     )
 
 
+class StreamBatching(_Strict):
+    """How a model's streamed tokens travel to the shopper (common/coalesce.py): tokens that are
+    ready together travel as one gRPC message from the replica and one SSE event to the client,
+    because the path's cost is per message, not per token (docs/benchmarks/request-path.md,
+    "At GPU token rates"). The first token always goes at once."""
+
+    max_delay_ms: float = Field(
+        0.0, ge=0, le=200, description="How long the replica may hold a token for the next ones "
+        "when nothing else is waiting. 0: only tokens that were ready together are merged (a "
+        "stream whose consumer keeps up goes token by token). Above the engine's decode step "
+        "(~20 ms on a GPU) a steady stream travels as one message per max_delay_ms; each token "
+        "is at most that late."
+    )
+    max_tokens: int = Field(
+        64, ge=1, le=4096, description="Most engine chunks (tokens) merged into one message."
+    )
+
+
 class ModelConfig(_Strict):
     """One model deployment: which weights, which modality, how its engine runs."""
 
@@ -135,6 +153,7 @@ class ModelConfig(_Strict):
     engine: EngineConfig
     sampling: SamplingDefaults = Field(default_factory=SamplingDefaults)
     replica_wait: ReplicaWait = Field(default_factory=ReplicaWait)
+    stream_batching: StreamBatching = Field(default_factory=StreamBatching)
 
     @model_validator(mode="after")
     def _images_only_for_vision(self) -> ModelConfig:

@@ -103,9 +103,11 @@ class ModelDeployment:
         logger.info("request %s accepted", request.request_id)
         yield ReplicaAccepted()
         try:
-            # One message to the ingress per batch of chunks that waited together, not per
-            # token (common/coalesce.py): the first goes at once, nothing waits for company.
-            async for chunk in coalesced(self._engine.chat(request), GenerationChunk.merged):
+            # One message to the ingress per batch of tokens, not per token: the model's
+            # stream_batching (common/coalesce.py); the first token goes at once.
+            batching = self._model.stream_batching
+            async for chunk in coalesced(self._engine.chat(request), GenerationChunk.merged,
+                                         batching.max_tokens, batching.max_delay_ms / 1000):
                 yield chunk
         except EngineUnavailableError:
             self._leave(f"request {request.request_id}")

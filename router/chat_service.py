@@ -102,6 +102,7 @@ class ChatService:
         self._config = config
         self._limits = config.limits
         self._streamers = streamers
+        self._batch_tokens = {m.modality: m.stream_batching.max_tokens for m in config.models}
         self._started = int(time.time())
         self._weights = {m.name: served_weights(m) for m in config.models}
         self.shops = shops if shops is not None else NoShops()
@@ -192,9 +193,12 @@ class ChatService:
         reply = chat.plan.reply
         if reply is not None:
             return replay(reply, REPLAY_CHUNK_CHARS if chat.plan.replayed else len(reply) or 1)
-        # One SSE event (and one metrics update) per batch of chunks that waited together.
-        return coalesced(self._streamers[chat.route.modality](chat.engine_request),
-                         GenerationChunk.merged)
+        # One SSE event (and one metrics update) per batch: what the replica sent together,
+        # and what arrived while the previous event was being sent (never held for company
+        # here: the replica's stream_batching.max_delay_ms is the only delay on the path).
+        modality = chat.route.modality
+        return coalesced(self._streamers[modality](chat.engine_request), GenerationChunk.merged,
+                         self._batch_tokens[modality])
 
     async def open_stream(self, chat: PreparedChat) -> ChatStream:
         """Start a streaming request; raise (mapped to a status code) if its first chunk fails."""

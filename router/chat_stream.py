@@ -75,9 +75,10 @@ class ChatStream:
             chunk = self._first
             while chunk is not None:
                 last = chunk
+                before = measured.completion_tokens
                 measured.tokens(chunk.prompt_tokens, chunk.completion_tokens)
                 if chunk.text:
-                    measured.content_sent()
+                    measured.content_sent(chunk.completion_tokens - before)
                     pieces.append(chunk.text)
                     yield event({"content": chunk.text})
                 if chunk.finish_reason is not None:

@@ -97,7 +97,9 @@ TTFT = MetricSpec(
     ("model", "route"), TTFT_BUCKETS_S)
 ITL = MetricSpec(
     "cs_inter_token_latency_seconds", "histogram",
-    "Streamed requests: gap between consecutive content chunks sent to the client.",
+    "Streamed requests: gap between consecutive content chunks sent to the client, divided by "
+    "the tokens the later chunk carried (tokens travel in batches at GPU rates); one "
+    "observation per chunk.",
     ("model", "route"), ITL_BUCKETS_S)
 E2E = MetricSpec(
     "cs_e2e_latency_seconds", "histogram",
@@ -287,6 +289,10 @@ class RequestMetrics:
         self.finished = False
 
     @property
+    def completion_tokens(self) -> int:
+        return self._completion_tokens
+
+    @property
     def total_tokens(self) -> int:
         return self._prompt_tokens + self._completion_tokens
 
@@ -326,14 +332,15 @@ class RequestMetrics:
     def image_fetched(self, seconds: float, outcome: str) -> None:
         self._metrics.image_fetched(seconds, outcome)
 
-    def content_sent(self) -> None:
-        """A chunk carrying generated text was handed to the client."""
+    def content_sent(self, tokens: int = 1) -> None:
+        """A chunk carrying generated text (`tokens` of them; a fixed reply's piece counts as
+        one) was handed to the client. Once per chunk, never per token (issue 22)."""
         now = time.monotonic()
         labels = {"model": self._model, "route": self._route}
         if self._last_content is None:
             self._metrics.record(TTFT, now - self._started, **labels)
         else:
-            self._metrics.record(ITL, now - self._last_content, **labels)
+            self._metrics.record(ITL, (now - self._last_content) / max(1, tokens), **labels)
         self._last_content = now
 
     def tokens(self, prompt_tokens: int, completion_tokens: int) -> None:

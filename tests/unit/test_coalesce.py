@@ -89,3 +89,45 @@ def test_closing_early_stops_the_pump_and_closes_the_source():
 
     closed, pending = asyncio.run(run())
     assert closed == [True] and pending == []
+
+
+async def steady_source(items, every_s: float):
+    for item in items:
+        await asyncio.sleep(every_s)
+        yield item
+
+
+def test_with_a_delay_a_steady_stream_travels_in_fewer_chunks_and_the_first_alone():
+    async def run():
+        stream = coalesced(steady_source(list("abcdefgh"), 0.005), join, max_delay_s=0.05)
+        return [item async for item in stream]
+
+    out = asyncio.run(run())
+    assert out[0] == "a"  # never held for company
+    assert "".join(out) == "abcdefgh"
+    assert len(out) <= 4  # 7 later chunks 5 ms apart, held up to 50 ms: a few batches
+
+
+def test_the_end_of_the_source_releases_a_held_chunk_at_once():
+    async def run():
+        loop = asyncio.get_running_loop()
+        stream = coalesced(steady_source(["a", "b"], 0.001), join, max_delay_s=5.0)
+        started = loop.time()
+        out = [item async for item in stream]
+        return out, loop.time() - started
+
+    out, elapsed = asyncio.run(run())
+    assert out == ["a", "b"] and elapsed < 2.0  # not the 5 s window
+
+
+def test_a_full_batch_goes_without_waiting_out_the_delay():
+    async def run():
+        loop = asyncio.get_running_loop()
+        stream = coalesced(steady_source(list("abcde"), 0.002), join, max_chunks=2,
+                           max_delay_s=5.0)
+        started = loop.time()
+        out = [item async for item in stream]
+        return out, loop.time() - started
+
+    out, elapsed = asyncio.run(run())
+    assert out == ["a", "bc", "de"] and elapsed < 2.0  # each batch left when it had two

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import time
 
 import pytest
 from fastapi.testclient import TestClient
@@ -130,7 +131,8 @@ def test_non_streaming_text_request(stack, local_config):
     assert stack.value("cs_requests_in_flight", **labels) == 0
 
 
-def test_streamed_request_records_ttft_and_each_gap(stack, local_config):
+def test_streamed_request_records_ttft_and_each_gap(local_config):
+    stack = Stack(local_config, FakeBehaviour(token_delay_s=0.01))  # tokens arrive apart
     model = model_for(local_config, "text").name
     with stack.client.stream("POST", URL, json=text_body(stream=True)) as response:
         assert response.status_code == 200
@@ -142,6 +144,34 @@ def test_streamed_request_records_ttft_and_each_gap(stack, local_config):
     assert stack.value("cs_completion_tokens_total", **labels) == 4
     assert stack.value("cs_requests_total", status="200", **labels) == 1
     assert stack.value("cs_requests_in_flight", **labels) == 0
+
+
+def test_tokens_ready_together_travel_as_one_event(local_config):
+    stack = Stack(local_config)  # the fake engine's 4 tokens are all ready at once
+    model = model_for(local_config, "text").name
+    with stack.client.stream("POST", URL, json=text_body(stream=True)) as response:
+        events = [json.loads(line[6:]) for line in response.iter_lines()
+                  if line.startswith("data: {")]
+    contents = [e["choices"][0]["delta"].get("content") for e in events if e["choices"]]
+    assert [c for c in contents if c] == ["Your order ships today."]
+    labels = {"model": model, "route": "text"}
+    assert stack.value("cs_time_to_first_token_seconds_count", **labels) == 1
+    assert stack.value("cs_inter_token_latency_seconds_count", **labels) == 0
+    assert stack.value("cs_completion_tokens_total", **labels) == 4
+
+
+def test_a_chunk_of_several_tokens_is_one_gap_observation_per_token_time(local_config):
+    metrics, registry = recording_metrics(local_config)
+    model = model_for(local_config, "text").name
+    request = metrics.start()
+    request.routed(model, "text", stream=True)
+    request.content_sent(1)
+    time.sleep(0.06)
+    request.content_sent(3)  # three tokens in 60 ms: 20 ms per token
+    labels = {"model": model, "route": "text"}
+    assert registry.get_sample_value("cs_inter_token_latency_seconds_count", labels) == 1
+    per_token = registry.get_sample_value("cs_inter_token_latency_seconds_sum", labels)
+    assert 0.019 <= per_token < 0.06
 
 
 def test_vision_request_counts_images_and_preprocessing(stack, local_config):
