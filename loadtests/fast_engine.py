@@ -52,35 +52,81 @@ QUESTION = "Is shipping free to Xinjiang if I order two hoodies?"  # grounded; t
 
 
 class FastEngine(ChatEngine):
-    """Yields `max_tokens` one-word chunks, as fast as the event loop allows or paced at
-    $CS_FAST_ENGINE_MS_PER_TOKEN per token (read when the replica starts)."""
+    """An engine that is never the bottleneck, shaped like vLLM's on a GPU.
+
+    One step loop serves every open request, as a GPU engine decodes its whole batch per step:
+    each step gives every open request one more token, then waits `$CS_FAST_ENGINE_MS_PER_TOKEN`
+    (read when the replica starts; 0: only yields the event loop). A request's tokens go into
+    its own collector, and `chat()` yields whatever collected since it last looked as one chunk,
+    as vLLM's AsyncLLM does with DELTA outputs (RequestOutputCollector): a consumer that falls
+    behind gets merged chunks and never slows the steps."""
 
     def __init__(self, model, model_path):
         self.model = model
         self.seconds_per_token = float(os.environ.get(MS_PER_TOKEN_ENV, "0") or 0) / 1000
+        self._open: dict[int, _Collector] = {}
+        self._steps: asyncio.Task | None = None
 
     async def start(self) -> None:
         return None
 
     async def chat(self, request: EngineRequest) -> AsyncIterator[GenerationChunk]:
-        count = request.sampling.max_tokens
         prompt_tokens = sum(len(str(m.get("content", ""))) // 4 for m in request.messages)
+        collector = _Collector(request.sampling.max_tokens, prompt_tokens)
+        self._open[id(collector)] = collector
+        if self._steps is None or self._steps.done():
+            self._steps = asyncio.get_running_loop().create_task(self._step_loop())
+        try:
+            while True:
+                chunk = await collector.get()
+                yield chunk
+                if chunk.finish_reason is not None:
+                    return
+        finally:
+            self._open.pop(id(collector), None)
+
+    async def _step_loop(self) -> None:
         loop = asyncio.get_running_loop()
         next_at = loop.time()
-        for i in range(count):
+        while self._open:
+            for collector in list(self._open.values()):
+                collector.step()
             if self.seconds_per_token:
-                next_at += self.seconds_per_token
-                await asyncio.sleep(max(0.0, next_at - loop.time()))
+                next_at = max(next_at + self.seconds_per_token, loop.time())
+                await asyncio.sleep(next_at - loop.time())
             else:
-                await asyncio.sleep(0)  # yield: other streams share the loop, as in an engine
-            yield GenerationChunk(WORD, prompt_tokens, i + 1,
-                                  "length" if i == count - 1 else None)
+                await asyncio.sleep(0)
 
     async def check_health(self) -> None:
         return None
 
     async def shutdown(self) -> None:
-        return None
+        if self._steps is not None:
+            self._steps.cancel()
+
+
+class _Collector:
+    """One request's tokens not yet taken, merged (vLLM's RequestOutputCollector, DELTA)."""
+
+    def __init__(self, max_tokens: int, prompt_tokens: int):
+        self.max_tokens, self.prompt_tokens = max_tokens, prompt_tokens
+        self.made = 0
+        self.waiting = 0
+        self.ready = asyncio.Event()
+
+    def step(self) -> None:
+        if self.made < self.max_tokens:
+            self.made += 1
+            self.waiting += 1
+            self.ready.set()
+
+    async def get(self) -> GenerationChunk:
+        await self.ready.wait()
+        self.ready.clear()
+        count, self.waiting = self.waiting, 0
+        done = self.made >= self.max_tokens
+        return GenerationChunk(WORD * count, self.prompt_tokens, self.made,
+                               "length" if done else None)
 
 
 def build_app(args: dict[str, Any]):

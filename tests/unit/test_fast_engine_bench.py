@@ -13,17 +13,38 @@ from loadtests.fast_engine import WORD, FastEngine, body, plain_app, serve_confi
 from model_server.engine_protocol import EngineRequest, SamplingOptions
 
 
+def request(max_tokens: int) -> EngineRequest:
+    return EngineRequest("r", [{"role": "user", "content": "hi"}],
+                         SamplingOptions(max_tokens, 0.2, 0.8))
+
+
 def test_the_engine_streams_one_word_per_token_and_ends_at_the_length():
     engine = FastEngine(None, None)
-    request = EngineRequest("r", [{"role": "user", "content": "hi"}], SamplingOptions(7, 0.2, 0.8))
 
     async def collect():
-        return [chunk async for chunk in engine.chat(request)]
+        return [chunk async for chunk in engine.chat(request(7))]
 
     chunks = asyncio.run(collect())
     assert [c.completion_tokens for c in chunks] == list(range(1, 8))
     assert {c.text for c in chunks} == {WORD}
     assert [c.finish_reason for c in chunks] == [None] * 6 + ["length"]
+
+
+def test_a_consumer_that_falls_behind_gets_merged_chunks_and_no_token_is_lost():
+    engine = FastEngine(None, None)
+    engine.seconds_per_token = 0.002  # steps keep their pace whatever the consumer does
+
+    async def slow_consumer():
+        chunks = []
+        async for chunk in engine.chat(request(20)):
+            chunks.append(chunk)
+            await asyncio.sleep(0.01)  # five steps per chunk taken
+        return chunks
+
+    chunks = asyncio.run(slow_consumer())
+    assert "".join(c.text for c in chunks) == WORD * 20
+    assert len(chunks) < 20 and chunks[-1].completion_tokens == 20
+    assert chunks[-1].finish_reason == "length"
 
 
 def test_the_floor_streams_the_same_chunks_as_openai_sse():
