@@ -120,10 +120,10 @@ class StreamBatching(_Strict):
 
     max_delay_ms: float = Field(
         0.0, ge=0, le=200, description="How long the replica may hold a token for the next ones "
-        "when nothing else is waiting. 0: only tokens that were ready together are merged (a "
-        "stream whose consumer keeps up goes token by token). Above the engine's decode step "
-        "(~20 ms on a GPU) a steady stream travels as one message per max_delay_ms; each token "
-        "is at most that late."
+        "when nothing else is waiting. 0: only tokens that were ready together are merged (the "
+        "engine merges what the replica has not taken; a stream whose consumer keeps up goes "
+        "token by token). Above the engine's decode step (~20 ms on a GPU) a steady stream "
+        "travels as one message per max_delay_ms; each token is at most that late."
     )
     max_tokens: int = Field(
         64, ge=1, le=4096, description="Most engine chunks (tokens) merged into one message."

@@ -106,7 +106,10 @@ class ChatEngine(abc.ABC):
 
     @abc.abstractmethod
     def chat(self, request: EngineRequest) -> AsyncIterator[GenerationChunk]:
-        """Stream the answer. Cancelling the iteration must abort the request in the engine."""
+        """Stream the answer. Cancelling the iteration must abort the request in the engine.
+        Output the consumer has not taken yet is merged into the next chunk, never queued token
+        by token (vLLM's DELTA outputs do this): a replica that falls behind at GPU token rates
+        sends fewer, larger messages instead of slowing the engine's steps."""
 
     @abc.abstractmethod
     async def check_health(self) -> None:

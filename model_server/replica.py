@@ -103,15 +103,22 @@ class ModelDeployment:
         logger.info("request %s accepted", request.request_id)
         yield ReplicaAccepted()
         try:
-            # One message to the ingress per batch of tokens, not per token: the model's
-            # stream_batching (common/coalesce.py); the first token goes at once.
-            batching = self._model.stream_batching
-            async for chunk in coalesced(self._engine.chat(request), GenerationChunk.merged,
-                                         batching.max_tokens, batching.max_delay_ms / 1000):
+            async for chunk in self._batched(self._engine.chat(request)):
                 yield chunk
         except EngineUnavailableError:
             self._leave(f"request {request.request_id}")
             raise
+
+    def _batched(self, chunks: AsyncIterator[GenerationChunk]) -> AsyncIterator[GenerationChunk]:
+        """The engine's chunks as the model's stream_batching sends them to the ingress: one
+        message per batch of tokens. The engine already merges what this replica has not taken
+        yet (ChatEngine.chat); holding a token for the next ones (max_delay_ms) is this
+        replica's, and with 0 the engine's chunks go as they come, with no pump in between."""
+        batching = self._model.stream_batching
+        if batching.max_delay_ms <= 0:
+            return chunks
+        return coalesced(chunks, GenerationChunk.merged, batching.max_tokens,
+                         batching.max_delay_ms / 1000)
 
     async def ping(self) -> str:
         """Cheap liveness probe used by the ingress readiness endpoint."""
