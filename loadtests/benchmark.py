@@ -287,11 +287,16 @@ RequestFor = Callable[[int], tuple[dict, dict[str, str]]]  # request index -> (b
 
 
 async def run_level(url: str, request_for: RequestFor, concurrency: int,
-                    requests: int, token_chars: int | None = None) -> LevelResult:
+                    requests: int, token_chars: int | None = None,
+                    spread_s: float = 0.0) -> LevelResult:
+    """`concurrency` clients sending `requests` in all; with `spread_s` the clients start
+    evenly spread over that time instead of at once."""
     queue = list(range(requests))
     results = []
+    starts = iter(range(concurrency))
 
     async def worker(session: aiohttp.ClientSession) -> None:
+        await asyncio.sleep(next(starts) * spread_s / concurrency)
         while queue:
             body, headers = request_for(queue.pop(0))
             results.append(await stream_once(session, body, headers))

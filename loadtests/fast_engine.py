@@ -170,8 +170,9 @@ def plain_app():
     return app
 
 
-def serve_config(port: int) -> dict:
-    """The benchmark's Serve side: the shipped local app with FastEngine (see the module doc)."""
+def serve_config(port: int, max_delay_ms: float | None = None) -> dict:
+    """The benchmark's Serve side: the shipped local app with FastEngine (see the module doc),
+    the text model's stream_batching.max_delay_ms set when given."""
     from loadtests.benchmark import TextModelSettings
 
     settings = TextModelSettings.load()
@@ -186,6 +187,10 @@ def serve_config(port: int) -> dict:
     for deployment in app["deployments"]:
         if deployment["name"] == settings.model.deployment_name:
             deployment.update({k: limits[k] for k in GPU_REQUEST_LIMITS})
+    if max_delay_ms is not None:
+        model = next(m for m in app["args"]["models"] if m["name"] == settings.model.name)
+        model["stream_batching"] = {**model.get("stream_batching", {}),
+                                    "max_delay_ms": max_delay_ms}
     return config
 
 
@@ -265,6 +270,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--paced-ms", type=float, default=20.0,
                         help="ms per token per stream for the paced run (0: no paced run)")
     parser.add_argument("--paced-concurrency", type=int, default=64)
+    parser.add_argument("--paced-delays", default="",
+                        help="stream_batching.max_delay_ms values to compare in the paced run, "
+                        "one stack each (default: the config's)")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
@@ -284,32 +292,43 @@ def main(argv: list[str] | None = None) -> int:
                 "shop on, curated answers and the response cache off.",
         "env": VARIANTS["shipped"].env}, "runs": {}, "replicas": {}}
 
-    def serve_runs(paced_ms: float, concurrencies: list[int], name: str) -> None:
+    def serve_runs(paced_ms: float, concurrencies: list[int], name: str,
+                   max_delay_ms: float | None = None) -> None:
         port = free_port()
         url = f"http://127.0.0.1:{port}"
-        config_path = logs / f"serve-config-fast-engine-{paced_ms:g}.yaml"
-        config_path.write_text(yaml.safe_dump(serve_config(port), sort_keys=False))
+        tag = f"{paced_ms:g}" + ("" if max_delay_ms is None else f"-delay{max_delay_ms:g}")
+        config_path = logs / f"serve-config-fast-engine-{tag}.yaml"
+        config_path.write_text(yaml.safe_dump(serve_config(port, max_delay_ms),
+                                              sort_keys=False))
         env = {**VARIANTS["shipped"].env, MS_PER_TOKEN_ENV: str(paced_ms)}
-        with running(f"Ray Serve stack, FastEngine {paced_ms:g} ms/token",
+        # Paced streams arrive spread over one answer's time, as shoppers do, not all in the
+        # same millisecond: with equal answers they would stay in lockstep and every TTFT
+        # would wait behind 63 other requests' starts.
+        spread_s = paced_ms / 1000 * args.max_tokens
+        with running(f"Ray Serve stack, FastEngine {tag} ms/token",
                      [str(VENV_BIN / "serve"), "run", str(config_path)], env, f"{url}/ready",
-                     logs / f"serve-fast-engine-{paced_ms:g}.log",
+                     logs / f"serve-fast-engine-{tag}.log",
                      [str(VENV_BIN / "ray"), "stop", "--force"]):
             asyncio.run(run_level(url, lambda i: (request, {}), 2, 4))  # warm-up
             status, rows, replicas = ServeStatus(), [], {}
             for c in concurrencies:
                 log(f"{name}: {c} streams ...")
                 level = asdict(asyncio.run(run_level(url, lambda i: (request, {}), c,
-                                                     requests_for(c), len(WORD))))
+                                                     requests_for(c), len(WORD), spread_s)))
                 rows.append(summary(level))
                 replicas[str(c)] = {n: asdict(r) for n, r in status.deployments().items()}
                 log(f"  {rows[-1]}")
             results["runs"][name] = rows
             results["replicas"][name] = replicas
 
-    serve_runs(0.0, levels, "Serve path, engine as fast as it can")
+    if levels:
+        serve_runs(0.0, levels, "Serve path, engine as fast as it can")
     if args.paced_ms > 0:
-        serve_runs(args.paced_ms, [args.paced_concurrency],
-                   f"Serve path, engine paced at {args.paced_ms:g} ms/token")
+        name = f"Serve path, engine paced at {args.paced_ms:g} ms/token"
+        delays = [float(d) for d in args.paced_delays.split(",") if d.strip()]
+        for delay in delays or [None]:
+            serve_runs(args.paced_ms, [args.paced_concurrency],
+                       name + ("" if delay is None else f", max_delay_ms {delay:g}"), delay)
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     with running("plain uvicorn (the floor)",
