@@ -7,6 +7,7 @@
 #   scripts/benchmark.sh --fast-answers [--quick]   curated answers and the response cache instead
 #   scripts/benchmark.sh --fast-engine [--quick]    the request path at GPU token rates (an engine
 #                                                   that is never the bottleneck; issue 22)
+#   scripts/benchmark.sh --cpu-decode               one stream's decode speed per engine setting
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh --test
@@ -15,7 +16,12 @@ if [[ "${1:-}" == "--fast-answers" ]]; then
   exec .venv/bin/python -m loadtests.fast_answers "${@:2}"
 fi
 if [[ "${1:-}" == "--fast-engine" ]]; then
-  # The real app with loadtests/fast_engine.py's engine, against plain uvicorn (~10 min).
+  # The real app with loadtests/fast_engine.py's engine, against plain uvicorn (~10 min,
+  # --quick ~6).
   exec .venv/bin/python -m loadtests.fast_engine "${@:2}"
+fi
+if [[ "${1:-}" == "--cpu-decode" ]]; then
+  # vLLM's offline engine, one variant of the text engine per process (~1 min each).
+  exec .venv/bin/python -m loadtests.cpu_decode "${@:2}"
 fi
 exec .venv/bin/python -m loadtests.benchmark "$@"
