@@ -91,6 +91,7 @@ _SMALL_TALK_ZH = sorted((
     "宝", "耶", "真", "的", "很", "有用", "帮助", "帮忙", "嘿嘿", "呵呵", "哈哈哈", "早", "早呀",
     "开心", "好开心", "嗨", "哟", "么么哒", "爱你", "棒棒哒", "给力",
 ), key=len, reverse=True)
+_SMALL_TALK_EN_RE = re.compile(r"\b(?:" + "|".join(map(re.escape, _SMALL_TALK_EN)) + r")\b")
 # Punctuation and emoji (with their variation selectors and joiners: "☀️" is two code points).
 _DROP = re.compile(r"[\s,，.。!！?？~～:：;；)(）（\-_*'\"“”‘’…、]+"
                    r"|[\U0001F300-\U0001FAFF\u2600-\u27BF\ufe0e\ufe0f\u200d]")
@@ -105,8 +106,14 @@ def is_small_talk(text: str, names: tuple[str, ...] = ()) -> bool:
         return False
     for name in names:
         rest = rest.replace(normalize(name), " ")
-    for phrase in _SMALL_TALK_EN:
-        rest = re.sub(rf"\b{re.escape(phrase)}\b", " ", rest)
+    # One pass per round over all phrases (longest first), repeated while it removes something:
+    # the same result as one substitution per phrase, at a fraction of the cost on every
+    # request (issue 22's profile: 6 % of the ingress's CPU).
+    while True:
+        removed = _SMALL_TALK_EN_RE.sub(" ", rest)
+        if removed == rest:
+            break
+        rest = removed
     for phrase in _SMALL_TALK_ZH:
         rest = rest.replace(phrase, " ")
     return not _DROP.sub("", rest)
