@@ -17,7 +17,7 @@ bottleneck, so what is measured is what forwarding tokens costs.
   CPU of each process role from /proc (loadtests/process_cpu.py), as server CPU-ms per 1,000
   delivered tokens.
 
-Writes results.json and results.md to docs/benchmarks/<date>-fast-engine-cpu-<n>core[-quick]/.
+Writes results.json, results.md and throughput_cpu.png to docs/benchmarks/<date>-fast-engine-cpu-<n>core[-quick]/.
 Figures only: nothing here asserts a speed.
 """
 
@@ -223,6 +223,37 @@ def summary(level: dict) -> dict:
     }
 
 
+def plot(results: dict, path: Path) -> None:
+    """Delivered tokens/s and server CPU per 1,000 tokens against streams, for the unpaced Serve
+    path and the floor; the paced runs as one bar each (CPU per 1,000 tokens)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (rate, cost, paced) = plt.subplots(1, 3, figsize=(15, 4.2))
+    for name, rows in results["runs"].items():
+        if "paced" in name:
+            continue
+        x = [r["concurrency"] for r in rows]
+        rate.plot(x, [r["tokens_per_s"] for r in rows], marker="o", label=name)
+        cost.plot(x, [r["server_cpu_ms_per_1k_tokens"] for r in rows], marker="o", label=name)
+    bars = [(name.split("max_delay_ms ")[-1] if "max_delay_ms" in name else "config", rows[0])
+            for name, rows in results["runs"].items() if "paced" in name]
+    paced.bar([label for label, _ in bars], [r["server_cpu_ms_per_1k_tokens"] for _, r in bars])
+    rate.set(xlabel="concurrent streams", ylabel="delivered tokens/s", title="Throughput")
+    cost.set(xlabel="concurrent streams", ylabel="CPU-ms per 1,000 tokens",
+             title="Server CPU per token")
+    paced.set(xlabel="stream_batching.max_delay_ms", ylabel="CPU-ms per 1,000 tokens",
+              title="Paced at GPU decode speed")
+    for axis in (rate, cost):
+        axis.set_xscale("log", base=2)
+        axis.grid(alpha=0.3)
+        axis.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
 def ms(seconds: float | None, digits: int = 2) -> float | None:
     return None if seconds is None else round(seconds * 1000, digits)
 
@@ -277,7 +308,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     levels = [int(c) for c in args.concurrency.split(",") if c.strip()]
-    requests_for = (lambda c: max(2 * c, 8)) if args.quick else (lambda c: max(4 * c, 16))
+    # Levels long enough for /proc's CPU figures to mean something: an unpaced level of 2*c
+    # requests lasted under half a second at c=1 and moved 2x from run to run. Paced levels
+    # take max_tokens * paced_ms per round, so they need fewer rounds.
+    rounds = 1 if args.quick else 2
+    requests_for = lambda c: rounds * max(8 * c, 160)  # noqa: E731 - unpaced, ~5-15 s a level
+    paced_requests = lambda c: rounds * 4 * c  # noqa: E731 - ~20 s at 20 ms/token
     today = date.today().isoformat()
     out = args.out or RESULTS_DIR / (f"{today}-fast-engine-cpu-{os.cpu_count()}core"
                                      f"{'-quick' if args.quick else ''}")
@@ -313,8 +349,9 @@ def main(argv: list[str] | None = None) -> int:
             status, rows, replicas = ServeStatus(), [], {}
             for c in concurrencies:
                 log(f"{name}: {c} streams ...")
-                level = asdict(asyncio.run(run_level(url, lambda i: (request, {}), c,
-                                                     requests_for(c), len(WORD), spread_s)))
+                count = paced_requests(c) if paced_ms else requests_for(c)
+                level = asdict(asyncio.run(run_level(url, lambda i: (request, {}), c, count,
+                                                     len(WORD), spread_s)))
                 rows.append(summary(level))
                 replicas[str(c)] = {n: asdict(r) for n, r in status.deployments().items()}
                 log(f"  {rows[-1]}")
@@ -348,12 +385,13 @@ def main(argv: list[str] | None = None) -> int:
                 for c, counts in per.items() for p in replica_problems(counts)]
     table = markdown_table(results)
     (out / "results.md").write_text(table)
+    plot(results, out / "throughput_cpu.png")
     print(table)
     if problems:
         log("FAILED: not exactly one replica per deployment at every level:\n  "
             + "\n  ".join(problems))
         return 1
-    log(f"wrote {out}/results.json, results.md")
+    log(f"wrote {out}/results.json, results.md, throughput_cpu.png")
     return 0
 
 
