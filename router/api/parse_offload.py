@@ -13,6 +13,9 @@ from __future__ import annotations
 
 import asyncio
 import multiprocessing
+import os
+import threading
+import time
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 
@@ -38,6 +41,24 @@ def _ready() -> bool:
     return True
 
 
+# How often the worker checks that the replica that started it is still there.
+PARENT_CHECK_S = 1.0
+
+
+def _exit_with_parent(parent_pid: int) -> None:
+    """The worker's initializer: leave when the ingress replica is gone. A replica killed with
+    SIGKILL (`ray stop --force`, a chaos test, the OOM killer) cannot shut its pool down, and the
+    worker, which holds its own end of the task queue, would wait for work forever (seen: an
+    orphan per killed replica). A daemon thread polls the parent's pid."""
+
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(PARENT_CHECK_S)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
+
+
 class BodyParser:
     """Parses request bodies, large ones in a worker process (one per ingress replica)."""
 
@@ -49,7 +70,9 @@ class BodyParser:
     def start(self) -> None:
         """Start the worker now (spawning it takes about a second), not on the first image."""
         self._pool = ProcessPoolExecutor(max_workers=1,
-                                         mp_context=multiprocessing.get_context("spawn"))
+                                         mp_context=multiprocessing.get_context("spawn"),
+                                         initializer=_exit_with_parent,
+                                         initargs=(os.getpid(),))
         self._pool.submit(_ready)
 
     async def parse(self, body: bytes) -> ChatCompletionRequest:
