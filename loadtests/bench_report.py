@@ -129,6 +129,14 @@ def markdown(results: dict) -> str:
     return "\n".join(out) + "\n"
 
 
+def concurrency_axes(axes, legend_fontsize: int = 8) -> None:
+    """The benchmarks' plots against concurrent streams: log-2 x axis, light grid, a legend."""
+    for axis in axes:
+        axis.set_xscale("log", base=2)
+        axis.grid(alpha=0.3)
+        axis.legend(fontsize=legend_fontsize)
+
+
 def plot(results: dict, path: Path) -> None:
     import matplotlib
 
@@ -148,10 +156,7 @@ def plot(results: dict, path: Path) -> None:
         left.set(xlabel="concurrent streams", ylabel="output tokens/s",
                  title=f"Throughput ({name})")
         right.set(xlabel="concurrent streams", ylabel="ms", title=f"TTFT p50 ({name})")
-        for axis in (left, right):
-            axis.set_xscale("log", base=2)
-            axis.grid(alpha=0.3)
-            axis.legend(fontsize=8)
+        concurrency_axes((left, right))
     fig.tight_layout()
     fig.savefig(path, dpi=110)
 

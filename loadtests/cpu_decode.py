@@ -60,21 +60,16 @@ def one_variant(tokens: int, engine_kwargs: dict, top_p: float, temperature: flo
 
 
 def shipped_engine() -> tuple[dict, dict, dict]:
-    """(engine kwargs, engine env, sampling) of the text model in configs/local-cpu.yaml."""
-    from configs.schema import PROJECT_ROOT, deployment_env_vars, load_serve_config
-    from configs.schema import app_config_from_serve_config
+    """(engine kwargs, engine env, sampling) of the text model in configs/local-cpu.yaml, read
+    as the bare-vLLM benchmark reads it (loadtests/benchmark.py's TextModelSettings)."""
+    from loadtests.benchmark import MODEL_DIR, TextModelSettings
 
-    serve_config = load_serve_config(PROJECT_ROOT / "configs" / "local-cpu.yaml")
-    app = app_config_from_serve_config(serve_config, serve_config["applications"][0]["name"])
-    model = next(m for m in app.models if m.modality == "text")
-    engine = model.engine
-    kwargs = {"model": str(PROJECT_ROOT / ".models" / "qwen3-0.6b-dummy"),
-              "load_format": "dummy", "max_model_len": engine.max_model_len,
-              "dtype": engine.dtype, "max_num_seqs": engine.max_num_seqs,
-              "enforce_eager": engine.enforce_eager}
-    env = deployment_env_vars(serve_config, model.deployment_name)
-    sampling = {"top_p": model.sampling.top_p, "temperature": model.sampling.temperature}
-    return kwargs, env, sampling
+    settings = TextModelSettings.load()
+    engine = settings.model.engine
+    kwargs = {"model": str(MODEL_DIR), "load_format": "dummy",
+              "max_model_len": engine.max_model_len, "dtype": engine.dtype,
+              "max_num_seqs": engine.max_num_seqs, "enforce_eager": engine.enforce_eager}
+    return kwargs, dict(settings.engine_env), settings.sampling()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -86,10 +81,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     kwargs, env, sampling = shipped_engine()
     if args.one:
-        _, engine_over, _ = VARIANTS[args.one]
-        top_p = engine_over.pop("top_p", sampling["top_p"])
-        result = one_variant(args.tokens, {**kwargs, **engine_over}, top_p,
-                             sampling["temperature"])
+        _, over, _ = VARIANTS[args.one]
+        # A variant's top_p is sampling, not an engine argument.
+        engine_over = {k: v for k, v in over.items() if k != "top_p"}
+        result = one_variant(args.tokens, {**kwargs, **engine_over},
+                             over.get("top_p", sampling["top_p"]), sampling["temperature"])
         print("RESULT " + json.dumps(result), flush=True)
         return 0
 

@@ -231,6 +231,8 @@ def plot(results: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from loadtests.bench_report import concurrency_axes
+
     fig, (rate, cost, paced) = plt.subplots(1, 3, figsize=(15, 4.2))
     for name, rows in results["runs"].items():
         if "paced" in name:
@@ -246,10 +248,7 @@ def plot(results: dict, path: Path) -> None:
              title="Server CPU per token")
     paced.set(xlabel="stream_batching.max_delay_ms", ylabel="CPU-ms per 1,000 tokens",
               title="Paced at GPU decode speed")
-    for axis in (rate, cost):
-        axis.set_xscale("log", base=2)
-        axis.grid(alpha=0.3)
-        axis.legend(fontsize=7)
+    concurrency_axes((rate, cost), legend_fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
 
