@@ -132,7 +132,9 @@ def test_non_streaming_text_request(stack, local_config):
 
 
 def test_streamed_request_records_ttft_and_each_gap(local_config):
-    stack = Stack(local_config, FakeBehaviour(token_delay_s=0.01))  # tokens arrive apart
+    # Tokens arrive 50 ms apart, so each is its own chunk: the ingress merges only tokens that
+    # wait together, and a 10 ms gap could be bridged by a stalled test thread on a busy machine.
+    stack = Stack(local_config, FakeBehaviour(token_delay_s=0.05))
     model = model_for(local_config, "text").name
     with stack.client.stream("POST", URL, json=text_body(stream=True)) as response:
         assert response.status_code == 200
