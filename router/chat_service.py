@@ -26,6 +26,7 @@ outcome of a stream); the ingress records the HTTP outcome of everything else.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -51,12 +52,17 @@ from router.images.inputs import ImageInputs
 from router.observability.metrics import RequestMetrics
 from router.routing import RouteDecision
 from shop.assistant import ShopRequestError
+from shop.guard.verdict import ReleaseGate
 from shop.layer import Finish, NoShops, Plan, ShopLayer
+
+logger = logging.getLogger("cs_assistant.chat_service")
 
 ChatStreamer = Callable[[EngineRequest], AsyncIterator[GenerationChunk]]
 # A cached or curated answer is streamed in pieces of this many characters, so a client sees
 # the same shape of stream as from a model.
 REPLAY_CHUNK_CHARS = 24
+# A replaced answer's log line carries the failed claim, cut to this length.
+CLAIM_LOG_CHARS = 120
 
 
 @dataclass(frozen=True)
@@ -82,12 +88,27 @@ class PreparedChat:
     def request_id(self) -> str:
         return self.engine_request.request_id
 
-    def finish(self, answer: str, finish_reason: str | None) -> Finish:
+    def gate(self) -> ReleaseGate | None:
+        """The shop's release gate for a streamed answer (None: send text as it comes)."""
+        return self.valid.shop.gate(self.plan)
+
+    def finish(self, answer: str, finish_reason: str | None,
+               gate: ReleaseGate | None = None) -> Finish:
         """The shop's second fixed point, once per request with the whole answer; a hand-off
-        it decides is counted here."""
-        finished = self.valid.shop.finish(self.plan, answer, finish_reason)
+        and a guard verdict it decides are counted here, and a replaced answer is logged with
+        the claim that failed (nothing else of the shopper's conversation)."""
+        finished = self.valid.shop.finish(self.plan, answer, finish_reason, gate)
+        shop = self.plan.shop_id
         if finished.handoff is not None:
-            self.metrics.shop_handed_off(self.plan.shop_id, finished.handoff)
+            self.metrics.shop_handed_off(shop, finished.handoff)
+        guard = finished.guard
+        if guard is not None:
+            reason = guard.failure.reason if guard.failure is not None else "none"
+            self.metrics.shop_guard_verdict(shop, guard.verdict, reason)
+            if guard.failure is not None:
+                logger.info("answer %s by the guard: request_id=%s shop=%s reason=%s claim=%r",
+                            guard.verdict, self.request_id, shop, reason,
+                            guard.failure.claim[:CLAIM_LOG_CHARS])
         return finished
 
 
@@ -178,7 +199,7 @@ class ChatService:
             model=chat.route.model,
             choices=[
                 Choice(
-                    message=AssistantMessage(content=finished.substitute or answer),
+                    message=AssistantMessage(content=finished.text or answer),
                     finish_reason=last.finish_reason,
                 )
             ],

@@ -70,6 +70,10 @@ class ChatStream:
         last: GenerationChunk | None = None
         finished: Finish | None = None
         pieces: list[str] = []
+        # A shop's guard releases the answer a sentence at a time, once it has passed (shop/
+        # guard/); without one, text goes out as it comes.
+        gate = chat.gate()
+        held_tokens = 0  # tokens received and not yet sent (held by the gate)
         try:
             yield event({"role": "assistant", "content": ""})
             chunk = self._first
@@ -77,20 +81,34 @@ class ChatStream:
                 last = chunk
                 before = measured.completion_tokens
                 measured.tokens(chunk.prompt_tokens, chunk.completion_tokens)
+                held_tokens += measured.completion_tokens - before
+                finish_reason = chunk.finish_reason
                 if chunk.text:
-                    measured.content_sent(chunk.completion_tokens - before)
                     pieces.append(chunk.text)
-                    yield event({"content": chunk.text})
-                if chunk.finish_reason is not None:
-                    finished = chat.finish("".join(pieces), chunk.finish_reason)
-                    if finished.substitute is not None:
+                    shown = chunk.text if gate is None else gate.feed(chunk.text)
+                    if shown:
+                        measured.content_sent(held_tokens)
+                        held_tokens = 0
+                        yield event({"content": shown})
+                    if gate is not None and gate.failure is not None and finish_reason is None:
+                        # Failed: nothing more of it will be shown, so the model stops here.
+                        await close_stream(self._stream)
+                        finish_reason = "stop"
+                if finish_reason is not None:
+                    if gate is not None and (rest := gate.end(finish_reason)):
+                        measured.content_sent(held_tokens)
+                        yield event({"content": rest})
+                    finished = chat.finish("".join(pieces), finish_reason, gate)
+                    if finished.tail is not None:
                         measured.content_sent()
-                        yield event({"content": finished.substitute})
-                    yield event({}, finish_reason=chunk.finish_reason,
+                        yield event({"content": finished.tail})
+                    yield event({}, finish_reason=finish_reason,
                                 service=None if include_usage else finished.service)
+                    if chunk.finish_reason is None:
+                        break  # stopped by the gate: the engine stream is closed
                 chunk = await next_before(self._stream, chat.deadline)
             if include_usage and last is not None:
-                finished = finished or chat.finish("".join(pieces), last.finish_reason)
+                finished = finished or chat.finish("".join(pieces), last.finish_reason, gate)
                 yield event({}, usage=usage_of(last), choices=False, service=finished.service)
             measured.succeeded()
         except asyncio.CancelledError:

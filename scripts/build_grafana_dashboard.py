@@ -171,6 +171,22 @@ ROWS: list[tuple[str, list[Panel]]] = [
               "system transfers these.",
               [(f"sum by (shop, handoff_reason) (rate(ray_cs_shop_handoffs_total[{RATE}]))",
                 "{{shop}} {{handoff_reason}}")], unit="reqps"),
+        Panel("Answer guard: model answers replaced or flagged/s by shop and reason",
+              "Model answers the answer guard failed (shop/guard/): replaced (the shopper got "
+              "a FAQ answer or the no-answer message instead) or flagged (sent as written: "
+              "guard.mode flag), by reason: unsupported_number, promise, unsupported_offer, "
+              "loop, garbled, wrong_language, cut_off, empty. A step after a model or "
+              "knowledge-base change is the first thing to look at.",
+              [(f"sum by (shop, verdict, reason) (rate(ray_cs_shop_guard_verdicts_total"
+                f"{{verdict!=\"pass\"}}[{RATE}]))", "{{shop}} {{verdict}} {{reason}}")],
+              unit="reqps"),
+        Panel("Answer guard: share of model answers failed",
+              "Model answers replaced or flagged over all model answers the guard read, per "
+              "shop. On the labelled set's test half the guard failed none of the faithful "
+              "answers, so a share of several percent means the model (or the facts) changed.",
+              [(f"sum by (shop) (rate(ray_cs_shop_guard_verdicts_total{{verdict!=\"pass\"}}"
+                f"[{RATE}])) / sum by (shop) (rate(ray_cs_shop_guard_verdicts_total[{RATE}]))",
+                "{{shop}}")], unit="percentunit"),
         Panel("No relevant entry (share of requests)",
               "Share of a shop's requests whose question found nothing in its knowledge base: "
               "a rising share means shoppers ask what the FAQ does not cover. Also the share "

@@ -29,6 +29,8 @@ from typing import Any
 from shop.config import ShopConfig, ShopSampling
 from shop.conversation import Conversation, is_small_talk
 from shop.curated import CuratedMatch, curated_match, exact_match, may_use_curated
+from shop.guard.facts import FactSheet
+from shop.guard.verdict import AnswerGuard, Failure
 from shop.handoff import HandoffDecision, HandoffReason, HandoffRules
 from shop.knowledge.base import KnowledgeBase
 from shop.knowledge.entries import KnowledgeEntry
@@ -72,14 +74,28 @@ class ServiceInfo:
     handoff: HandoffDecision | None = None
     cache: str = "bypass"
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self, guard: GuardResult | None = None) -> dict[str, Any]:
         return {
             "shop": self.shop,
             "sources": [{"id": s.id, "title": s.title} for s in self.sources],
             "handoff": None if self.handoff is None
             else {"reason": self.handoff.reason, "message": self.handoff.message},
             "cache": self.cache,
+            "guard": None if guard is None else guard.as_dict(),
         }
+
+
+@dataclass(frozen=True)
+class GuardResult:
+    """The answer guard's verdict on a model answer (`service.guard`): pass, replaced (the
+    shopper got the replacement) or flagged (sent as written: the shop's guard only flags)."""
+
+    verdict: str
+    failure: Failure | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"verdict": self.verdict,
+                "reasons": [] if self.failure is None else [self.failure.reason]}
 
 
 @dataclass(frozen=True)
@@ -99,6 +115,7 @@ class ShopPlan:
     curated: CuratedMatch | None = None  # the FAQ entry whose approved answer is the reply
     facts: tuple[KnowledgeEntry, ...] = ()  # given to the model
     question: str = ""  # the shopper's latest message
+    said: tuple[str, ...] = ()  # every text of the conversation (what an answer may repeat)
     cacheable: bool = False  # a model answer to it may be kept (shop/response_cache.py)
 
     def from_cache(self, text: str) -> ShopPlan:
@@ -115,6 +132,15 @@ class ShopPlan:
         return self.service.handoff is not None and self.service.handoff.reason == "no_answer"
 
 
+def fixed_texts(config: ShopConfig) -> tuple[str, ...]:
+    """What the shop itself says in every conversation, which an answer may repeat: its name,
+    the assistant's names, its fixed messages. Not the never-promise list: it names what must
+    not be said."""
+    persona, messages = config.persona, config.messages
+    return (config.name, *persona.assistant_name.by_language().values(),
+            *messages.no_answer.by_language().values(), *messages.handoff.by_language().values())
+
+
 class ShopAssistant:
     """The assistant of one shop; stateless per request, shared by all of its requests."""
 
@@ -126,6 +152,7 @@ class ShopAssistant:
             (config.messages.no_answer.en, config.messages.no_answer.zh))
         self._rules = HandoffRules(config.handoff, self.no_answer)
         self._names = (config.persona.assistant_name.en, config.persona.assistant_name.zh)
+        self.guard = AnswerGuard(config.guard, knowledge.tokenizer.words, fixed_texts(config))
 
     def plan(self, messages: list[dict[str, Any]], thinking: bool | None = None) -> ShopPlan:
         """Decide how to answer `messages` (OpenAI-shaped dicts). `thinking` is the request's
@@ -172,7 +199,7 @@ class ShopAssistant:
             ServiceInfo(shop.id, sources), language, None,
             build_messages(shop, conversation, facts, language), shop.sampling,
             enable_thinking, retrieval_s, version, tuple(found), facts=tuple(facts),
-            question=latest,
+            question=latest, said=conversation.texts,
             cacheable=ResponseCache.cacheable(conversation, facts))
 
     def _relevant(self, hit: ScoredEntry, ratio: float = 1.0) -> bool:
@@ -255,6 +282,29 @@ class ShopAssistant:
         if plan.reply is not None or answer.strip():
             return None
         return self.config.messages.no_answer.get(plan.language)
+
+    def fact_sheet(self, plan: ShopPlan) -> FactSheet:
+        """What `plan`'s model answer may say (shop/guard/facts.py): the facts it was given, in
+        both languages, the conversation, the shop's own texts."""
+        return self.guard.facts((text for e in plan.facts for text in e.text.values()),
+                                plan.said)
+
+    def guard_replacement(self, plan: ShopPlan) -> tuple[str, ServiceInfo]:
+        """What replaces a model answer the guard failed, and the `service` object that goes with
+        it: the approved answer of the FAQ entry the message matches confidently (the curated
+        answers' rule on the latest message's search results, whatever the conversation's shape,
+        since the model's own answer is no longer an option), else the no-answer message, handed
+        off as `no_answer`."""
+        shop = self.config
+        match = curated_match(
+            [hit for hit in plan.retrieved], shop.curated_answers, plan.language,
+            self.knowledge.word_count(plan.question)) if plan.retrieved else None
+        if match is not None:
+            return match.answer, dataclasses.replace(
+                plan.service, sources=(Source(match.entry_id, match.title),), handoff=None)
+        text = shop.messages.no_answer.get(plan.language)
+        return text, dataclasses.replace(plan.service, sources=(),
+                                         handoff=HandoffDecision("no_answer", text))
 
     def review(self, plan: ShopPlan, answer: str) -> ServiceInfo:
         """The `service` object once the model has answered: a reply that is the shop's

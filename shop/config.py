@@ -7,7 +7,8 @@ neither Ray nor vLLM nor the router.
 
 from __future__ import annotations
 
-from typing import Annotated
+import re
+from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
@@ -143,6 +144,30 @@ class HandoffConfig(StrictModel):
         return self
 
 
+class GuardConfig(StrictModel):
+    """The answer guard (shop/guard/): every model answer is checked against the facts it was
+    given before a shopper sees it (docs/design/answer-guard.md)."""
+
+    mode: Literal["replace", "flag", "off"] = Field(
+        "replace", description="replace: a failed answer is replaced (the best FAQ entry's "
+        "approved answer when the match is confident, else the no-answer message, handed off); "
+        "flag: sent as the model wrote it, marked in service.guard; off: not checked.")
+    promise_patterns: LocalizedList = Field(
+        default_factory=LocalizedList, description="More regular expressions per language, "
+        "matched on the normalised answer, for promises this shop never makes (added to the "
+        "built-in ones: guarantees, exceptions, compensation, codes). A match fails the "
+        "answer unless the facts given say the same words.")
+
+    @model_validator(mode="after")
+    def _patterns_compile(self) -> GuardConfig:
+        for pattern in (*self.promise_patterns.en, *self.promise_patterns.zh):
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"promise pattern {pattern!r} does not compile: {exc}") from None
+        return self
+
+
 class ShopMessages(StrictModel):
     """Fixed replies, sent without asking a model."""
 
@@ -174,6 +199,7 @@ class ShopConfig(StrictModel):
     curated_answers: CuratedAnswersConfig = Field(default_factory=CuratedAnswersConfig)
     handoff: HandoffConfig = Field(default_factory=HandoffConfig)
     messages: ShopMessages
+    guard: GuardConfig = Field(default_factory=GuardConfig)
     image_domains: HostNames = Field(
         (), description="Hosts (the shop's CDN) whose image URLs the ingress fetches for this "
         "shop, besides the app-wide remote_images.allowed_domains. `cdn.shop.com` matches that "

@@ -45,6 +45,12 @@ class Conversation:
             normalized_latest=normalize(latest),
         )
 
+    @property
+    def texts(self) -> tuple[str, ...]:
+        """Every text of the conversation: the client's instructions and both sides' turns."""
+        return (*self.client_instructions, *self.earlier_user_turns, self.latest,
+                *self.assistant_turns)
+
     def reply_language(self, languages: tuple[Language, ...], default: Language) -> Language:
         """The language of the shopper's latest message, if the shop speaks it; else the
         latest earlier turn that shows one; else the shop's default."""

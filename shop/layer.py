@@ -5,9 +5,13 @@ request.
   "I need to check that"), a curated answer, an answer from the response cache, or the model's
   input (persona, retrieved facts, the shop's sampling), with the key under which the model's
   answer may be cached.
-- `Shop.finish(plan, answer, finish_reason)`, once the answer is complete: the blank-answer rule
-  (never an empty reply), the review (a reply that is the no-answer message is a hand-off), the
-  cache store, and the hand-off it decided (for the metrics).
+- `Shop.finish(plan, answer, finish_reason, gate)`, once the answer is complete: the answer
+  guard's verdict (shop/guard/: a model answer with an invented number, a promise or a loop is
+  replaced), the blank-answer rule (never an empty reply), the review (a reply that is the
+  no-answer message is a hand-off), the cache store (never a failed answer), and what it
+  decided (for the metrics and the log).
+- `Shop.gate(plan)`, for a streamed model answer the guard checks: the release gate that lets
+  the stream show each sentence once it has passed, so a shopper never sees a failed one.
 
 The response cache lives here, built from the shops' config, and a knowledge-base reload
 invalidates exactly the answers built from entries that changed (`ShopLayer.refresh`).
@@ -24,7 +28,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from shop.assistant import Clock, ShopAssistant, ShopPlan, utc_now
+from shop.assistant import Clock, GuardResult, ShopAssistant, ShopPlan, utc_now
+from shop.guard.verdict import ReleaseGate
 from shop.config import ShopsConfig
 from shop.directory import ShopDirectory, UnknownShopError
 from shop.response_cache import CacheStats, ResponseCache
@@ -84,9 +89,13 @@ class Plan:
 class Finish:
     """What the shop adds to a complete answer."""
 
-    substitute: str | None = None  # sent instead of an answer with no text
+    # The answer to show instead of the model's (a JSON body's content); None: the model's.
+    text: str | None = None
+    # What a stream sends after the text it released; None: nothing more.
+    tail: str | None = None
     service: dict[str, Any] | None = None  # the response's `service` object
     handoff: str | None = None  # a hand-off decided after the model answered (its reason)
+    guard: GuardResult | None = None  # the answer guard's verdict (None: not checked)
 
 
 class Shop:
@@ -118,19 +127,82 @@ class Shop:
                     decided.messages or [], decided.sampling, decided.enable_thinking,
                     decided, key, understood_by_words=not meant)
 
-    def finish(self, plan: Plan, answer: str, finish_reason: str | None) -> Finish:
-        """Once per request, with the whole answer as the model gave it."""
+    def gate(self, plan: Plan) -> ReleaseGate | None:
+        """The release gate of a streamed answer: a model answer of a shop whose guard replaces
+        failed answers. None when the stream may show text as it comes (a fixed reply, a
+        curated or cached answer, a guard that only flags or is off)."""
         decided = plan.decision
+        if decided.reply is not None or self.assistant.guard.mode != "replace":
+            return None
+        return self.assistant.guard.gate(decided.language, self.assistant.fact_sheet(decided))
+
+    def finish(self, plan: Plan, answer: str, finish_reason: str | None,
+               gate: ReleaseGate | None = None) -> Finish:
+        """Once per request, with the whole answer as the model gave it; `gate` is the stream's
+        (`Shop.gate`), which has released part of it already."""
+        decided = plan.decision
+        checked = self._checked(decided, answer, finish_reason, gate)
+        if checked is not None and checked.replaced:
+            return self._replaced(plan, checked)
         substitute = self.assistant.blank_answer_reply(decided, answer)
         shown = answer if substitute is None else answer + substitute
         service = self.assistant.review(decided, shown)
         handed_off = service.handoff is not None
         late_handoff = service.handoff.reason if (
             handed_off and service is not decided.service) else None
-        if plan.cache_key is not None and ResponseCache.storable(answer, finish_reason,
-                                                                 handed_off):
+        if plan.cache_key is not None and (checked is None or checked.verdict == "pass") and \
+                ResponseCache.storable(answer, finish_reason, handed_off):
             self._cache.put(plan.cache_key, answer, finish_reason, decided.facts)
-        return Finish(substitute, service.as_dict(), late_handoff)
+        result = None if checked is None else checked.result
+        return Finish(substitute, substitute, service.as_dict(result), late_handoff, result)
+
+    def _checked(self, decided: ShopPlan, answer: str, finish_reason: str | None,
+                 gate: ReleaseGate | None) -> Checked | None:
+        """The guard's verdict on a model answer; None when it was not checked (a fixed reply,
+        the guard off, an answer with no text, which the blank-answer rule replaces)."""
+        guard = self.assistant.guard
+        if decided.reply is not None or not guard.enabled or not answer.strip():
+            return None
+        if gate is None:
+            gate = guard.check(answer, finish_reason, decided.language,
+                               self.assistant.fact_sheet(decided))
+        return Checked(gate, guard.mode)
+
+    def _replaced(self, plan: Plan, checked: Checked) -> Finish:
+        """A failed answer, replaced: by the best FAQ entry's approved answer when the match is
+        confident, else by the no-answer message (a `no_answer` hand-off). What the stream
+        already released stays (it passed); a JSON body keeps it before the no-answer message
+        only, since a FAQ answer stands on its own."""
+        decided = plan.decision
+        replacement, service = self.assistant.guard_replacement(decided)
+        released = checked.gate.released
+        tail = f"\n\n{replacement}" if released.strip() else replacement
+        text = replacement if service.handoff is None or not released.strip() \
+            else released.rstrip() + tail
+        late_handoff = service.handoff.reason if service.handoff is not None else None
+        return Finish(text, tail, service.as_dict(checked.result), late_handoff, checked.result)
+
+
+@dataclass(frozen=True)
+class Checked:
+    """A model answer the guard read: the gate after it, and the shop's guard mode."""
+
+    gate: ReleaseGate
+    mode: str
+
+    @property
+    def verdict(self) -> str:
+        if self.gate.failure is None:
+            return "pass"
+        return "replaced" if self.mode == "replace" else "flagged"
+
+    @property
+    def replaced(self) -> bool:
+        return self.verdict == "replaced"
+
+    @property
+    def result(self) -> GuardResult:
+        return GuardResult(self.verdict, self.gate.failure)
 
 
 class PlainPassThrough:
@@ -142,7 +214,11 @@ class PlainPassThrough:
     async def plan(self, turn: Turn) -> Plan:
         return Plan(None, False, turn.messages, turn.model_sampling, turn.model_thinking)
 
-    def finish(self, plan: Plan, answer: str, finish_reason: str | None) -> Finish:
+    def gate(self, plan: Plan) -> None:
+        return None  # a plain proxy streams what the model says
+
+    def finish(self, plan: Plan, answer: str, finish_reason: str | None,
+               gate: ReleaseGate | None = None) -> Finish:
         return Finish()  # a plain proxy returns what the model said
 
 

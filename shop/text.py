@@ -132,6 +132,10 @@ class Tokenizer:
                              if not _ZH_STOP_CHARS.intersection(gram := chinese[i:i + size]))
         return grams
 
+    def words(self, text: str) -> list[str]:
+        """The words of `text` without the bigrams (what an answer is compared on)."""
+        return self.words_and_bigrams(text)[0]
+
     def tokens(self, text: str) -> list[str]:
         """Index terms of `text`, in order (duplicates kept: BM25 counts them)."""
         words, bigrams = self.words_and_bigrams(text)

@@ -150,6 +150,11 @@ SHOP_HANDOFFS = MetricSpec(
     "cs_shop_handoffs", "counter",
     "Conversations handed to a human, by shop and reason (requested, complaint, sensitive, "
     "no_answer, repeated_failure).", ("shop", "handoff_reason"))
+SHOP_GUARD = MetricSpec(
+    "cs_shop_guard_verdicts", "counter",
+    "Model answers read by the answer guard, by shop, verdict (pass, replaced, flagged) and "
+    "reason (none for a pass; empty, garbled, loop, wrong_language, cut_off, "
+    "unsupported_number, promise, unsupported_offer).", ("shop", "verdict", "reason"))
 SHOP_NO_RELEVANT_ENTRY = MetricSpec(
     "cs_shop_no_relevant_entry", "counter",
     "Questions for which the knowledge base had no entry above the shop's relevance "
@@ -191,7 +196,7 @@ REPLICA_RETRIES = MetricSpec(
 
 INGRESS_METRICS = (REQUESTS, REJECTED, FAILED, TTFT, ITL, E2E, PROMPT_TOKENS, COMPLETION_TOKENS,
                    IN_FLIGHT, IMAGE_PREPROCESS, IMAGES, SHOP_REQUESTS, SHOP_CACHE, CACHE_ENTRIES,
-                   CACHE_BYTES, CACHE_DROPPED, SHOP_HANDOFFS,
+                   CACHE_BYTES, CACHE_DROPPED, SHOP_HANDOFFS, SHOP_GUARD,
                    SHOP_NO_RELEVANT_ENTRY, SHOP_UNDERSTOOD_BY_WORDS, SHOP_RETRIEVAL, KEY_REQUESTS, KEY_TOKENS,
                    RATE_LIMITED, RATE_LIMIT_STORE_ERRORS, IMAGE_FETCH, REPLICA_RETRIES)
 
@@ -324,6 +329,11 @@ class RequestMetrics:
         """The model's answer turned into a hand-off (it replied with the no-answer message)."""
         if shop in self._metrics.shops:
             self._metrics.record(SHOP_HANDOFFS, 1, shop=shop, handoff_reason=reason)
+
+    def shop_guard_verdict(self, shop: str, verdict: str, reason: str) -> None:
+        """The answer guard read a model answer of `shop` (shop/guard/)."""
+        if shop in self._metrics.shops:
+            self._metrics.record(SHOP_GUARD, 1, shop=shop, verdict=verdict, reason=reason)
 
     def images_checked(self, count: int, seconds: float) -> None:
         self._metrics.record(IMAGE_PREPROCESS, seconds, model=self._model)

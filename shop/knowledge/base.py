@@ -78,7 +78,11 @@ class KnowledgeBase:
 
     def word_count(self, text: str) -> int:
         """Distinct words of `text` as the index sees them (stop words out, no bigrams)."""
-        return len(set(self._tokenizer.words_and_bigrams(text)[0]))
+        return len(set(self._tokenizer.words(text)))
+
+    @property
+    def tokenizer(self) -> Tokenizer:
+        return self._tokenizer
 
     def exact_question(self, text: str, now: datetime) -> tuple[str, KnowledgeEntry | None]:
         """(version, the FAQ entry whose written question `text` is, or None)."""

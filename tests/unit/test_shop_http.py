@@ -174,3 +174,51 @@ def test_retrieval_time_and_no_relevant_entry_are_measured(stack):
     assert stack.value("cs_shop_retrieval_seconds_count", shop="demo-apparel") == 2
     assert stack.value("cs_shop_no_relevant_entry_total", shop="demo-apparel") == 1
     assert stack.value("cs_shop_requests_total", shop="demo-apparel", answer="model") == 1
+
+
+def streamed_text(chunks: list[dict]) -> str:
+    return "".join(c["choices"][0]["delta"].get("content", "") for c in chunks if c["choices"])
+
+
+def test_a_streamed_answer_never_shows_a_sentence_with_an_invented_number(local_config):
+    """The guard releases a sentence once it has passed: the shopper sees the supported first
+    sentence, never the one with an invented price, then the replacement; the model stops at
+    the failure (its request is cancelled) and the verdict is counted and in `service`."""
+    invented = ("Shipping by ZTO is free to every mainland address. ",
+                "SF Express costs 15 CNY per order, ", "and it arrives in 1-2 days. ",
+                "Anything else I can help with?")
+    stack = ShopStack(local_config, FakeBehaviour(reply=invented, token_delay_s=0.01))
+    chunks = stack.stream(ask("How much is SF Express shipping, and is ZTO free?"))
+    text = streamed_text(chunks)
+    no_answer = local_config.shops.catalog[0].messages.no_answer.en
+    assert text == invented[0].rstrip() + "\n\n" + no_answer
+    assert "15" not in text and "Anything else" not in text
+    service = chunks[-1]["service"]
+    assert service["guard"] == {"verdict": "replaced", "reasons": ["unsupported_number"]}
+    assert service["handoff"]["reason"] == "no_answer"
+    assert stack.engines["text"].cancelled  # stopped at the failed sentence
+    assert stack.value("cs_shop_guard_verdicts_total", shop="demo-apparel",
+                       verdict="replaced", reason="unsupported_number") == 1
+
+
+def test_a_looping_answer_is_shown_once_then_replaced(local_config):
+    loop = ("ZTO shipping is free. ",) * 8
+    stack = ShopStack(local_config, FakeBehaviour(reply=loop))
+    body = stack.client.post(URL, json=ask("Is ZTO shipping free?!! and SF?")).json()
+    content = body["choices"][0]["message"]["content"]
+    assert content.count("ZTO shipping is free.") <= 1
+    assert body["service"]["guard"] == {"verdict": "replaced", "reasons": ["loop"]}
+    chunks = stack.stream(ask("Is ZTO shipping free?!! and SF?"))
+    assert streamed_text(chunks).count("ZTO shipping is free.") == 1
+    assert chunks[-1]["service"]["guard"]["reasons"] == ["loop"]
+
+
+def test_a_supported_answer_streams_whole_and_is_counted_as_a_pass(local_config):
+    faithful = ("Orders paid by 16:00 ", "ship the same day; ", "after 16:00, ",
+                "the next day.")
+    stack = ShopStack(local_config, FakeBehaviour(reply=faithful))
+    chunks = stack.stream(ask("If I pay at 5pm when does it ship? And at 3pm?"))
+    assert streamed_text(chunks) == "".join(faithful)
+    assert chunks[-1]["service"]["guard"] == {"verdict": "pass", "reasons": []}
+    assert stack.value("cs_shop_guard_verdicts_total", shop="demo-apparel",
+                       verdict="pass", reason="none") == 1

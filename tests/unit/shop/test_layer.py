@@ -14,6 +14,9 @@ from tests.unit.shop.conftest import SINGLES_DAY, user
 
 # Grounded, single-turn, and no curated answer: answered by the model, and cacheable.
 MODEL_QUESTION = "包邮吗？新疆也包邮吗，顺丰要加钱吗"
+# Answers to it: one the facts support (faq/shipping-fee), one with an invented price.
+FAITHFUL = "中通全国包邮；新疆不满299元补20元运费，顺丰每单加十二元。"
+INVENTED = "新疆包邮，顺丰加 10 元。"
 
 
 class Defaults:
@@ -52,18 +55,19 @@ def test_a_model_answer_is_cached_by_finish_and_replayed_by_the_next_plan(layer)
     first = planned(shop, turn(MODEL_QUESTION))
     assert first.reply is None and first.cache_key is not None
     assert first.decision.service.cache == "miss"
-    finished = shop.finish(first, "新疆包邮，顺丰加 10 元。", "stop")
-    assert finished.substitute is None and finished.handoff is None
+    finished = shop.finish(first, FAITHFUL, "stop")
+    assert finished.text is None and finished.handoff is None
     assert finished.service["cache"] == "miss"
+    assert finished.service["guard"] == {"verdict": "pass", "reasons": []}
 
     again = planned(shop, turn(MODEL_QUESTION))
-    assert again.reply == "新疆包邮，顺丰加 10 元。" and again.replayed
+    assert again.reply == FAITHFUL and again.replayed
     assert again.decision.service.cache == "hit" and again.cache_key is None
 
 
 def test_other_client_options_are_another_answer(layer):
     shop = layer.select("demo-apparel", AnyShop())
-    shop.finish(planned(shop, turn(MODEL_QUESTION)), "cached text", "stop")
+    shop.finish(planned(shop, turn(MODEL_QUESTION)), FAITHFUL, "stop")
     other = planned(shop, turn(MODEL_QUESTION, options=("client", 2)))
     assert other.reply is None and other.decision.service.cache == "miss"
 
@@ -73,7 +77,7 @@ def test_a_blank_answer_is_substituted_handed_off_and_never_cached(layer):
     plan = planned(shop, turn(MODEL_QUESTION))
     finished = shop.finish(plan, "  ", "stop")
     no_answer = layer.config.catalog[0].messages.no_answer.zh
-    assert finished.substitute == no_answer
+    assert finished.text == no_answer
     assert finished.handoff == "no_answer"
     assert finished.service["handoff"]["reason"] == "no_answer"
     assert layer.cache.stats().entries == 0
@@ -85,7 +89,7 @@ def test_a_reply_that_is_the_no_answer_message_is_a_late_handoff_and_not_cached(
     plan = planned(shop, turn(MODEL_QUESTION))
     declined = layer.config.catalog[0].messages.no_answer.zh
     finished = shop.finish(plan, declined, "stop")
-    assert finished.substitute is None and finished.handoff == "no_answer"
+    assert finished.text is None and finished.handoff == "no_answer"
     assert finished.service["sources"] == []
     assert layer.cache.stats().entries == 0
 
@@ -115,7 +119,49 @@ def test_without_shops_the_request_passes_through_with_the_model_defaults():
     assert plan.sampling.max_tokens == 77 and plan.enable_thinking is True
     assert plan.shop_id is None and plan.decision is None
     finished = plain.finish(plan, "", "stop")
-    assert finished.substitute is None and finished.service is None
+    assert finished.text is None and finished.service is None
     assert shops.listing() == [] and shops.refresh() == [] and shops.cache_stats() is None
     with pytest.raises(UnknownShopError):
         shops.select("demo-apparel", AnyShop())
+
+
+def test_an_answer_with_an_invented_number_is_replaced_handed_off_and_never_cached(layer):
+    shop = layer.select("demo-apparel", AnyShop())
+    plan = planned(shop, turn(MODEL_QUESTION))
+    finished = shop.finish(plan, INVENTED, "stop")
+    no_answer = layer.config.catalog[0].messages.no_answer.zh
+    # Two questions in one message: no FAQ answer is confident, so the no-answer message.
+    assert finished.text == finished.tail == no_answer
+    assert finished.handoff == "no_answer" and finished.service["sources"] == []
+    assert finished.service["guard"] == {"verdict": "replaced",
+                                         "reasons": ["unsupported_number"]}
+    assert finished.guard.failure.claim == "10 元"
+    assert planned(shop, turn(MODEL_QUESTION)).decision.service.cache == "miss"
+
+
+def test_a_stream_keeps_the_sentences_it_released_before_the_failure(layer):
+    shop = layer.select("demo-apparel", AnyShop())
+    plan = planned(shop, turn(MODEL_QUESTION))
+    gate = shop.gate(plan)
+    shown = gate.feed("中通全国包邮。") + gate.feed("新疆也包邮，顺丰加 10 元。")
+    assert shown == "中通全国包邮。"  # the failed sentence is never released
+    finished = shop.finish(plan, "中通全国包邮。新疆也包邮，顺丰加 10 元。", "stop", gate)
+    no_answer = layer.config.catalog[0].messages.no_answer.zh
+    assert finished.tail == "\n\n" + no_answer
+    assert finished.text == "中通全国包邮。\n\n" + no_answer
+
+
+def test_a_flagging_shop_sends_the_answer_as_written_and_marks_it(layer):
+    shop = layer.select("demo-apparel", AnyShop())
+    guard = shop.assistant.guard
+    guard.mode = "flag"
+    try:
+        plan = planned(shop, turn(MODEL_QUESTION))
+        assert shop.gate(plan) is None  # nothing held back in a stream
+        finished = shop.finish(plan, INVENTED, "stop")
+    finally:
+        guard.mode = "replace"
+    assert finished.text is None and finished.tail is None and finished.handoff is None
+    assert finished.service["guard"] == {"verdict": "flagged",
+                                         "reasons": ["unsupported_number"]}
+    assert planned(shop, turn(MODEL_QUESTION)).decision.service.cache == "miss"
