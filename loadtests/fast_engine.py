@@ -3,6 +3,7 @@ bottleneck, so what is measured is what forwarding tokens costs.
 
     .venv/bin/python -m loadtests.fast_engine [--quick] [--concurrency 1,8,32,64]
                                               [--paced-ms 20] [--paced-concurrency 64]
+                                              [--guard-modes replace,off]
 
 - The Serve side is the shipped stack (configs/local-cpu.yaml's app and deployments, Ray started
   with configs/ray-serve.env as scripts/run-local.sh does), one ingress and one text replica
@@ -13,6 +14,9 @@ bottleneck, so what is measured is what forwarding tokens costs.
   one word per `GenerationChunk` as fast as it can, or paced at `--paced-ms` per token per
   stream (a GPU decode step is ~20 ms).
 - The floor: plain uvicorn streaming the same chunks as SSE (`plain_app`), no Serve, no shop.
+- `--guard-modes replace,off`: paced runs at c=1 and c=8 with the shops' answer guard releasing
+  a sentence at a time, and off: the time-to-first-text the guard adds (issue 23). The engine's
+  answer is sentences the guard passes (`ANSWER`), so nothing is replaced.
 - Per level: delivered tokens/s, TTFT and inter-token time (p50/p99) seen by the client, and the
   CPU of each process role from /proc (loadtests/process_cpu.py), as server CPU-ms per 1,000
   delivered tokens.
@@ -45,7 +49,43 @@ from configs.schema import PROJECT_ROOT, AppConfig
 from model_server.engine_protocol import ChatEngine, EngineRequest, GenerationChunk
 
 MS_PER_TOKEN_ENV = "CS_FAST_ENGINE_MS_PER_TOKEN"
-WORD = " token"  # one token per chunk, as vLLM streams by default
+# What the engine says: an answer to QUESTION in sentences the answer guard passes (no number,
+# no promise, nothing the facts do not say), as 6-character tokens, so a stream is released a
+# sentence at a time as a real one is and the client can count tokens by characters. Exactly
+# 256 tokens, the last ones spaces after its last sentence; longer answers repeat it.
+ANSWER = " ".join((
+    "Thanks for asking about delivery to Xinjiang for your hoodies.",
+    "Orders to Xinjiang and Tibet carry a small surcharge below the threshold.",
+    "Above the threshold that surcharge does not apply to your order.",
+    "Parcels go out from our Hangzhou warehouse by ZTO as standard.",
+    "You can upgrade to SF Express at checkout if you prefer a faster courier.",
+    "Remote regions usually take a few days longer than other provinces.",
+    "Big sales events and bad weather can add some extra days as well.",
+    "The order page shows the courier and the tracking details once it ships.",
+    "Hoodies are packed flat in a recyclable bag to keep the parcel light.",
+    "Please check that your address and phone number are complete.",
+    "If the courier cannot reach you, the parcel waits at the local station.",
+    "You can change the address in chat before the order ships.",
+    "After it ships, the courier can redirect it in most cases.",
+    "Two hoodies fit in one parcel, so they travel together.",
+    "Size and colour can still be changed before dispatch as well.",
+    "Once it arrives, please check the hoodies before you sign.",
+    "If anything is damaged, take photos of the parcel and the items.",
+    "Our team then arranges the fix as the after-sales policy says.",
+    "The size chart on each product page helps you choose the right fit.",
+    "Our hoodies are cotton blends, so a wash on cold keeps their shape.",
+    "Tumble drying on low heat is fine, but hanging them is gentler.",
+    "Let me know the sizes you have in mind and I can help you compare.",
+    "You can also ask me about returns, exchanges and invoices for these hoodies whenever you like.",
+)).ljust(256 * 6)  # spaces after the last sentence
+TOKEN_CHARS = 6
+
+
+def answer_tokens(start: int, count: int) -> str:
+    """Tokens `start` to `start + count` of the engine's answer."""
+    first = start * TOKEN_CHARS % len(ANSWER)
+    text = (ANSWER * (2 + count * TOKEN_CHARS // len(ANSWER)))
+    return text[first:first + count * TOKEN_CHARS]
 GPU_CONFIG = PROJECT_ROOT / "configs" / "production-gpu.yaml"
 GPU_REQUEST_LIMITS = ("max_ongoing_requests", "max_queued_requests")
 QUESTION = "Is shipping free to Xinjiang if I order two hoodies?"  # grounded; the model answers
@@ -125,8 +165,8 @@ class _Collector:
         self.ready.clear()
         count, self.waiting = self.waiting, 0
         done = self.made >= self.max_tokens
-        return GenerationChunk(WORD * count, self.prompt_tokens, self.made,
-                               "length" if done else None)
+        return GenerationChunk(answer_tokens(self.made - count, count), self.prompt_tokens,
+                               self.made, "stop" if done else None)
 
 
 def build_app(args: dict[str, Any]):
@@ -158,8 +198,8 @@ def plain_app():
             for i in range(count):
                 await asyncio.sleep(0)
                 yield "data: " + json.dumps({**head, "choices": [
-                    {"index": 0, "delta": {"content": WORD},
-                     "finish_reason": "length" if i == count - 1 else None}]}) + "\n\n"
+                    {"index": 0, "delta": {"content": answer_tokens(i, 1)},
+                     "finish_reason": "stop" if i == count - 1 else None}]}) + "\n\n"
             yield "data: " + json.dumps({**head, "choices": [], "usage": {
                 "prompt_tokens": 10, "completion_tokens": count,
                 "total_tokens": count + 10}}) + "\n\n"
@@ -170,9 +210,10 @@ def plain_app():
     return app
 
 
-def serve_config(port: int, max_delay_ms: float | None = None) -> dict:
+def serve_config(port: int, max_delay_ms: float | None = None,
+                 guard_mode: str | None = None) -> dict:
     """The benchmark's Serve side: the shipped local app with FastEngine (see the module doc),
-    the text model's stream_batching.max_delay_ms set when given."""
+    the text model's stream_batching.max_delay_ms and the shops' guard.mode set when given."""
     from loadtests.benchmark import TextModelSettings
 
     settings = TextModelSettings.load()
@@ -187,6 +228,9 @@ def serve_config(port: int, max_delay_ms: float | None = None) -> dict:
     for deployment in app["deployments"]:
         if deployment["name"] == settings.model.deployment_name:
             deployment.update({k: limits[k] for k in GPU_REQUEST_LIMITS})
+    if guard_mode is not None:
+        for shop in app["args"]["shops"]["catalog"]:
+            shop["guard"] = {**shop.get("guard", {}), "mode": guard_mode}
     if max_delay_ms is not None:
         model = next(m for m in app["args"]["models"] if m["name"] == settings.model.name)
         model["stream_batching"] = {**model.get("stream_batching", {}),
@@ -213,6 +257,7 @@ def summary(level: dict) -> dict:
         "by_role_cpu_ms_per_1k_tokens": {role: per_k(share) for role, share in roles.items()
                                          if share >= 0.01},
         "ttft_p50_ms": ms(level["ttft_p50_s"], 1),
+        "ttft_p99_ms": ms(level["ttft_p99_s"], 1),
         "itl_p50_ms": ms(level["itl_p50_s"]),
         "itl_p99_ms": ms(level["itl_p99_s"]),
         "per_token_itl_p50_ms": ms(level["itl_per_token_p50_s"]),
@@ -241,7 +286,8 @@ def plot(results: dict, path: Path) -> None:
         rate.plot(x, [r["tokens_per_s"] for r in rows], marker="o", label=name)
         cost.plot(x, [r["server_cpu_ms_per_1k_tokens"] for r in rows], marker="o", label=name)
     bars = [(name.split("max_delay_ms ")[-1] if "max_delay_ms" in name else "config", rows[0])
-            for name, rows in results["runs"].items() if "paced" in name]
+            for name, rows in results["runs"].items()
+            if "paced" in name and "guard.mode" not in name]
     paced.bar([label for label, _ in bars], [r["server_cpu_ms_per_1k_tokens"] for _, r in bars])
     rate.set(xlabel="concurrent streams", ylabel="delivered tokens/s", title="Throughput")
     cost.set(xlabel="concurrent streams", ylabel="CPU-ms per 1,000 tokens",
@@ -262,7 +308,7 @@ def markdown_table(results: dict) -> str:
              f"Machine: {results['setup']['machine']}. {results['setup']['note']}", ""]
     for name, levels in results["runs"].items():
         lines += [f"## {name}", "",
-                  "| c | delivered tok/s | server CPU-ms / 1k tok | TTFT p50 ms | "
+                  "| c | delivered tok/s | server CPU-ms / 1k tok | TTFT p50 / p99 ms | "
                   "inter-event p50 / p99 ms | per token p50 / p99 ms | tokens per event | "
                   "client cores | by role (CPU-ms / 1k tok) |",
                   "|---|---|---|---|---|---|---|---|---|"]
@@ -270,7 +316,8 @@ def markdown_table(results: dict) -> str:
             roles = ", ".join(f"{r} {v}" for r, v in sorted(
                 s["by_role_cpu_ms_per_1k_tokens"].items(), key=lambda kv: -(kv[1] or 0)))
             lines.append(f"| {s['concurrency']} | {s['tokens_per_s']:,} | "
-                         f"{s['server_cpu_ms_per_1k_tokens']} | {s['ttft_p50_ms']} | "
+                         f"{s['server_cpu_ms_per_1k_tokens']} | {s['ttft_p50_ms']} / "
+                         f"{s.get('ttft_p99_ms')} | "
                          f"{s['itl_p50_ms']} / {s['itl_p99_ms']} | "
                          f"{s['per_token_itl_p50_ms']} / {s['per_token_itl_p99_ms']} | "
                          f"{s['tokens_per_event']} | {s['client_cores']} | {roles} |")
@@ -303,6 +350,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--paced-delays", default="",
                         help="stream_batching.max_delay_ms values to compare in the paced run, "
                         "one stack each (default: the config's)")
+    parser.add_argument("--guard-modes", default="",
+                        help="the shops' guard.mode values (replace,off) to compare in paced "
+                        "runs at --guard-concurrency, one stack each: what releasing a "
+                        "sentence at a time adds to time-to-first-text (issue 23)")
+    parser.add_argument("--guard-concurrency", default="1,8")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
@@ -323,17 +375,19 @@ def main(argv: list[str] | None = None) -> int:
     results: dict = {"setup": {
         "date": today, "machine": machine(), "versions": versions(),
         "max_tokens": args.max_tokens, "concurrency": levels,
-        "note": "FastEngine: one word per chunk; one ingress and one text replica; the demo "
-                "shop on, curated answers and the response cache off.",
+        "note": "FastEngine: one 6-character token per step, an answer in sentences the shop's "
+                "answer guard passes; one ingress and one text replica; the demo shop on, "
+                "curated answers and the response cache off.",
         "env": VARIANTS["shipped"].env}, "runs": {}, "replicas": {}}
 
     def serve_runs(paced_ms: float, concurrencies: list[int], name: str,
-                   max_delay_ms: float | None = None) -> None:
+                   max_delay_ms: float | None = None, guard_mode: str | None = None) -> None:
         port = free_port()
         url = f"http://127.0.0.1:{port}"
-        tag = f"{paced_ms:g}" + ("" if max_delay_ms is None else f"-delay{max_delay_ms:g}")
+        tag = f"{paced_ms:g}" + ("" if max_delay_ms is None else f"-delay{max_delay_ms:g}") + (
+            "" if guard_mode is None else f"-guard-{guard_mode}")
         config_path = logs / f"serve-config-fast-engine-{tag}.yaml"
-        config_path.write_text(yaml.safe_dump(serve_config(port, max_delay_ms),
+        config_path.write_text(yaml.safe_dump(serve_config(port, max_delay_ms, guard_mode),
                                               sort_keys=False))
         env = {**VARIANTS["shipped"].env, MS_PER_TOKEN_ENV: str(paced_ms)}
         # Paced streams arrive spread over one answer's time, as shoppers do, not all in the
@@ -350,12 +404,28 @@ def main(argv: list[str] | None = None) -> int:
                 log(f"{name}: {c} streams ...")
                 count = paced_requests(c) if paced_ms else requests_for(c)
                 level = asdict(asyncio.run(run_level(url, lambda i: (request, {}), c, count,
-                                                     len(WORD), spread_s)))
+                                                     TOKEN_CHARS, spread_s)))
                 rows.append(summary(level))
                 replicas[str(c)] = {n: asdict(r) for n, r in status.deployments().items()}
                 log(f"  {rows[-1]}")
             results["runs"][name] = rows
             results["replicas"][name] = replicas
+
+    def plain_floor(levels: list[int]) -> None:
+        port = free_port()
+        url = f"http://127.0.0.1:{port}"
+        with running("plain uvicorn (the floor)",
+                     [str(VENV_BIN / "uvicorn"), "--factory", "loadtests.fast_engine:plain_app",
+                      "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning",
+                      "--no-access-log"], {}, f"{url}/health",
+                     logs / "uvicorn-fast-engine.log"):
+            rows = []
+            for c in levels:
+                level = asdict(asyncio.run(run_level(url, lambda i: (request, {}), c,
+                                                     requests_for(c), TOKEN_CHARS)))
+                rows.append(summary(level))
+                log(f"plain uvicorn {c}: {rows[-1]}")
+            results["runs"]["plain uvicorn, same chunks"] = rows
 
     if levels:
         serve_runs(0.0, levels, "Serve path, engine as fast as it can")
@@ -365,32 +435,26 @@ def main(argv: list[str] | None = None) -> int:
         for delay in delays or [None]:
             serve_runs(args.paced_ms, [args.paced_concurrency],
                        name + ("" if delay is None else f", max_delay_ms {delay:g}"), delay)
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    with running("plain uvicorn (the floor)",
-                 [str(VENV_BIN / "uvicorn"), "--factory", "loadtests.fast_engine:plain_app",
-                  "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning",
-                  "--no-access-log"], {}, f"{url}/health", logs / "uvicorn-fast-engine.log"):
-        rows = []
-        for c in levels:
-            level = asdict(asyncio.run(run_level(url, lambda i: (request, {}), c,
-                                                 requests_for(c), len(WORD))))
-            rows.append(summary(level))
-            log(f"plain uvicorn {c}: {rows[-1]}")
-        results["runs"]["plain uvicorn, same chunks"] = rows
+        guard_levels = [int(c) for c in args.guard_concurrency.split(",") if c.strip()]
+        for mode in [m.strip() for m in args.guard_modes.split(",") if m.strip()]:
+            serve_runs(args.paced_ms, guard_levels, f"{name}, guard.mode {mode}",
+                       guard_mode=mode)
+    if levels:
+        plain_floor(levels)
 
     (out / "results.json").write_text(json.dumps(results, indent=2, ensure_ascii=False))
     problems = [f"{name} c={c}: {p}" for name, per in results["replicas"].items()
                 for c, counts in per.items() for p in replica_problems(counts)]
     table = markdown_table(results)
     (out / "results.md").write_text(table)
-    plot(results, out / "throughput_cpu.png")
+    if levels:  # the plot is of the unpaced levels
+        plot(results, out / "throughput_cpu.png")
     print(table)
     if problems:
         log("FAILED: not exactly one replica per deployment at every level:\n  "
             + "\n  ".join(problems))
         return 1
-    log(f"wrote {out}/results.json, results.md, throughput_cpu.png")
+    log(f"wrote {out}/results.json, results.md" + (", throughput_cpu.png" if levels else ""))
     return 0
 
 

@@ -6,7 +6,9 @@
 # arguments go to loadtests/benchmark.py (--quick, --variants, --workloads, --concurrency ...).
 #   scripts/benchmark.sh --fast-answers [--quick]   curated answers and the response cache instead
 #   scripts/benchmark.sh --fast-engine [--quick]    the request path at GPU token rates (an engine
-#                                                   that is never the bottleneck; issue 22)
+#                                                   that is never the bottleneck; issue 22);
+#                                                   --guard-modes replace,off: what the answer
+#                                                   guard adds to time-to-first-text (issue 23)
 #   scripts/benchmark.sh --cpu-decode               one stream's decode speed per engine setting
 set -euo pipefail
 cd "$(dirname "$0")/.."

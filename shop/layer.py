@@ -172,10 +172,16 @@ class Shop:
         """A failed answer, replaced: by the best FAQ entry's approved answer when the match is
         confident, else by the no-answer message (a `no_answer` hand-off). What the stream
         already released stays (it passed); a JSON body keeps it before the no-answer message
-        only, since a FAQ answer stands on its own."""
+        only, since a FAQ answer stands on its own. An answer cut at the token limit after
+        sentences that passed just ends at the last of them."""
         decided = plan.decision
-        replacement, service = self.assistant.guard_replacement(decided)
         released = checked.gate.released
+        if checked.gate.failure.reason == "cut_off" and released.strip():
+            # Cut at the token limit after sentences that passed: the answer ends at the last
+            # of them, as written, with its sources (nothing needs replacing).
+            return Finish(released.rstrip(), None, decided.service.as_dict(checked.result),
+                          None, checked.result)
+        replacement, service = self.assistant.guard_replacement(decided)
         tail = f"\n\n{replacement}" if released.strip() else replacement
         text = replacement if service.handoff is None or not released.strip() \
             else released.rstrip() + tail

@@ -23,54 +23,70 @@ _EMOJI_OR_SYMBOL = re.compile(r"[\U0001F000-\U0001FFFF\u2600-\u27BF]$")
 _CLAUSE = re.compile(r"[^。！？!?.;；,，、\n]+")
 _SPACED_CJK = re.compile(r"[\u4e00-\u9fff] [\u4e00-\u9fff]")
 _DOUBLED_WORD = re.compile(r"\b([a-z]{2,})\s+\1\b", re.IGNORECASE)
-_TRIPLED_CJK = re.compile(r"([\u4e00-\u9fff]{1,3})(?:\s*\1){2,}")
+_TRIPLED_CJK = re.compile(r"([\u4e00-\u9fff]{1,3})(?:\s+\1){2,}")
 
 # Thresholds, tuned on the dev half of evals/answer-checks.yaml (docs/design/answer-guard.md).
 LOOP_CLAUSE_REPEATS = 3  # the same clause (4+ characters) this many times
+REPEAT_HIDDEN_CHARS = 10  # a sentence repeating a clause this long is not shown again
 LOOP_MIN_BYTES = 160  # below this, compression says nothing
 LOOP_COMPRESSION = 0.30  # compressed / raw size of a looping answer
 WRONG_LANGUAGE_SHARE = 0.5  # share of the answer's words in the other language
 SPACED_CJK_PAIRS = 3  # "发票 发票抬头 个人": Chinese words separated by spaces
+LANGUAGE_MIN_WORDS = 12  # the language is judged once the answer has this many words
+
+
+class RunningText:
+    """An answer's text as it arrives, sentence by sentence: the checks that need what came
+    before (a clause said again and again, the language so far, spaced fragments) kept as
+    counts, so each sentence costs its own length, not the answer's."""
+
+    def __init__(self, language: Language):
+        self.language = language
+        self.clauses: Counter[str] = Counter()
+        self.chinese = 0
+        self.english = 0
+        self.spaced_pairs = 0
+        self.parts: list[str] = []
+        self.repeats = False
+
+    def add(self, part: str) -> str | None:
+        """Take one more sentence; the reason the answer is broken so far, or None.
+        `repeats` then says whether it says again a clause said before (not to be shown)."""
+        self.parts.append(part)
+        self.repeats = False
+        if _DOUBLED_WORD.search(part) or _TRIPLED_CJK.search(part):
+            return "garbled"
+        self.spaced_pairs += len(_SPACED_CJK.findall(part))
+        if self.spaced_pairs >= SPACED_CJK_PAIRS:
+            return "garbled"
+        for clause in _CLAUSE.findall(part):
+            clause = clause.strip().lower()
+            if len(clause) >= 4:
+                self.clauses[clause] += 1
+                if self.clauses[clause] >= LOOP_CLAUSE_REPEATS:
+                    return "loop"
+                if self.clauses[clause] > 1 and len(clause) >= REPEAT_HIDDEN_CHARS:
+                    self.repeats = True
+        self.chinese += len(_CJK.findall(part))
+        self.english += len(_LATIN_WORD.findall(part))
+        total = self.chinese + self.english
+        if total >= LANGUAGE_MIN_WORDS:
+            other = self.english if self.language == "zh" else self.chinese
+            if other > WRONG_LANGUAGE_SHARE * total:
+                return "wrong_language"
+        return None
+
+    def end(self, tail: str) -> str | None:
+        """The checks of the whole text, with its unfinished `tail`: a loop that compresses
+        like one."""
+        raw = ("".join(self.parts) + tail).encode()
+        if len(raw) >= LOOP_MIN_BYTES and len(zlib.compress(raw, 1)) < LOOP_COMPRESSION * len(raw):
+            return "loop"
+        return None
 
 
 def is_empty(text: str) -> bool:
     return not _HAS_CONTENT.search(text)
-
-
-def loops(text: str) -> bool:
-    """The same clause again and again, or a text that compresses like a loop does."""
-    clauses = Counter(c.strip().lower() for c in _CLAUSE.findall(text) if len(c.strip()) >= 4)
-    if clauses and clauses.most_common(1)[0][1] >= LOOP_CLAUSE_REPEATS:
-        return True
-    raw = text.encode()
-    return len(raw) >= LOOP_MIN_BYTES and len(zlib.compress(raw, 1)) < LOOP_COMPRESSION * len(raw)
-
-
-def other_language_share(text: str, language: Language) -> float:
-    """The share of the answer's words (a Chinese character or an English word each) in the
-    language it should not be in."""
-    chinese = len(_CJK.findall(text))
-    english = len(_LATIN_WORD.findall(text))
-    total = chinese + english
-    if total == 0:
-        return 0.0
-    return (english if language == "zh" else chinese) / total
-
-
-def word_count(text: str) -> int:
-    """Chinese characters and English words."""
-    return len(_CJK.findall(text)) + len(_LATIN_WORD.findall(text))
-
-
-def wrong_language(text: str, language: Language) -> bool:
-    return other_language_share(text, language) > WRONG_LANGUAGE_SHARE
-
-
-def garbled(text: str) -> bool:
-    """Words stuttered ("is is", "开 开 开") or Chinese split into spaced fragments."""
-    if _DOUBLED_WORD.search(text) or _TRIPLED_CJK.search(text):
-        return True
-    return len(_SPACED_CJK.findall(text)) >= SPACED_CJK_PAIRS
 
 
 def ends_mid_sentence(text: str) -> bool:

@@ -148,6 +148,8 @@ _EMAIL = re.compile(r"[a-z0-9._%+-]+@[a-z0-9.-]+\.[a-z]{2,}")
 _PHONE = re.compile(r"(?=[+\d])(?<![0-9a-z.])(?:\+?\d{1,3}[\s-])?(?:\d[\s-]?){6,13}\d(?![0-9a-z.])")
 _CODE = re.compile(r"(?=[a-z0-9])(?<![a-z0-9])(?=[a-z0-9-]*\d)(?=[a-z0-9-]*[a-z])[a-z0-9]+(?:-[a-z0-9]+)*"
                    r"(?![a-z0-9])")
+_DIGIT = re.compile(r"\d")
+_URL_HINT = re.compile(r"www\.|https?://|@|\.(?:com|cn|net|org|shop)\b")
 _RANGE_ONLY = re.compile(r"\d{1,5}\s*[-–]\s*\d{1,5}")
 _ORDINAL = re.compile(r"\d+(?:st|nd|rd|th)")
 _MONTHS = {m: i + 1 for i, m in enumerate(
@@ -215,9 +217,12 @@ def extract_claims(text: str) -> list[Claim]:
     return list(_claims(normalize(text)))
 
 
-@lru_cache(maxsize=8192)
 def _claims(normalized: str) -> tuple[Claim, ...]:
     text = digits_for_words(normalized)
+    if not _DIGIT.search(text) and not _URL_HINT.search(text):
+        # Most sentences: no number, no address; only a weekday can be a claim.
+        return tuple(Claim("weekday", frozenset([_WEEKDAYS[m.group(1) or m.group(2)]]),
+                           m.group(0), m.start(), m.end()) for m in _WEEKDAY.finditer(text))
     found: list[Claim] = []
     taken = bytearray(len(text))
 

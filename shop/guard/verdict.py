@@ -22,6 +22,7 @@ verdict for the same text.
 from __future__ import annotations
 
 import re
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -68,6 +69,22 @@ _GENERIC_EN = frozenset(
     "alway usual normal current exact specif whether which while where when then".split())
 
 
+_CJK_RUN = re.compile(r"[\u4e00-\u9fff]{2,}|[a-z]{4,}")
+
+
+def _unseen_pairs(normalized: str, sheet: FactSheet) -> int:
+    """An upper bound of `new_words` without segmenting: Chinese character pairs and English
+    words of four letters or more that the facts do not contain (a new word has at least one).
+    Segmenting costs most of the check; most sentences skip it here."""
+    unseen = 0
+    for run in _CJK_RUN.findall(normalized):
+        if run.isascii():
+            unseen += run not in sheet.text
+        else:
+            unseen += sum(run[i:i + 2] not in sheet.text for i in range(len(run) - 1))
+    return unseen
+
+
 def new_words(words: set[str], sheet: FactSheet) -> list[str]:
     """The content words of a sentence found nowhere in what the model was given: no numbers,
     Chinese words of two characters or more none of whose character pairs the facts contain,
@@ -83,8 +100,6 @@ def new_words(words: set[str], sheet: FactSheet) -> list[str]:
                                         for i in range(len(word) - 1)):
             found.append(word)
     return found
-# The other-language rule reads a stream's running text once it has this many words.
-LANGUAGE_MIN_WORDS = 12
 
 
 REASONS = ("empty", "garbled", "loop", "wrong_language", "cut_off", "unsupported_number",
@@ -138,6 +153,10 @@ class AnswerGuard:
                        ) -> Failure | None:
         """Claims, promises and statements of one sentence."""
         normalized = normalize(sentence)
+        return self._check_normalized(sentence, normalized, sheet)
+
+    def _check_normalized(self, sentence: str, normalized: str, sheet: FactSheet
+                          ) -> Failure | None:
         for claim in extract_claims(normalized):
             if not sheet.supports(claim):
                 return Failure("unsupported_number", claim.text)
@@ -145,26 +164,14 @@ class AnswerGuard:
             for match in self._promises[language_].finditer(normalized):
                 if match.group(0) not in sheet.text:
                     return Failure("promise", sentence.strip())
-        if _UNSURE.search(normalized):
-            return None
-        words = set(self._words(normalized))
-        if not words:
-            return None
-        if _OFFER.search(normalized) and \
-                len(new_words(words, sheet)) >= UNSUPPORTED_MIN_WORDS:
+        if _OFFER.search(normalized) and not _UNSURE.search(normalized) and \
+                _unseen_pairs(normalized, sheet) >= UNSUPPORTED_MIN_WORDS and \
+                len(new_words(set(self._words(normalized)), sheet)) >= UNSUPPORTED_MIN_WORDS:
             return Failure("unsupported_offer", sentence.strip())
         return None
 
-    def check_running(self, text: str, language: Language) -> Failure | None:
-        """What only the text so far can show: garbled words, a loop, the other language."""
-        if broken.garbled(text):
-            return Failure("garbled", "")
-        if broken.loops(text):
-            return Failure("loop", "")
-        if broken.word_count(text) >= LANGUAGE_MIN_WORDS and \
-                broken.wrong_language(text, language):
-            return Failure("wrong_language", "")
-        return None
+
+_SENTENCE_BREAK = re.compile(rf"[{HARD_ENDS}]|\.\s")
 
 
 class ReleaseGate:
@@ -178,8 +185,8 @@ class ReleaseGate:
         self._sheet = sheet
         self._pending = ""
         self._shown: list[str] = []
-        self._seen: dict[str, int] = {}  # sentence -> times said
-        self._received = ""  # every complete sentence, shown or not (what a loop shows in)
+        self._running = broken.RunningText(language)  # every sentence, shown or not
+        self._said: Counter[str] = Counter()  # sentence -> times said
         self.failure: Failure | None = None
 
     @property
@@ -190,6 +197,8 @@ class ReleaseGate:
         if self.failure is not None or not text:
             return ""
         self._pending += text
+        if not _SENTENCE_BREAK.search(self._pending, max(0, len(self._pending) - len(text) - 1)):
+            return ""  # no sentence ended in it (most tokens): nothing to split
         # Every part but the last ends a sentence; the last one only with a mark that cannot
         # continue it (an English full stop may still become "3.5").
         parts = split_sentences(self._pending)
@@ -211,6 +220,9 @@ class ReleaseGate:
             tail = self._pending.strip() or whole.rstrip()[-20:]
             self.failure = Failure("cut_off", tail)
             return ""
+        if (reason := self._running.end(self._pending)) is not None:
+            self.failure = Failure(reason, "")
+            return ""
         tail, self._pending = [self._pending] if self._pending.strip() else [], ""
         return self._release(tail)
 
@@ -218,21 +230,20 @@ class ReleaseGate:
         released: list[str] = []
         for part in parts:
             key = normalize(part).strip()
-            self._received += part
-            said = self._seen.get(key, 0)
-            if key and said:
-                # A sentence said before is not shown again; said LOOP_REPEATS times, a loop.
-                self._seen[key] = said + 1
-                if said + 1 >= broken.LOOP_CLAUSE_REPEATS:
-                    self.failure = Failure("loop", "")
-                    break
+            if not key:
+                released.append(part)  # spaces between sentences
                 continue
-            failure = self._guard.check_running(self._received, self._language) or \
-                self._guard.check_sentence(part, self._language, self._sheet)
+            reason = self._running.add(part)
+            self._said[key] += 1
+            if reason is None and self._said[key] >= broken.LOOP_CLAUSE_REPEATS:
+                reason = "loop"
+            failure = Failure(reason, "") if reason is not None else None
+            if failure is None and (self._said[key] > 1 or self._running.repeats):
+                continue  # says again what was said: not shown (a third time is a loop)
+            failure = failure or self._guard._check_normalized(part, key, self._sheet)
             if failure is not None:
                 self.failure = failure
                 break
-            self._seen[key] = 1
             released.append(part)
         self._shown.extend(released)
         return "".join(released)

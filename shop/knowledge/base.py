@@ -78,7 +78,7 @@ class KnowledgeBase:
 
     def word_count(self, text: str) -> int:
         """Distinct words of `text` as the index sees them (stop words out, no bigrams)."""
-        return len(set(self._tokenizer.words(text)))
+        return len(set(self._tokenizer.words_and_bigrams(text)[0]))
 
     @property
     def tokenizer(self) -> Tokenizer:

@@ -54,9 +54,9 @@ def processes() -> list[tuple[int, int, str]]:
 
 def write_test_config(dest: Path, port: int, customize=None) -> Path:
     """The shipped local config with the test port and tiny models. The sales calendar is
-    emptied so the date the suite runs on cannot change replica counts, and the shops read
-    copies of their knowledge bases beside `dest`; `customize(raw)` may change more (the
-    autoscaling tests use small bounds)."""
+    emptied so the date the suite runs on cannot change replica counts, the shops read
+    copies of their knowledge bases beside `dest` and do not guard answers; `customize(raw)`
+    may change more (the autoscaling tests use small bounds)."""
     raw = load_serve_config(LOCAL_CONFIG)
     raw["http_options"]["port"] = port
     app = raw["applications"][0]
@@ -73,6 +73,10 @@ def write_test_config(dest: Path, port: int, customize=None) -> Path:
         if not copy.exists():
             shutil.copytree(PROJECT_ROOT / shop["knowledge_base"], copy)
         shop["knowledge_base"] = str(copy)
+        # A random-weight model never writes an answer the answer guard passes, and these
+        # stacks test serving (sources, caching, faults), not answers: the guard is off. It is
+        # on, as shipped, in test_run_local.py, where the real stand-in model answers.
+        shop["guard"] = {"mode": "off"}
     if customize is not None:
         customize(raw)
     dest.write_text(yaml.safe_dump(raw, sort_keys=False))

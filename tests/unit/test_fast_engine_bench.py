@@ -9,7 +9,15 @@ import json
 
 from fastapi.testclient import TestClient
 
-from loadtests.fast_engine import WORD, FastEngine, body, plain_app, serve_config
+from loadtests.fast_engine import (
+    ANSWER,
+    TOKEN_CHARS,
+    FastEngine,
+    answer_tokens,
+    body,
+    plain_app,
+    serve_config,
+)
 from model_server.engine_protocol import EngineRequest, SamplingOptions
 
 
@@ -18,7 +26,7 @@ def request(max_tokens: int) -> EngineRequest:
                          SamplingOptions(max_tokens, 0.2, 0.8))
 
 
-def test_the_engine_streams_one_word_per_token_and_ends_at_the_length():
+def test_the_engine_streams_one_token_per_chunk_and_ends_at_the_length():
     engine = FastEngine(None, None)
 
     async def collect():
@@ -26,8 +34,9 @@ def test_the_engine_streams_one_word_per_token_and_ends_at_the_length():
 
     chunks = asyncio.run(collect())
     assert [c.completion_tokens for c in chunks] == list(range(1, 8))
-    assert {c.text for c in chunks} == {WORD}
-    assert [c.finish_reason for c in chunks] == [None] * 6 + ["length"]
+    assert [c.text for c in chunks] == [ANSWER[i:i + TOKEN_CHARS]
+                                        for i in range(0, 7 * TOKEN_CHARS, TOKEN_CHARS)]
+    assert [c.finish_reason for c in chunks] == [None] * 6 + ["stop"]
 
 
 def test_a_consumer_that_falls_behind_gets_merged_chunks_and_no_token_is_lost():
@@ -42,9 +51,9 @@ def test_a_consumer_that_falls_behind_gets_merged_chunks_and_no_token_is_lost():
         return chunks
 
     chunks = asyncio.run(slow_consumer())
-    assert "".join(c.text for c in chunks) == WORD * 20
+    assert "".join(c.text for c in chunks) == answer_tokens(0, 20)
     assert len(chunks) < 20 and chunks[-1].completion_tokens == 20
-    assert chunks[-1].finish_reason == "length"
+    assert chunks[-1].finish_reason == "stop"
 
 
 def test_the_floor_streams_the_same_chunks_as_openai_sse():
@@ -54,7 +63,7 @@ def test_the_floor_streams_the_same_chunks_as_openai_sse():
     assert events[-1] == "[DONE]"
     chunks = [json.loads(e) for e in events[:-1]]
     contents = [c["choices"][0]["delta"].get("content") for c in chunks if c["choices"]]
-    assert contents.count(WORD) == 5
+    assert contents[1:] == [answer_tokens(i, 1) for i in range(5)]
     assert chunks[-1]["usage"]["completion_tokens"] == 5
 
 
@@ -76,3 +85,25 @@ def test_the_text_replica_takes_as_many_requests_as_a_gpu_replica_so_no_level_qu
     text = next(d for d in app["deployments"] if d["name"] == "TextModel")
     assert text["max_ongoing_requests"] >= 64  # the highest level streams at once
     assert text["max_queued_requests"] >= 64
+
+
+def test_the_engine_s_answer_passes_the_shop_s_answer_guard_whole():
+    """The benchmark measures the path a passing answer takes (released a sentence at a time),
+    not replacements: its 256-token answer to its question passes the demo shop's guard."""
+    from configs.schema import (
+        APP_NAME,
+        PROJECT_ROOT,
+        app_config_from_serve_config,
+        load_serve_config,
+    )
+    from loadtests.fast_engine import QUESTION
+    from shop.layer import shop_layer_for
+
+    raw = load_serve_config(PROJECT_ROOT / "configs" / "local-cpu.yaml")
+    config = app_config_from_serve_config(raw, APP_NAME)
+    assistant = shop_layer_for(config.shops, PROJECT_ROOT).directory.get("demo-apparel")
+    plan = assistant.plan([{"role": "user", "content": QUESTION}])
+    assert plan.reply is None  # the model answers it
+    gate = assistant.guard.gate(plan.language, assistant.fact_sheet(plan))
+    shown = "".join(gate.feed(answer_tokens(i, 1)) for i in range(256)) + gate.end("stop")
+    assert gate.failure is None and shown == ANSWER.rstrip()

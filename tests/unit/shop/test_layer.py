@@ -165,3 +165,16 @@ def test_a_flagging_shop_sends_the_answer_as_written_and_marks_it(layer):
     assert finished.service["guard"] == {"verdict": "flagged",
                                          "reasons": ["unsupported_number"]}
     assert planned(shop, turn(MODEL_QUESTION)).decision.service.cache == "miss"
+
+
+def test_an_answer_cut_at_the_token_limit_ends_at_its_last_passed_sentence(layer):
+    shop = layer.select("demo-apparel", AnyShop())
+    plan = planned(shop, turn(MODEL_QUESTION))
+    finished = shop.finish(plan, "中通全国包邮。新疆不满299元补20元运费，顺丰", "length")
+    assert finished.text == "中通全国包邮。" and finished.tail is None
+    assert finished.handoff is None and finished.service["sources"]  # still grounded
+    assert finished.service["guard"] == {"verdict": "replaced", "reasons": ["cut_off"]}
+    # With no sentence passed, the no-answer message replaces it.
+    cut = shop.finish(planned(shop, turn(MODEL_QUESTION)), "新疆不满299元补20元运费，顺丰",
+                      "length")
+    assert cut.handoff == "no_answer"
