@@ -182,8 +182,9 @@ ROWS: list[tuple[str, list[Panel]]] = [
               unit="reqps"),
         Panel("Answer guard: share of model answers failed",
               "Model answers replaced or flagged over all model answers the guard read, per "
-              "shop. On the labelled set's test half the guard failed none of the faithful "
-              "answers, so a share of several percent means the model (or the facts) changed.",
+              "shop. On the labelled sets' test halves the guard failed 3 % of faithful "
+              "answers: a share well above the model's usual one means the model or the "
+              "facts changed.",
               [(f"sum by (shop) (rate(ray_cs_shop_guard_verdicts_total{{verdict!=\"pass\"}}"
                 f"[{RATE}])) / sum by (shop) (rate(ray_cs_shop_guard_verdicts_total[{RATE}]))",
                 "{{shop}}")], unit="percentunit"),

@@ -134,7 +134,8 @@ class Shop:
         decided = plan.decision
         if decided.reply is not None or self.assistant.guard.mode != "replace":
             return None
-        return self.assistant.guard.gate(decided.language, self.assistant.fact_sheet(decided))
+        return self.assistant.guard.gate(decided.language, self.assistant.fact_sheet(decided),
+                                         decided.question)
 
     def finish(self, plan: Plan, answer: str, finish_reason: str | None,
                gate: ReleaseGate | None = None) -> Finish:
@@ -145,16 +146,22 @@ class Shop:
         if checked is not None and checked.replaced:
             return self._replaced(plan, checked)
         substitute = self.assistant.blank_answer_reply(decided, answer)
-        shown = answer if substitute is None else answer + substitute
+        # A passed answer is shown as the gate released it: without the sentences it said
+        # twice or the shopper's question said back (a stream never showed them either).
+        passed = checked.gate.released if checked is not None and \
+            checked.verdict == "pass" and checked.gate.released.strip() != answer.strip() \
+            else None
+        shown = passed or (answer if substitute is None else answer + substitute)
         service = self.assistant.review(decided, shown)
         handed_off = service.handoff is not None
         late_handoff = service.handoff.reason if (
             handed_off and service is not decided.service) else None
         if plan.cache_key is not None and (checked is None or checked.verdict == "pass") and \
                 ResponseCache.storable(answer, finish_reason, handed_off):
-            self._cache.put(plan.cache_key, answer, finish_reason, decided.facts)
+            self._cache.put(plan.cache_key, shown, finish_reason, decided.facts)
         result = None if checked is None else checked.result
-        return Finish(substitute, substitute, service.as_dict(result), late_handoff, result)
+        return Finish(substitute or passed, substitute, service.as_dict(result), late_handoff,
+                      result)
 
     def _checked(self, decided: ShopPlan, answer: str, finish_reason: str | None,
                  gate: ReleaseGate | None) -> Checked | None:
@@ -165,7 +172,7 @@ class Shop:
             return None
         if gate is None:
             gate = guard.check(answer, finish_reason, decided.language,
-                               self.assistant.fact_sheet(decided))
+                               self.assistant.fact_sheet(decided), decided.question)
         return Checked(gate, guard.mode)
 
     def _replaced(self, plan: Plan, checked: Checked) -> Finish:

@@ -11,7 +11,8 @@ reduced to a comparable form, so one fact written many ways is one claim:
 - units in classes that convert: minutes, hours, days, weeks (7 days), months (30 days) and
   years (12 months) are one duration; kg and g, cm and mm are one quantity each; 8折 is
   20 % off. Currencies never convert: ¥299 is not $299;
-- a range ("2-4天", "2至4天", "2 to 4 days") is two claims, each end with the range's unit;
+- a range ("2-4天", "2至4天", "2 to 4 days") is one claim, with the range's unit on both ends;
+  the facts' ranges also support each of their ends ("within 4 days");
 - a clock time without am/pm ("4点") may be either half of the day.
 
 Bare numbers below 10 are not claims ("one of our staff", "2 options"): they carry too little
@@ -36,7 +37,7 @@ class Claim:
     """One number-bearing claim: its class, the values it may mean, and where it was found."""
 
     kind: str  # money:<currency> | duration | clock | date | weekday | percent | <quantity> |
-    #            count | number | code
+    #            count | number | code | range (values: (kind, low, high))
     values: frozenset  # comparable values; a claim is supported when one of them is a fact's
     text: str  # the claim as found in the normalised text (reported, logged)
     start: int  # span in the normalised text
@@ -290,19 +291,27 @@ def _claims(normalized: str) -> tuple[Claim, ...]:
                 firsts.append((m.group("second"), unit, m.start("second")))
         elif first_unit is not None:
             unit = first_unit
+        ends: list[tuple[str, float]] = []
         for number, unit_class, _ in firsts:
             value = _value(number)
             if unit_class is None:
                 if value < 10 or (len(number) == 4 and 1990 <= value <= 2100):
                     continue
-                add("number", [value], m.start(), m.end())
+                ends.append(("number", value))
                 continue
             kind, factor = unit_class
             if kind == "count" and value < 2:
                 continue
             if kind == "duration" and factor == _MINUTES["year"] and value >= 1900:
                 continue  # 2026年: a year, not a duration
-            add(_as_percent(kind), [_scaled(kind, factor, value)], m.start(), m.end())
+            ends.append((_as_percent(kind), _scaled(kind, factor, value)))
+        if len(ends) == 2 and ends[0][0] == ends[1][0] and ends[0][1] < ends[1][1]:
+            # A range is one claim: "2-3 days" is not supported by facts of "1-3 days" and
+            # "2-4 days", though each end is. Its ends alone are in a fact's sheet (facts.py).
+            add("range", [(ends[0][0], ends[0][1], ends[1][1])], m.start(), m.end())
+            continue
+        for kind, value in ends:
+            add(kind, [value], m.start(), m.end())
     for m in _CODE.finditer(text):
         if not free(m.start(), m.end()):
             continue

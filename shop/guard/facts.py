@@ -48,6 +48,9 @@ class FactSheet:
         if claim.kind == "date":  # "12月" against "12月15日"
             return any((claim.kind, (month, 0)) in self.claims for month, _ in claim.values)
         # A count or a bare number may repeat a number the facts give without a unit ("库存 58").
+        if claim.kind == "range":
+            return any(kind in ("count", "number") and {low, high} <= self.numbers
+                       for kind, low, high in claim.values)
         return claim.kind in ("count", "number") and bool(self.numbers & claim.values)
 
     def __or__(self, other: FactSheet) -> FactSheet:
@@ -74,5 +77,8 @@ def _sheet(text: str, words: Words) -> FactSheet:
             values.add((claim.kind, value))
             if claim.kind == "date":
                 values.add(("date", (value[0], 0)))
+            if claim.kind == "range":  # each end of a range alone: "up to 4 days"
+                kind, low, high = value
+                values.update(((kind, low), (kind, high)))
     numbers = frozenset(float(n) for n in _NUMBER.findall(digits_for_words(normalized)))
     return FactSheet(frozenset(values), numbers, normalized, frozenset(words(normalized)))

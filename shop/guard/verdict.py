@@ -136,13 +136,14 @@ class AnswerGuard:
         persona and the shop's fixed messages."""
         return sheet_of((*fact_texts, *conversation_texts, *self._persona), self._words)
 
-    def gate(self, language: Language, sheet: FactSheet) -> ReleaseGate:
-        return ReleaseGate(self, language, sheet)
+    def gate(self, language: Language, sheet: FactSheet, question: str = "") -> ReleaseGate:
+        """A gate for one answer; `question`, the shopper's message, is not shown back."""
+        return ReleaseGate(self, language, sheet, question)
 
     def check(self, answer: str, finish_reason: str | None, language: Language,
-              sheet: FactSheet) -> ReleaseGate:
+              sheet: FactSheet, question: str = "") -> ReleaseGate:
         """The whole answer at once (a JSON response, an evaluation): the gate after it."""
-        gate = self.gate(language, sheet)
+        gate = self.gate(language, sheet, question)
         gate.feed(answer)
         gate.end(finish_reason)
         return gate
@@ -171,7 +172,14 @@ class AnswerGuard:
         return None
 
 
-_SENTENCE_BREAK = re.compile(rf"[{HARD_ENDS}]|\.\s")
+_NOT_WORD = re.compile(r"[^\w]|_")
+ECHO_MIN_CHARS = 4  # a shorter question said back ("吗？", "ok?") is not an echo
+REPEAT_MIN_CHARS = 6  # a part this long inside what was already shown is a repeat
+_SENTENCE_BREAK = re.compile(rf"[{HARD_ENDS}，、：]|[.,:]\s")
+# A sentence longer than this is released up to its last clause mark (a Chinese comma, or an
+# English one followed by a space: "1,099" is one number).
+CLAUSE_RELEASE_CHARS = 24
+_CLAUSE_END = re.compile(r"(?<=[，、：])|(?<=[,:])(?= )")
 
 
 class ReleaseGate:
@@ -179,14 +187,18 @@ class ReleaseGate:
     sentences that passed), `end` what may be shown at the end. After a failure nothing more
     is released; `failure` says why and `released` holds what was shown before it."""
 
-    def __init__(self, guard: AnswerGuard, language: Language, sheet: FactSheet):
+    def __init__(self, guard: AnswerGuard, language: Language, sheet: FactSheet,
+                 question: str = ""):
         self._guard = guard
+        self._question = _core(normalize(question))
         self._language = language
         self._sheet = sheet
         self._pending = ""
         self._shown: list[str] = []
         self._running = broken.RunningText(language)  # every sentence, shown or not
         self._said: Counter[str] = Counter()  # sentence -> times said
+        self._space = ""  # whitespace between sentences, held for the next one shown
+        self._shown_core = ""  # what was shown, letters only: a part inside it is a repeat
         self.failure: Failure | None = None
 
     @property
@@ -206,6 +218,12 @@ class ReleaseGate:
             complete, self._pending = parts, ""
         else:
             complete, self._pending = parts[:-1], parts[-1]
+            # A long sentence goes a clause at a time, so the shopper is not kept waiting for
+            # its end (and a sentence that never ends is read before the token limit).
+            if len(self._pending) > CLAUSE_RELEASE_CHARS:
+                clauses = _CLAUSE_END.split(self._pending)
+                complete.extend(clauses[:-1])
+                self._pending = clauses[-1]
         return self._release(complete)
 
     def end(self, finish_reason: str | None) -> str:
@@ -231,22 +249,38 @@ class ReleaseGate:
         for part in parts:
             key = normalize(part).strip()
             if not key:
-                released.append(part)  # spaces between sentences
+                self._space += part  # goes out with the next sentence shown, if any
                 continue
             reason = self._running.add(part)
             self._said[key] += 1
             if reason is None and self._said[key] >= broken.LOOP_CLAUSE_REPEATS:
                 reason = "loop"
             failure = Failure(reason, "") if reason is not None else None
-            if failure is None and (self._said[key] > 1 or self._running.repeats):
+            core = _core(key)
+            if failure is None and (self._said[key] > 1 or self._running.repeats or (
+                    len(core) >= REPEAT_MIN_CHARS and core in self._shown_core)):
                 continue  # says again what was said: not shown (a third time is a loop)
+            if failure is None and self._echoes(core, key):
+                continue
             failure = failure or self._guard._check_normalized(part, key, self._sheet)
             if failure is not None:
                 self.failure = failure
                 break
-            released.append(part)
+            released.append(self._space + part)
+            self._space = ""
+            self._shown_core += core + "|"
         self._shown.extend(released)
         return "".join(released)
+
+    def _echoes(self, core: str, key: str) -> bool:
+        """A question that is the shopper's own message, or part of it, said back to them
+        (small models often start so): not shown, and not a failure."""
+        return key[-1] in "?？" and len(core) >= ECHO_MIN_CHARS and core in self._question
+
+
+def _core(text: str) -> str:
+    """Letters, digits and Chinese characters only: what an echo is compared on."""
+    return _NOT_WORD.sub("", text)
 
 
 

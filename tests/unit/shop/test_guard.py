@@ -51,6 +51,7 @@ def test_a_supported_number_passes_however_it_is_written(answer):
 
 @pytest.mark.parametrize("answer,claim", [
     ("其他省份3-5天到。", "3-5天"),  # changed number
+    ("中通2-3天到。", "2-3天"),  # a range whose ends are in the facts, but not as a range
     ("签收后7周内可以退。", "7周"),  # changed unit
     ("升级顺丰每单加12美元。", "12美元"),  # changed currency
     ("Upgrading to SF costs $12.", "$12"),
@@ -122,6 +123,26 @@ def test_a_sentence_that_says_a_long_clause_again_is_not_shown_again():
     shown = gate.feed(first) + gate.feed(again) + gate.feed("Returns within 7 days. ")
     assert shown == first + "Returns within 7 days."
     assert gate.end("stop") == "" and gate.failure is None
+
+
+def test_a_long_sentence_is_released_a_clause_at_a_time():
+    g = guard()
+    gate = g.gate("zh", g.facts([FACTS_ZH], []))
+    first = gate.feed("从杭州发货后，中通快递其他省份一般2-4天到，顺丰1-3天，")
+    assert first == "从杭州发货后，中通快递其他省份一般2-4天到，顺丰1-3天，"
+    assert gate.feed("偏远地区会慢一些") == ""  # a short unfinished clause waits
+    assert gate.end("stop") == "偏远地区会慢一些"
+    g2 = g.gate("en", g.facts([FACTS_EN, "1,099 CNY"], []))
+    # "1,099" is one number, not two clauses: nothing is released inside it.
+    assert g2.feed("The tablet is sold at 1,099 CNY in every colour") == ""
+    assert g2.end("stop") == "The tablet is sold at 1,099 CNY in every colour"
+
+
+def test_the_shopper_s_question_said_back_is_not_shown():
+    g = guard()
+    gate = g.gate("zh", g.facts([FACTS_ZH], []), question="新疆包邮吗？顺丰要加多少钱")
+    shown = gate.feed("新疆包邮吗？顺丰要加多少钱？") + gate.feed("升级顺丰每单加12元。")
+    assert shown == "升级顺丰每单加12元。" and gate.failure is None
 
 
 def test_the_gate_never_shows_a_failed_sentence_and_stops_at_it():

@@ -178,3 +178,15 @@ def test_an_answer_cut_at_the_token_limit_ends_at_its_last_passed_sentence(layer
     cut = shop.finish(planned(shop, turn(MODEL_QUESTION)), "新疆不满299元补20元运费，顺丰",
                       "length")
     assert cut.handoff == "no_answer"
+
+
+def test_a_json_answer_is_what_a_stream_would_show(layer):
+    """Sentences the gate does not show (said twice, the question said back) are not in the
+    JSON body either, nor in the cached answer."""
+    shop = layer.select("demo-apparel", AnyShop())
+    plan = planned(shop, turn(MODEL_QUESTION))
+    answer = "新疆也包邮吗，顺丰要加钱吗？" + FAITHFUL + FAITHFUL
+    finished = shop.finish(plan, answer, "stop")
+    assert finished.text == FAITHFUL and finished.tail is None
+    assert finished.service["guard"]["verdict"] == "pass"
+    assert planned(shop, turn(MODEL_QUESTION)).reply == FAITHFUL
