@@ -136,19 +136,7 @@ class Tokenizer:
         """The words of `text`, stop words out: jieba's dictionary words for Chinese (no
         search-mode sub-words, no HMM: a third of `words_and_bigrams`' cost), stems for English.
         What the answer guard compares an answer's words with its facts' on."""
-        self.warm_up()
-        words: list[str] = []
-        english: list[str] = []
-        for match in _RUNS.finditer(normalize(text)):
-            chinese, word = match.groups()
-            if word:
-                if word not in _EN_STOP:
-                    english.append(word.replace("’", "'"))
-                continue
-            words.extend(w for w in self._jieba.cut(chinese, HMM=False)
-                         if w not in _ZH_STOP and w.strip())
-        words.extend(self._stemmer.stemWords(english))
-        return words
+        return self._words(text, for_index=False)[0]
 
     def tokens(self, text: str) -> list[str]:
         """Index terms of `text`, in order (duplicates kept: BM25 counts them)."""
@@ -159,6 +147,11 @@ class Tokenizer:
         """(words, Chinese character bigrams) of `text`. The bigrams only help matching across
         segmentation differences; they carry no meaning of their own (a relevance measure
         must not count an unknown bigram as unknown meaning)."""
+        return self._words(text, for_index=True)
+
+    def _words(self, text: str, for_index: bool) -> tuple[list[str], list[str]]:
+        """(words, bigrams); for the index, Chinese is cut in search mode with HMM (sub-words
+        too, "七天无理由" and "无理由") and its bigrams are added."""
         self.warm_up()
         words: list[str] = []
         bigrams: list[str] = []
@@ -169,11 +162,13 @@ class Tokenizer:
                 if word not in _EN_STOP:
                     english.append(word.replace("’", "'"))
                 continue
-            words.extend(w for w in self._jieba.cut_for_search(chinese, HMM=True)
-                         if w not in _ZH_STOP and w.strip())
-            bigrams.extend(chinese[i:i + 2] for i in range(len(chinese) - 1)
-                           if chinese[i] not in _ZH_STOP_CHARS
-                           and chinese[i + 1] not in _ZH_STOP_CHARS)
+            cut = self._jieba.cut_for_search(chinese, HMM=True) if for_index \
+                else self._jieba.cut(chinese, HMM=False)
+            words.extend(w for w in cut if w not in _ZH_STOP and w.strip())
+            if for_index:
+                bigrams.extend(chinese[i:i + 2] for i in range(len(chinese) - 1)
+                               if chinese[i] not in _ZH_STOP_CHARS
+                               and chinese[i + 1] not in _ZH_STOP_CHARS)
         words.extend(self._stemmer.stemWords(english))
         return words, bigrams
 
