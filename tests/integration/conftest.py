@@ -74,9 +74,13 @@ def write_test_config(dest: Path, port: int, customize=None) -> Path:
             shutil.copytree(PROJECT_ROOT / shop["knowledge_base"], copy)
         shop["knowledge_base"] = str(copy)
         # A random-weight model never writes an answer the answer guard passes, and these
-        # stacks test serving (sources, caching, faults), not answers: the guard is off. It is
-        # on, as shipped, in test_run_local.py, where the real stand-in model answers.
-        shop["guard"] = {"mode": "off"}
+        # stacks test serving (sources, caching, faults), not answers. The default shop's guard
+        # is off (its answers are cached and replayed as written); the other shop's only flags,
+        # which changes nothing a client sees but `service.guard`, so the guard's metrics and
+        # dashboard panels have data. It replaces answers, as shipped, in test_run_local.py,
+        # where the real stand-in model answers.
+        shop["guard"] = {"mode": "off" if shop["id"] == app["args"]["shops"]["default"]
+                         else "flag"}
     if customize is not None:
         customize(raw)
     dest.write_text(yaml.safe_dump(raw, sort_keys=False))

@@ -47,6 +47,9 @@ SETTLED_AFTER_S = 4  # > 3 metric report intervals (1 s in the test stack)
 DATA_TIMEOUT_S = 45
 
 
+GUARDED_SHOP = "demo-electronics"  # the test stacks' shop whose answer guard flags
+
+
 def text_body(i: int) -> dict:
     return {"messages": [{"role": "user", "content": TEXT_QUESTIONS[i % len(TEXT_QUESTIONS)]}],
             **SAMPLE}
@@ -220,7 +223,19 @@ def background_traffic(stack, measured_run, stack_keys):
                                 headers=stack_keys["over-budget"].headers)
                     stop.wait(1.0)
 
+        def other_shop():
+            # The default shop's answer guard is off on the test stacks; the other shop's flags
+            # (tests/integration/conftest.py): its answers give the guard panels their series.
+            with stack.client() as client:
+                i = 0
+                while not stop.is_set():
+                    with client.stream("POST", "/v1/chat/completions", json=text_body(i),
+                                       headers={"X-Shop-Id": GUARDED_SHOP}) as response:
+                        response.read()
+                    i += 1
+
         threads = [threading.Thread(target=loop, args=(text_body,), daemon=True),
+                   threading.Thread(target=other_shop, daemon=True),
                    threading.Thread(target=loop, args=(
                        lambda i: vision_body(remote if i % 2 else None),), daemon=True),
                    threading.Thread(target=over_budget, daemon=True)]
