@@ -177,8 +177,8 @@ ROWS: list[tuple[str, list[Panel]]] = [
               "guard.mode flag), by reason: unsupported_number, promise, unsupported_offer, "
               "loop, garbled, wrong_language, cut_off, empty. A step after a model or "
               "knowledge-base change is the first thing to look at.",
-              [(f"sum by (shop, verdict, reason) (rate(ray_cs_shop_guard_verdicts_total"
-                f"{{verdict!=\"pass\"}}[{RATE}]))", "{{shop}} {{verdict}} {{reason}}")],
+              [(f"sum by (shop, verdict, guard_reason) (rate(ray_cs_shop_guard_verdicts_total"
+                f"{{verdict!=\"pass\"}}[{RATE}]))", "{{shop}} {{verdict}} {{guard_reason}}")],
               unit="reqps"),
         Panel("Answer guard: share of model answers failed",
               "Model answers replaced or flagged over all model answers the guard read, per "

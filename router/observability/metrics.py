@@ -153,8 +153,8 @@ SHOP_HANDOFFS = MetricSpec(
 SHOP_GUARD = MetricSpec(
     "cs_shop_guard_verdicts", "counter",
     "Model answers read by the answer guard, by shop, verdict (pass, replaced, flagged) and "
-    "reason (none for a pass; empty, garbled, loop, wrong_language, cut_off, "
-    "unsupported_number, promise, unsupported_offer).", ("shop", "verdict", "reason"))
+    "guard_reason (none for a pass; empty, garbled, loop, wrong_language, cut_off, "
+    "unsupported_number, promise, unsupported_offer).", ("shop", "verdict", "guard_reason"))
 SHOP_NO_RELEVANT_ENTRY = MetricSpec(
     "cs_shop_no_relevant_entry", "counter",
     "Questions for which the knowledge base had no entry above the shop's relevance "
@@ -333,7 +333,7 @@ class RequestMetrics:
     def shop_guard_verdict(self, shop: str, verdict: str, reason: str) -> None:
         """The answer guard read a model answer of `shop` (shop/guard/)."""
         if shop in self._metrics.shops:
-            self._metrics.record(SHOP_GUARD, 1, shop=shop, verdict=verdict, reason=reason)
+            self._metrics.record(SHOP_GUARD, 1, shop=shop, verdict=verdict, guard_reason=reason)
 
     def images_checked(self, count: int, seconds: float) -> None:
         self._metrics.record(IMAGE_PREPROCESS, seconds, model=self._model)

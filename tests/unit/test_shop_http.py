@@ -198,7 +198,7 @@ def test_a_streamed_answer_never_shows_a_sentence_with_an_invented_number(local_
     assert service["handoff"]["reason"] == "no_answer"
     assert stack.engines["text"].cancelled  # stopped at the failed sentence
     assert stack.value("cs_shop_guard_verdicts_total", shop="demo-apparel",
-                       verdict="replaced", reason="unsupported_number") == 1
+                       verdict="replaced", guard_reason="unsupported_number") == 1
 
 
 def test_a_looping_answer_is_shown_once_then_replaced(local_config):
@@ -221,4 +221,4 @@ def test_a_supported_answer_streams_whole_and_is_counted_as_a_pass(local_config)
     assert streamed_text(chunks) == "".join(faithful)
     assert chunks[-1]["service"]["guard"] == {"verdict": "pass", "reasons": []}
     assert stack.value("cs_shop_guard_verdicts_total", shop="demo-apparel",
-                       verdict="pass", reason="none") == 1
+                       verdict="pass", guard_reason="none") == 1
