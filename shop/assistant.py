@@ -297,7 +297,7 @@ class ShopAssistant:
         off as `no_answer`."""
         shop = self.config
         match = curated_match(
-            [hit for hit in plan.retrieved], shop.curated_answers, plan.language,
+            list(plan.retrieved), shop.curated_answers, plan.language,
             self.knowledge.word_count(plan.question)) if plan.retrieved else None
         if match is not None:
             return match.answer, dataclasses.replace(

@@ -126,7 +126,6 @@ _QUANTITY_UNITS = [
     (r"°c|℃|摄氏度|度", "temperature", 1), (r"°f|℉", "fahrenheit", 1),
     (r"w\b|瓦|watts?", "power", 1), (r"v\b|伏|volts?", "voltage", 1),
     (r"atm", "pressure", 1), (r"岁|years? old", "age", 1), (r"倍|times\b|x\b", "multiple", 1),
-    (r"kg", "mass", 1000),
 ]
 _COUNT_UNITS = (r"件|个|双|条|套|次|位|家|台|只|张|份|款|种|色|层|单|pieces?|pcs|items?|pairs?|"
                 r"orders?|colou?rs?|styles?|units?")

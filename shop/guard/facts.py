@@ -1,4 +1,4 @@
-"""What an answer may say: the claims, words and statements of the facts the model was given,
+"""What an answer may say: the claims, numbers, text and words of the facts the model was given,
 the conversation and the shop's persona, in the forms the answer guard compares.
 
 A knowledge-base entry's text is read once (cached by its text, so a reload that changes an entry

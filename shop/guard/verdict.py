@@ -30,7 +30,7 @@ from shop.config import GuardConfig
 from shop.guard import broken
 from shop.guard.claims import extract_claims
 from shop.guard.facts import HARD_ENDS, FactSheet, Words, sheet_of, split_sentences
-from shop.text import Language, normalize
+from shop.text import Language, NormalizedText, normalize
 
 # Promises a shop assistant never makes on its own, whatever the shop (shop config adds more).
 BUILT_IN_PROMISES = {
@@ -121,11 +121,11 @@ class AnswerGuard:
         self.mode = config.mode
         self._words = words
         self._persona = tuple(persona_texts)
-        self._promises = {
-            language: re.compile("|".join(
-                f"(?:{p})" for p in (BUILT_IN_PROMISES[language], *extra)))
-            for language, extra in (("zh", config.promise_patterns.zh),
-                                    ("en", config.promise_patterns.en))}
+        # Both languages' patterns, whatever the answer's language (a Chinese answer may
+        # promise in English words).
+        self._promises = re.compile("|".join(
+            f"(?:{p})" for p in (*BUILT_IN_PROMISES.values(), *config.promise_patterns.zh,
+                                 *config.promise_patterns.en)))
 
     @property
     def enabled(self) -> bool:
@@ -150,21 +150,15 @@ class AnswerGuard:
 
     # --- the checks ------------------------------------------------------------------------
 
-    def check_sentence(self, sentence: str, language: Language, sheet: FactSheet
+    def check_sentence(self, sentence: str, normalized: str, sheet: FactSheet
                        ) -> Failure | None:
-        """Claims, promises and statements of one sentence."""
-        normalized = normalize(sentence)
-        return self._check_normalized(sentence, normalized, sheet)
-
-    def _check_normalized(self, sentence: str, normalized: str, sheet: FactSheet
-                          ) -> Failure | None:
+        """Claims, promises and offers of one sentence (`normalized`: its normalised form)."""
         for claim in extract_claims(normalized):
             if not sheet.supports(claim):
                 return Failure("unsupported_number", claim.text)
-        for language_ in ("zh", "en"):
-            for match in self._promises[language_].finditer(normalized):
-                if match.group(0) not in sheet.text:
-                    return Failure("promise", sentence.strip())
+        for match in self._promises.finditer(normalized):
+            if match.group(0) not in sheet.text:
+                return Failure("promise", sentence.strip())
         if _OFFER.search(normalized) and not _UNSURE.search(normalized) and \
                 _unseen_pairs(normalized, sheet) >= UNSUPPORTED_MIN_WORDS and \
                 len(new_words(set(self._words(normalized)), sheet)) >= UNSUPPORTED_MIN_WORDS:
@@ -191,7 +185,6 @@ class ReleaseGate:
                  question: str = ""):
         self._guard = guard
         self._question = _core(normalize(question))
-        self._language = language
         self._sheet = sheet
         self._pending = ""
         self._shown: list[str] = []
@@ -247,7 +240,8 @@ class ReleaseGate:
     def _release(self, parts: list[str]) -> str:
         released: list[str] = []
         for part in parts:
-            key = normalize(part).strip()
+            # Still normalised once stripped: the claims read it without normalising again.
+            key = NormalizedText(normalize(part).strip())
             if not key:
                 self._space += part  # goes out with the next sentence shown, if any
                 continue
@@ -262,7 +256,7 @@ class ReleaseGate:
                 continue  # says again what was said: not shown (a third time is a loop)
             if failure is None and self._echoes(core, key):
                 continue
-            failure = failure or self._guard._check_normalized(part, key, self._sheet)
+            failure = failure or self._guard.check_sentence(part, key, self._sheet)
             if failure is not None:
                 self.failure = failure
                 break
