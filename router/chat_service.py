@@ -106,9 +106,12 @@ class PreparedChat:
             reason = guard.failure.reason if guard.failure is not None else "none"
             self.metrics.shop_guard_verdict(shop, guard.verdict, reason)
             if guard.failure is not None:
+                # An answer about a shopper's order may quote it: its claim is not logged.
+                personal = self.plan.decision is not None and self.plan.decision.order is not None
+                claim = "(order data, not logged)" if personal else \
+                    guard.failure.claim[:CLAIM_LOG_CHARS]
                 logger.info("answer %s by the guard: request_id=%s shop=%s reason=%s claim=%r",
-                            guard.verdict, self.request_id, shop, reason,
-                            guard.failure.claim[:CLAIM_LOG_CHARS])
+                            guard.verdict, self.request_id, shop, reason, claim)
         return finished
 
 
@@ -154,12 +157,12 @@ class ChatService:
 
     async def prepare(
         self, body: bytes, request_id: str, metrics: RequestMetrics, caller: Caller,
-        shop_id: str | None = None,
+        shop_id: str | None = None, shopper_token: str | None = None,
     ) -> PreparedChat:
         """Validate a request body, then let its shop plan the answer (the shop layer's first
         fixed point); raise APIError (4xx) on any problem."""
         started = time.monotonic()
-        valid = await self.validator.validate(body, caller, shop_id, metrics)
+        valid = await self.validator.validate(body, caller, shop_id, metrics, shopper_token)
         try:
             plan = await valid.shop.plan(valid.turn())
         except ShopRequestError as exc:

@@ -45,6 +45,7 @@ logger = logging.getLogger("cs_assistant.ingress")
 
 READINESS_TIMEOUT_S = 5.0
 SHOP_HEADER = "x-shop-id"
+SHOPPER_TOKEN_HEADER = "x-shopper-token"  # shop/orders/identity.py
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 router = APIRouter()
@@ -106,7 +107,8 @@ async def chat_completions(request: Request) -> Response:
         check_content_type(request.headers.get("content-type"))
         body = await read_body(request, parts.config.limits)
         chat = await service.prepare(body, request_id, measured, caller,
-                                     request.headers.get(SHOP_HEADER))
+                                     request.headers.get(SHOP_HEADER),
+                                     request.headers.get(SHOPPER_TOKEN_HEADER))
         # One line ties the request id (what a shopper's complaint quotes) to the key and the
         # shop; Serve's access log adds status and latency under the same id.
         logger.info("request %s key=%s shop=%s route=%s", request_id, caller.key_id,

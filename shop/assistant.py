@@ -36,6 +36,8 @@ from shop.knowledge.base import KnowledgeBase
 from shop.knowledge.entries import KnowledgeEntry
 from shop.knowledge.index import ScoredEntry, WeightedQuery
 from shop.no_answer import NoAnswerMessages
+from shop.orders.desk import OrderAnswer
+from shop.orders.intent import OrderQuestion, recognise
 from shop.prompt import build_messages
 from shop.response_cache import ResponseCache
 from shop.text import Language
@@ -73,6 +75,9 @@ class ServiceInfo:
     sources: tuple[Source, ...] = ()
     handoff: HandoffDecision | None = None
     cache: str = "bypass"
+    # An order question's look-up (shop/orders/desk.py: found, ambiguous, listed, not_found,
+    # no_orders, signed_out, unavailable); None for any other message.
+    order: str | None = None
 
     def as_dict(self, guard: GuardResult | None = None) -> dict[str, Any]:
         return {
@@ -82,6 +87,7 @@ class ServiceInfo:
             else {"reason": self.handoff.reason, "message": self.handoff.message},
             "cache": self.cache,
             "guard": None if guard is None else guard.as_dict(),
+            "order": self.order,
         }
 
 
@@ -117,6 +123,9 @@ class ShopPlan:
     question: str = ""  # the shopper's latest message
     said: tuple[str, ...] = ()  # every text of the conversation (what an answer may repeat)
     cacheable: bool = False  # a model answer to it may be kept (shop/response_cache.py)
+    # The order desk's answer to an order question: the plan then holds one shopper's order
+    # data (never cached, never logged).
+    order: OrderAnswer | None = None
 
     def from_cache(self, text: str) -> ShopPlan:
         """This plan answered with a cached answer: a fixed reply, `service.cache` "hit"."""
@@ -154,9 +163,28 @@ class ShopAssistant:
         self._names = (config.persona.assistant_name.en, config.persona.assistant_name.zh)
         self.guard = AnswerGuard(config.guard, knowledge.tokenizer.words, fixed_texts(config))
 
-    def plan(self, messages: list[dict[str, Any]], thinking: bool | None = None) -> ShopPlan:
+    def order_question(self, messages: list[dict[str, Any]]) -> OrderQuestion | None:
+        """The order question the latest message asks (shop/orders/intent.py), when the shop
+        looks orders up and no hand-off rule takes the message first; else None."""
+        if self.config.orders is None:
+            return None
+        conversation = Conversation.from_messages(messages)
+        if self._rules.reason_for(conversation.normalized_latest,
+                                  list(conversation.assistant_turns)) is not None:
+            return None
+        previous = conversation.assistant_turns[-1] if conversation.assistant_turns else None
+        return recognise(conversation.latest, previous)
+
+    def reply_language(self, messages: list[dict[str, Any]]) -> Language:
+        return Conversation.from_messages(messages).reply_language(
+            self.config.languages, self.config.default_language)
+
+    def plan(self, messages: list[dict[str, Any]], thinking: bool | None = None,
+             order: OrderAnswer | None = None) -> ShopPlan:
         """Decide how to answer `messages` (OpenAI-shaped dicts). `thinking` is the request's
-        `enable_thinking`, None when it did not say. The steps are the module doc's."""
+        `enable_thinking`, None when it did not say; `order` the order desk's answer when the
+        latest message is an order question (`order_question`). The steps are the module
+        doc's; an order question is answered after the hand-off rules, before anything else."""
         shop = self.config
         if thinking and not shop.thinking.client_may_enable:
             raise ShopRequestError(
@@ -172,6 +200,8 @@ class ShopAssistant:
         if reason is not None:
             return self._fixed(reason, shop.messages.handoff.get(language), language,
                                enable_thinking, version=self.knowledge.version)
+        if order is not None:
+            return self._order_plan(order, conversation, language, enable_thinking)
 
         started = time.perf_counter()
         now = self._clock()
@@ -201,6 +231,36 @@ class ShopAssistant:
             enable_thinking, retrieval_s, version, tuple(found), facts=tuple(facts),
             question=latest, said=conversation.texts,
             cacheable=ResponseCache.cacheable(conversation, facts))
+
+    def _order_plan(self, order: OrderAnswer, conversation: Conversation, language: Language,
+                    enable_thinking: bool) -> ShopPlan:
+        """An order question: the order desk's fixed reply (a template, sign in, not found,
+        which order), the hand-off when the order system failed, or the model with the order
+        as its first fact beside the knowledge base's relevant entries. Never cacheable."""
+        shop = self.config
+        if order.lookup == "unavailable":
+            plan = self._fixed("order_system_unavailable", shop.messages.handoff.get(language),
+                               language, enable_thinking, version=self.knowledge.version)
+            return dataclasses.replace(plan, order=order, service=dataclasses.replace(
+                plan.service, order=order.lookup))
+        sources = () if order.order is None else (
+            Source(order.source_id, f"订单 {order.order.id}" if language == "zh"
+                   else f"Order {order.order.id}"),)
+        if order.reply is not None:
+            return ShopPlan(ServiceInfo(shop.id, sources, order=order.lookup), language,
+                            order.reply, None, shop.sampling, enable_thinking, 0.0,
+                            self.knowledge.version, order=order)
+        started = time.perf_counter()
+        version, found = self._search(conversation, self._clock())
+        facts = [order.entry, *(hit.entry for hit in found
+                                if self._relevant(hit, SECONDARY_FACT_RATIO))]
+        sources += tuple(Source(e.id, e.title[language]) for e in facts[1:])
+        return ShopPlan(
+            ServiceInfo(shop.id, sources, order=order.lookup), language, None,
+            build_messages(shop, conversation, facts, language), shop.sampling,
+            enable_thinking, time.perf_counter() - started, version, tuple(found),
+            facts=tuple(facts), question=conversation.normalized_latest,
+            said=conversation.texts, order=order)
 
     def _relevant(self, hit: ScoredEntry, ratio: float = 1.0) -> bool:
         """Whether an entry found is relevant: it covers enough of the message's words, or (with

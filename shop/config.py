@@ -168,6 +168,73 @@ class GuardConfig(StrictModel):
         return self
 
 
+class ShopperIdentityConfig(StrictModel):
+    """Verified shoppers (shop/orders/identity.py): the shop's own servers sign a short-lived
+    token for the shopper they have signed in, and the chat page or the shop's chat system sends
+    it in the X-Shopper-Token header. The secret is never in this file: it is read from an
+    environment variable or a file (a mounted secret)."""
+
+    secret_env: str | None = Field(
+        None, pattern=r"^[A-Z_][A-Z0-9_]*$",
+        description="Environment variable holding the shop's HS256 signing secret.")
+    secret_file: str | None = Field(
+        None, min_length=1, description="File holding the secret (e.g. a mounted Kubernetes "
+        "secret); relative paths are resolved against the project root. Read again when it "
+        "changes, so a secret can be rotated without a restart.")
+    max_ttl_s: int = Field(
+        86_400, gt=0, description="Longest lifetime a token may claim (exp - iat); a longer one "
+        "is refused, so a leaked token cannot live for a year.")
+    leeway_s: int = Field(30, ge=0, le=300, description="Clock skew allowed between the shop's "
+                          "servers and the ingress when checking expiry.")
+    demo_shoppers: tuple[str, ...] = Field(
+        (), description="Shopper ids the demo sign-in (POST /v1/demo/shopper-token, the chat "
+        "page's \"Sign in as\") may mint tokens for. Leave empty in production: the endpoint "
+        "is then 404 for this shop.")
+
+    @model_validator(mode="after")
+    def _one_secret_source(self) -> ShopperIdentityConfig:
+        if (self.secret_env is None) == (self.secret_file is None):
+            raise ValueError("identity needs exactly one of secret_env and secret_file")
+        return self
+
+
+class OrderBackendConfig(StrictModel):
+    """The shop's order system (docs/order-api.md): a small JSON HTTP API."""
+
+    base_url: str = Field(
+        ..., pattern=r"^https?://[^\s]+$", description="Where the contract's paths start, e.g. "
+        "https://orders.shop.example/api/cs. Only this URL is ever called: nothing in a "
+        "shopper's message changes the host.")
+    token_env: str | None = Field(
+        None, pattern=r"^[A-Z_][A-Z0-9_]*$", description="Environment variable holding the "
+        "bearer token sent to the order system (none: no Authorization header).")
+    timeout_s: float = Field(3.0, gt=0, le=30, description="Longest one call may take; past it "
+                             "the shopper gets the hand-off reply (order_system_unavailable).")
+    max_concurrent: int = Field(8, ge=1, le=256, description="Calls in flight at most per "
+                                "ingress replica; more wait (within timeout_s) rather than pile "
+                                "onto a struggling order system.")
+    breaker_failures: int = Field(5, ge=1, description="Consecutive failed calls that open the "
+                                  "circuit breaker: calls then fail at once, without waiting.")
+    breaker_open_s: float = Field(30.0, gt=0, description="How long the breaker stays open "
+                                  "before one call is tried again.")
+
+
+class OrdersConfig(StrictModel):
+    """Order look-up for verified shoppers (shop/orders/): order questions answered from the
+    shop's order system."""
+
+    backend: OrderBackendConfig
+    recent_orders: int = Field(5, ge=1, le=20, description="Orders fetched when the shopper "
+                               "names none; more than one that could be meant: the assistant "
+                               "asks which.")
+    sign_in: LocalizedText = Field(
+        LocalizedText(
+            en="To check an order I need to know it's you: please sign in to your account on "
+               "our site or app, then ask me again here.",
+            zh="查询订单需要先确认您的身份：请先登录您的账号（网站或App），再在这里问我就可以啦。"),
+        description="Sent to a shopper who is not signed in and asks about an order.")
+
+
 class ShopMessages(StrictModel):
     """Fixed replies, sent without asking a model."""
 
@@ -200,6 +267,12 @@ class ShopConfig(StrictModel):
     handoff: HandoffConfig = Field(default_factory=HandoffConfig)
     messages: ShopMessages
     guard: GuardConfig = Field(default_factory=GuardConfig)
+    identity: ShopperIdentityConfig | None = Field(
+        None, description="Verified shoppers (X-Shopper-Token). None: every shopper is "
+        "anonymous.")
+    orders: OrdersConfig | None = Field(
+        None, description="Order look-up from the shop's order system. None: order questions "
+        "are answered from the knowledge base like any other.")
     image_domains: HostNames = Field(
         (), description="Hosts (the shop's CDN) whose image URLs the ingress fetches for this "
         "shop, besides the app-wide remote_images.allowed_domains. `cdn.shop.com` matches that "
@@ -209,6 +282,13 @@ class ShopConfig(StrictModel):
     def _default_language_is_spoken(self) -> ShopConfig:
         if self.default_language not in self.languages:
             raise ValueError(f"default_language {self.default_language!r} is not in languages")
+        return self
+
+    @model_validator(mode="after")
+    def _orders_need_identity(self) -> ShopConfig:
+        if self.orders is not None and self.identity is None:
+            raise ValueError("orders needs identity: order data is only shown to verified "
+                             "shoppers")
         return self
 
 

@@ -25,7 +25,10 @@ from shop.config import HandoffConfig
 from shop.no_answer import NoAnswerMessages
 from shop.text import Language, normalize
 
-HandoffReason = Literal["requested", "complaint", "sensitive", "no_answer", "repeated_failure"]
+# order_system_unavailable: an order question the shop's order system could not answer
+# (shop/orders/backend.py): a person looks the order up rather than the assistant guessing.
+HandoffReason = Literal["requested", "complaint", "sensitive", "no_answer", "repeated_failure",
+                        "order_system_unavailable"]
 RULE_REASONS: tuple[HandoffReason, ...] = ("sensitive", "complaint", "requested")
 
 

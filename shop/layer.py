@@ -29,13 +29,17 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from shop.assistant import Clock, GuardResult, ShopAssistant, ShopPlan, utc_now
-from shop.guard.verdict import ReleaseGate
 from shop.config import ShopsConfig
+from shop.conversation import Conversation
 from shop.directory import ShopDirectory, UnknownShopError
+from shop.guard.verdict import ReleaseGate
+from shop.orders.backend import BreakerListener, OrderBackend
+from shop.orders.desk import OrderAnswer, OrderDesk
+from shop.orders.identity import Shopper, ShopperTokenError, ShopperVerifier
 from shop.response_cache import CacheStats, ResponseCache
 
-__all__ = ["Finish", "NoShops", "Plan", "Shop", "ShopLayer", "Turn", "UnknownShopError",
-           "shop_layer_for"]
+__all__ = ["Finish", "NoShops", "Plan", "Shop", "ShopLayer", "ShopperTokenError", "Turn",
+           "UnknownShopError", "shop_layer_for"]
 
 
 class SamplingDefaults(Protocol):
@@ -64,6 +68,7 @@ class Turn:
     # The client's own answer-shaping options (sampling fields, template switches): two requests
     # with the same options get the same answer from the same shop (part of the cache key).
     options: Hashable = ()
+    shopper: Shopper | None = None  # verified by the request's X-Shopper-Token; None: anonymous
 
 
 @dataclass(frozen=True)
@@ -101,19 +106,44 @@ class Finish:
 class Shop:
     """One shop's two fixed points; shared by all of its requests."""
 
-    def __init__(self, assistant: ShopAssistant, cache: ResponseCache | None):
+    def __init__(self, assistant: ShopAssistant, cache: ResponseCache | None,
+                 verifier: ShopperVerifier | None = None, desk: OrderDesk | None = None):
         self.assistant = assistant
         self.id: str | None = assistant.config.id
         self.image_domains: tuple[str, ...] = tuple(assistant.config.image_domains)
         self._cache = cache
+        self.verifier = verifier
+        self.desk = desk
+
+    def shopper(self, token: str | None) -> Shopper | None:
+        """The verified shopper of a request's X-Shopper-Token; None without a token.
+        ShopperTokenError (a 401) for a token that does not verify, and for any token sent to
+        a shop that verifies none (the integration is wrong: say so, not answer anonymously)."""
+        if token is None:
+            return None
+        if self.verifier is None:
+            raise ShopperTokenError(
+                "shopper_token_invalid",
+                f"The shop '{self.id}' does not verify shoppers (no identity in its config); "
+                "send no X-Shopper-Token.")
+        return self.verifier.verify(token)
 
     async def plan(self, turn: Turn) -> Plan:
         """The shop's decision for `turn`; ShopRequestError when the request asks the shop for
-        something its config does not allow. The message's vectors (retrieval by meaning) are
-        computed off the event loop first; the decision itself is synchronous and quick."""
-        meant = await self.assistant.knowledge.prefetch_meaning(
-            self.assistant.meaning_queries(turn.messages))
-        decided = self.assistant.plan(turn.messages, turn.thinking)
+        something its config does not allow. An order question is looked up in the shop's
+        order system first; the message's vectors (retrieval by meaning) are computed off the
+        event loop; the decision itself is synchronous and quick."""
+        order = await self._order_answer(turn)
+        queries = [] if order is not None and order.reply is not None else \
+            self.assistant.meaning_queries(turn.messages)
+        meant = await self.assistant.knowledge.prefetch_meaning(queries)
+        decided = self.assistant.plan(turn.messages, turn.thinking, order)
+        if decided.order is not None:
+            # One shopper's order data: never cached, streamed as a model would be.
+            return Plan(decided.reply, decided.reply is not None and decided.order.reply is not
+                        None, decided.messages or [], decided.sampling,
+                        decided.enable_thinking, decided, None,
+                        understood_by_words=bool(queries) and not meant)
         key = None
         if decided.reply is None and decided.cacheable and self._cache is not None:
             key = ResponseCache.key(self.id, turn.model, decided.question, decided.language,
@@ -126,6 +156,22 @@ class Shop:
         return Plan(decided.reply, decided.service.cache in ("faq", "hit"),
                     decided.messages or [], decided.sampling, decided.enable_thinking,
                     decided, key, understood_by_words=not meant)
+
+    async def _order_answer(self, turn: Turn) -> OrderAnswer | None:
+        """The order desk's answer when the latest message is an order question (sign in first
+        when the shopper is anonymous); None otherwise."""
+        if self.desk is None:
+            return None
+        question = self.assistant.order_question(turn.messages)
+        if question is None:
+            return None
+        language = self.assistant.reply_language(turn.messages)
+        if turn.shopper is None:
+            return self.desk.signed_out(language)
+        conversation = Conversation.from_messages(turn.messages)
+        previous = conversation.assistant_turns[-1] if conversation.assistant_turns else None
+        return await self.desk.answer(question, turn.shopper, language, conversation.latest,
+                                      previous)
 
     def gate(self, plan: Plan) -> ReleaseGate | None:
         """The release gate of a streamed answer: a model answer of a shop whose guard replaces
@@ -224,6 +270,9 @@ class PlainPassThrough:
     id: str | None = None
     image_domains: tuple[str, ...] = ()
 
+    def shopper(self, token: str | None) -> None:
+        return None  # no shop, no shoppers: a plain proxy ignores the header
+
     async def plan(self, turn: Turn) -> Plan:
         return Plan(None, False, turn.messages, turn.model_sampling, turn.model_thinking)
 
@@ -241,16 +290,25 @@ class ShopLayer:
 
     def __init__(self, config: ShopsConfig, base_dir: Path,
                  on_cache_dropped: Callable[[str, str, int], None] | None = None,
-                 clock: Clock = utc_now, directory: ShopDirectory | None = None):
+                 clock: Clock = utc_now, directory: ShopDirectory | None = None,
+                 on_order_breaker: BreakerListener | None = None):
         """`on_cache_dropped(shop, reason, count)`: cached answers dropped before use.
+        `on_order_breaker(shop, state)`: a shop's order-system breaker changed state.
         `directory`: shops already indexed (tests and tools build them once), else built here."""
         self.config = config
         self.directory = directory or ShopDirectory(config, base_dir, clock)
         settings = config.response_cache
         self.cache = ResponseCache(settings.max_entries, settings.max_bytes, settings.ttl_s,
                                    on_dropped=on_cache_dropped) if settings.enabled else None
-        self._shops = {shop_id: Shop(self.directory.get(shop_id), self.cache)
-                       for shop_id in self.directory.ids}
+        self._shops = {}
+        for shop_id in self.directory.ids:
+            assistant = self.directory.get(shop_id)
+            shop = assistant.config
+            verifier = None if shop.identity is None else \
+                ShopperVerifier(shop_id, shop.identity, base_dir)
+            desk = None if shop.orders is None else OrderDesk(
+                shop.orders, OrderBackend(shop_id, shop.orders.backend, on_order_breaker))
+            self._shops[shop_id] = Shop(assistant, self.cache, verifier, desk)
         self.reload_check_s: float | None = config.reload_check_s
 
     def select(self, requested: str | None, chooser: ShopChooser) -> Shop:
@@ -309,8 +367,10 @@ class NoShops:
 
 def shop_layer_for(config: ShopsConfig | None, base_dir: Path,
                    on_cache_dropped: Callable[[str, str, int], None] | None = None,
-                   clock: Clock = utc_now) -> ShopLayer | NoShops:
+                   clock: Clock = utc_now,
+                   on_order_breaker: BreakerListener | None = None) -> ShopLayer | NoShops:
     """The shop layer of an application: its shops, or the plain pass-through without any."""
     if config is None:
         return NoShops()
-    return ShopLayer(config, base_dir, on_cache_dropped, clock)
+    return ShopLayer(config, base_dir, on_cache_dropped, clock,
+                     on_order_breaker=on_order_breaker)

@@ -94,6 +94,14 @@ class ErrorCode(StrEnum):
     INVALID_API_KEY = (
         "invalid_api_key", "no API key, a malformed `Authorization`, or an unknown key")
     SHOP_NOT_ALLOWED = ("shop_not_allowed", "the key may not use the shop `X-Shop-Id` names")
+    SHOPPER_TOKEN_INVALID = (
+        "shopper_token_invalid",
+        "`X-Shopper-Token` is not a JWT signed with the shop's secret (HS256), lacks `sub`, "
+        "`aud`, `iat` or `exp`, lives longer than the shop's `max_ttl_s`, or the shop verifies "
+        "no shoppers")
+    SHOPPER_TOKEN_EXPIRED = ("shopper_token_expired", "`X-Shopper-Token` has expired")
+    SHOPPER_TOKEN_WRONG_SHOP = (
+        "shopper_token_wrong_shop", "`X-Shopper-Token` was issued for another shop")
     MESSAGE_ROLE_NOT_ALLOWED = (
         "message_role_not_allowed", "a `widget` key sent a `system` or `developer` message")
     RATE_LIMIT_EXCEEDED = (
@@ -313,6 +321,13 @@ class ErrorKind(Enum):
         "Malformed Authorization header; expected 'Bearer <key>'."), headers=_BEARER)
     # Never echo the key: messages reach logs and client-side error trackers.
     UNKNOWN_API_KEY = _e(_C.INVALID_API_KEY, 401, "Incorrect API key provided.", headers=_BEARER)
+    # Shopper tokens (shop/orders/identity.py writes the text: which check failed)
+    SHOPPER_TOKEN_INVALID = _e(_C.SHOPPER_TOKEN_INVALID, 401, "{message}",
+                               param="X-Shopper-Token")
+    SHOPPER_TOKEN_EXPIRED = _e(_C.SHOPPER_TOKEN_EXPIRED, 401, "{message}",
+                               param="X-Shopper-Token")
+    SHOPPER_TOKEN_WRONG_SHOP = _e(_C.SHOPPER_TOKEN_WRONG_SHOP, 401, "{message}",
+                                  param="X-Shopper-Token")
     SHOP_NOT_ALLOWED = _e(_C.SHOP_NOT_ALLOWED, 403, (
         "This API key may not use the shop '{shop_id}'."), "X-Shop-Id",
         client_values=("shop_id",))

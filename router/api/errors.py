@@ -130,6 +130,15 @@ class APIError(Exception):
         return cls._with_text(ErrorKind.UNKNOWN_API_KEY, message)
 
     @classmethod
+    def shopper_token(cls, code: str, message: str) -> APIError:
+        """A 401 for an X-Shopper-Token that does not verify; `code` is the identity check's
+        (shop/orders/identity.py), each with its own kind."""
+        kind = {"shopper_token_expired": ErrorKind.SHOPPER_TOKEN_EXPIRED,
+                "shopper_token_wrong_shop": ErrorKind.SHOPPER_TOKEN_WRONG_SHOP,
+                }.get(code, ErrorKind.SHOPPER_TOKEN_INVALID)
+        return cls.of(kind, message=message)
+
+    @classmethod
     def shop_not_allowed(cls, shop_id: str) -> APIError:
         return cls.of(ErrorKind.SHOP_NOT_ALLOWED, shop_id=shop_id)
 

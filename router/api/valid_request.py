@@ -2,7 +2,8 @@
 
 Each check runs once, cheapest and most certain first: the schema (large bodies in a worker
 process, router/api/parse_offload.py), the message roles the caller's key allows, the shop (404
-unknown, 403 not the key's), the route (which limits apply depends on the model), every limit of
+unknown, 403 not the key's), the shopper's X-Shopper-Token (401 when it does not verify for
+that shop, shop/orders/identity.py), the route (which limits apply depends on the model), every limit of
 config (router/api/validation.py), then the images: decoded and checked, remote ones fetched from
 the domains the application and the shop allow (router/images/). Nothing after this step checks
 the request again: the chat service and the shop layer take a `ValidRequest` as given.
@@ -24,7 +25,17 @@ from router.images.inputs import ImageInputs, replace_image_urls
 from router.images.remote import RemoteImageFetcher
 from router.observability.metrics import RequestMetrics
 from router.routing import CatalogEntry, RouteDecision, route_for_request
-from shop.layer import NoShops, PlainPassThrough, Shop, ShopLayer, Turn, UnknownShopError
+from shop.layer import (
+    NoShops,
+    PlainPassThrough,
+    Shop,
+    ShopLayer,
+    ShopperTokenError,
+    Turn,
+    UnknownShopError,
+)
+from shop.orders.identity import Shopper
+
 
 
 @dataclass(frozen=True)
@@ -36,6 +47,7 @@ class ValidRequest:
     model: ModelConfig
     shop: Shop | PlainPassThrough
     messages: list[dict[str, Any]]  # as OpenAI-shaped dicts, images inlined as data URLs
+    shopper: Shopper | None = None  # X-Shopper-Token's shopper, verified; None: anonymous
 
     @property
     def thinking(self) -> bool | None:
@@ -53,7 +65,7 @@ class ValidRequest:
     def turn(self) -> Turn:
         """What the shop layer reads of this request."""
         return Turn(self.messages, self.thinking, self.model.name, self.model.sampling,
-                    self.model.sampling.enable_thinking, self.answer_options())
+                    self.model.sampling.enable_thinking, self.answer_options(), self.shopper)
 
 
 class RequestValidator:
@@ -71,13 +83,18 @@ class RequestValidator:
         self.parser = BodyParser(config.limits)
 
     async def validate(self, body: bytes, caller: Caller, shop_header: str | None,
-                       metrics: RequestMetrics) -> ValidRequest:
+                       metrics: RequestMetrics, shopper_token: str | None = None
+                       ) -> ValidRequest:
         request = await self.parser.parse(body)
         caller.check_roles([m.role for m in request.messages])
         try:
             shop = self._shops.select(shop_header, caller)
         except UnknownShopError as exc:
             raise APIError.shop_not_found(exc.shop_id) from None
+        try:
+            shopper = shop.shopper(shopper_token)
+        except ShopperTokenError as exc:
+            raise APIError.shopper_token(exc.code, exc.message) from None
         route = route_for_request(request, self._catalog)
         metrics.routed(route.model, route.modality, stream=request.stream)
         model = self._models[route.model]
@@ -89,4 +106,4 @@ class RequestValidator:
                                                           metrics.image_fetched)
             metrics.images_checked(len(request.images), checked_s)
             replace_image_urls(messages, inline)
-        return ValidRequest(request, route, model, shop, messages)
+        return ValidRequest(request, route, model, shop, messages, shopper)

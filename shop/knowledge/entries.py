@@ -12,7 +12,9 @@ from typing import Literal
 
 from shop.text import Language
 
-EntryKind = Literal["faq", "policy", "product", "promo"]
+# "order": one of the shopper's orders, given to the model for one request (shop/orders/desk.py);
+# never in a knowledge base.
+EntryKind = Literal["faq", "policy", "product", "promo", "order"]
 
 
 @dataclass(frozen=True)

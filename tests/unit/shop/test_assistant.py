@@ -99,7 +99,8 @@ def test_thinking_is_refused_where_the_shop_does_not_allow_it(apparel, electroni
 def test_service_object_has_exactly_the_documented_fields(apparel):
     # A question the model answers (a written FAQ question would be a curated answer).
     service = apparel.plan([user("包邮吗？新疆也包邮吗，顺丰要加钱吗")]).service.as_dict()
-    assert set(service) == {"shop", "sources", "handoff", "cache", "guard"}
+    assert set(service) == {"shop", "sources", "handoff", "cache", "guard", "order"}
+    assert service["order"] is None  # not an order question
     assert service["guard"] is None  # set once the answer is checked (Shop.finish)
     assert service["shop"] == "demo-apparel" and service["cache"] == "bypass"
     assert service["handoff"] is None

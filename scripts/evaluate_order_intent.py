@@ -1,0 +1,81 @@
+"""Order-question recognition (shop/orders/intent.py) scored on evals/order-questions.yaml.
+
+Prints precision and recall of "this message needs the shopper's own order" and the share of
+order questions whose reference (order or tracking number) was read exactly, per split. Only the
+dev half may be read case by case (`--show-misses`); the test half is scored in aggregate
+(evals/cases.py).
+
+    .venv/bin/python scripts/evaluate_order_intent.py --split test
+    .venv/bin/python scripts/evaluate_order_intent.py --split dev --show-misses
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from evals.cases import SELECTABLE, LabelledSet, Purpose  # noqa: E402
+from shop.conversation import text_of  # noqa: E402
+from shop.orders.intent import recognise  # noqa: E402
+
+DEFAULT_SET = Path(__file__).resolve().parents[1] / "evals" / "order-questions.yaml"
+
+
+def predicted(case: dict):
+    messages = case["messages"]
+    latest = text_of(messages[-1])
+    previous = next((text_of(m) for m in reversed(messages[:-1]) if m["role"] == "assistant"),
+                    None)
+    return recognise(latest, previous)
+
+
+def score(cases: list[dict]) -> dict[str, float]:
+    tp = fp = fn = tn = ref_right = 0
+    for case in cases:
+        found = predicted(case)
+        truth = bool(case["expected_order_question"])
+        if found is not None and truth:
+            tp += 1
+            ref_right += (found.ref or None) == case.get("expected_ref")
+        elif found is not None:
+            fp += 1
+        elif truth:
+            fn += 1
+        else:
+            tn += 1
+    return {"cases": len(cases), "order_questions": tp + fn,
+            "precision": tp / (tp + fp) if tp + fp else 1.0,
+            "recall": tp / (tp + fn) if tp + fn else 1.0,
+            "reference_exact": ref_right / tp if tp else 1.0}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--set", default=str(DEFAULT_SET))
+    parser.add_argument("--split", choices=SELECTABLE, default="dev")
+    parser.add_argument("--show-misses", action="store_true",
+                        help="print each wrong case (dev half only)")
+    args = parser.parse_args()
+    labelled = LabelledSet.load(args.set)
+    purpose = Purpose.SHOW_MISSES if args.show_misses else Purpose.SCORE
+    cases = labelled.select(args.split, purpose).cases
+    figures = score(cases)
+    print(f"{args.split}: " + ", ".join(
+        f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in figures.items()))
+    if args.show_misses:
+        for case in cases:
+            found = predicted(case)
+            truth = bool(case["expected_order_question"])
+            wrong_ref = found is not None and truth and found.ref != case.get("expected_ref")
+            if (found is not None) != truth or wrong_ref:
+                kind = "FN" if truth and found is None else "FP" if not truth else "REF"
+                print(f"{kind} {case['id']} {case['messages'][-1]['content']!r} -> "
+                      f"{found} (expected ref {case.get('expected_ref')!r})")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

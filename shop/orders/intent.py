@@ -1,0 +1,217 @@
+"""Order questions: does the shopper's latest message need their own order's data, which order
+does it name, and what about it do they ask?
+
+A rule set, not a model: it must be right whatever model answers, cost microseconds at a peak,
+and say why. It reads the message in its normalised form (shop/text.py: lower case, simplified
+Chinese, half-width), and the references (order and tracking numbers) in the message as written.
+
+An order question is (a) a message that gives an order or tracking number, or (b) a message
+about the shopper's own order: a status asked in the perfective ("发货了吗", "到哪了", "has it
+shipped", "still hasn't arrived"), or an order word owned by the shopper ("我的订单", "我买的
+鞋", "my parcel", "the headphones I ordered") together with a question about its state. Policy
+look-alikes ask how things work in general ("一般几天发货", "how long does shipping take", "怎么
+申请退款"): without a reference and without ownership they are the knowledge base's.
+
+A short follow-up right after an order reply ("那退款呢？", "and when will it arrive?") is an
+order question about the order that reply named.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass
+from typing import Literal
+
+from shop.orders.replies import WHICH_ORDER
+from shop.text import normalize
+
+Topic = Literal["status", "refund", "list", "other"]
+
+# --- references --------------------------------------------------------------------------------
+# Carrier tracking numbers by shape (SF Express, YTO, JD, ZTO/STO/Yunda digits, UPS, EMS).
+_TRACKING = re.compile(
+    r"(?<![A-Za-z0-9])(SF\d{10,15}|YT\d{10,15}|JD[A-Z0-9]{10,18}|JT\d{10,15}|"
+    r"1Z[A-Z0-9]{16}|[A-Z]{2}\d{9}[A-Z]{2}|7[358]\d{10,13})(?![A-Za-z0-9])", re.I)
+# A number after an order word: "订单号: E20261111-0042", "order #A1B2C3", "单号 123456".
+_LABELLED = re.compile(
+    r"(?:订单编号|订单号|订单|运单号|快递单号|物流单号|单号|order\s*(?:no\.?|number|id|#)?|"
+    r"tracking\s*(?:no\.?|number|#)?|#)\s*[:：#]?\s*([A-Za-z0-9][A-Za-z0-9-]{3,39})", re.I)
+# A code that is mostly digits (up to four letters before them, a dash-separated tail): "E20261109-
+# 0561", "VW20261110-0063", "2026111100123"; at least 8 digits, 11-digit mobile numbers excluded.
+_BARE = re.compile(
+    r"(?<![A-Za-z0-9+-])([A-Z]{0,4}-?\d{3,24}(?:-\d{1,8}){0,2})(?![A-Za-z0-9-])", re.I)
+# A landline or international phone number is not a reference ("010-6552-1234", "+86 ...").
+_PHONE = re.compile(r"^(?:0\d{2,3}-\d{7,8}|0\d{2,3}-\d{3,4}-\d{4}|1[3-9]\d{9})$")
+MIN_BARE_DIGITS = 8
+
+# --- the question's parts (on normalised text) ---------------------------------------------------
+# What an order question is about.
+_ORDER_WORDS = re.compile(
+    r"订单|单子|这单|那单|两单|下的单|包裹|快递|物流|运单|货|东西|宝贝|退款|退货|换货|售后|差价|"
+    r"发货|发出|寄|签收|到货|送到|"
+    r"kuai ?di|wu ?liu|ding ?dan|bao ?guo|"
+    r"\b(?:orders?|parcels?|packages?|shipments?|deliver(?:y|ies)|tracking|refunds?|returns?|"
+    r"exchanges?|replacements?|pickups?|items?|stuff|box|purchases?)\b")
+# Something the shopper did with the shop ("我双11拍的", "I ordered", "placed an order"): any
+# question about it is about their order ("what size did I order?").
+_DID = re.compile(
+    r"我.{0,8}?(?:买|拍|下单|下的|订|定|付|申请|退|寄|换)(?:的|了|过)|"
+    r"(?:双11|双十一|11\.11|昨天|前天|今天|上周|上个月|上次|刚才|刚刚|之前|\d+号|\d+月\d+[号日])"
+    r".{0,4}?(?:买|拍|下|订|定|付|申请|退)的|"
+    r"\bi (?:ordered|bought|purchased|placed|paid|got|returned|sent|applied|requested|asked for)|"
+    r"\bi've (?:ordered|bought|paid|returned|applied|requested)|\bi (?:have|had) (?:ordered|"
+    r"bought|paid)|\bwe (?:ordered|bought)|\bi made\b|\bdid i (?:order|buy|purchase|pay|get)\b|"
+    r"\bplaced (?:an|my|the|two|2) orders?\b")
+# A possessive: the shopper's own only when it owns an order word ("my parcel", not "my size").
+_OWNED = re.compile(
+    r"我的|我们的|俺的|咱的|我这(?:个|单|边|件)|我那(?:个|单|件)|"
+    r"\bmy\b|\bmine\b|\bour\b")
+# The state of a specific order: asked in the perfective, or a complaint that it is late. Strong
+# enough on its own (Chinese drops the pronoun: "快递到哪了"); policy questions do not say it.
+_STATE = re.compile(
+    r"到哪|在哪(?!看|查|找|里看|里查|儿看|可以|能|里可以)|哪一步|到了(?:吗|没|么|嘛)|到没|没到|到了没|只到了|发(?:货)?了(?:吗|没|么|嘛)|发没发|"
+    r"发的(?:吗|么)|寄出|寄了(?:吗|没)|出库了|揽收了|签收了|(?:过|好|成功|通过|批)了(?:吗|没|么)|"
+    r"还没|怎么还|咋还|一直(?:没|不)|几天了|好几天|都.{1,3}天了|礼拜了|星期了|"
+    r"没(?:有)?(?:更新|动静|消息|物流)|不动了|没动|卡(?:在|住)|丢了|"
+    r"(?:寄|发|送|退)给我|能到(?:不|吗|么|嘛)|今天能到|哪天能|退了(?:吗|没|么)|到账了(?:吗|没|么)|"
+    r"帮我(?:查|看|问)|帮忙(?:查|看)|查(?:一下|一查|下)(?:我|订单|物流|快递|包裹|退款|单)|"
+    r"(?:什么|啥)时候(?:能|可以|才|会)?(?:收到|到货|送到|到)|还要(?:多久|几天)|没(?:有)?收到|"
+    r"显示(?:已|在|派送|签收|发货|运输|待)|(?:看|查)(?:下|一下)(?:物流|快递|订单|包裹|退款)|"
+    r"状态|进度|为(?:什么|啥)(?:取消|还没|没|退|被)|被取消|取消了(?:吗|么)?|"
+    r"(?:发货|发|到|寄|退|签收|到账|赔|退款)了?没(?:有)?(?:[?？!！。~～\s]|$)|[\u4e00-\u9fff]了没|出库|"
+    r"(?:运单号|快递单号|单号|物流单号)(?:是)?多少|"
+    r"怎么样了|咋样了|如何了|有进展|进展如何|\bhow(?:'s| is| are) (?:my|the|it|things)\b|"
+    r"dao ?na|"
+    r"\bwhere(?:'s|s| is| are| my)\b|\bstill (?:no|not|hasn't|haven't|waiting|nothing)\b|"
+    r"\bnever (?:got|received|arrived|came|showed)|\b(?:hasn't|haven't|hasnt|havent|didn't|"
+    r"didnt|has not|have not|did not) (?:\w+ )?(?:arrived?|come|came|shipped|ship|received?|"
+    r"got|get|moved|updated|gone|been)|\bon (?:the|its|their) way\b|\bwhat(?:'s| is) "
+    r"happening\b|\bany (?:news|update)|\bupdate on\b|\bcheck (?:on )?(?:my|the|it|this|that)\b|"
+    r"\blook (?:it )?up\b|\bstatus\b|\bsays? (?:it(?:'s| was| is)? )?(?:delivered|shipped|"
+    r"signed)|\bno (?:package|parcel)\b|\bnothing (?:at|in|has|arrived)\b|\bleft the "
+    r"warehouse\b|\bshipped out\b|\b(?:give|send|tell) me (?:the|my) (?:tracking|order)|"
+    r"\bwhen (?:it|they) (?:lands?|arriv|gets?|comes?|ships?|will)|\bwhen should\b|"
+    r"\bwhen's\b|\bbeen waiting\b|\bwaiting (?:for|on) "
+    r"(?:my|the|it)\b|\bit's been (?:\d+|a|two|three|four|five|several|many|over) |"
+    r"\b(?:has|did|is|was|have) (?:it|they|my \w+|the (?:order|parcel|package|refund|item|"
+    r"return)) (?:been )?(?:ship|sent|arriv|deliver|dispatch|refund|process|cancel|paid|"
+    r"approv|receiv|picked|left)|\bwhy (?:was|is|did|has)\b|"
+    r"\btrack (?:my|it|the|this)\b|\bstuck\b|\bgone through\b|\bcome "
+    r"through\b|\bshipped yet\b|\barrived yet\b|\bwhen (?:will|does|is|do|can) (?:my|it|they|"
+    r"the|this|that|i)\b")
+# A question about the shopper's own order that the state pattern does not name ("is my order
+# paid?", "are my two orders coming in one box?"): owned order words and a question.
+_QUESTION = re.compile(r"[?？吗么嘛呢没不]|(?:是不是|有没有|能不能|什么时候|啥时候|几时|哪天|多久|几天|"
+                       r"为什么|为啥|怎么回事|\bis\b|\bare\b|\bwill\b|"
+                       r"\bdid\b|\bhas\b|\bhave\b|\bcan (?:you|u)\b|\bwhat\b|\bwhen\b|"
+                       r"\bwhy\b|\bwhich\b)")
+# A message that is nothing but an order word ("物流?", "my order??", "tracking").
+_BARE_ASK = re.compile(
+    r"^(?:请问|亲|你好|您好|在吗|喂|hi|hello|hey|pls|please)?[\s,，~～!！]*"
+    r"(?:我的)?(?:订单|快递|物流|包裹|退款|运单|单号)(?:信息|状态|进度)?[\s?？!！.。~～]*$|"
+    r"^(?:my )?(?:order|parcel|package|delivery|refund|tracking)(?: status| update)?"
+    r"[\s?!.]*$|^(?:where is it|where's it|order status)[\s?!.]*$")
+# How things work in general: a policy question even when it names orders.
+_POLICY = re.compile(
+    r"一般|通常|平时|正常(?:情况)?|怎么(?:申请|操作|取消|修改|改|退|查询|查看|办|弄|算|收费)|如何|"
+    r"流程|规则|政策|运费(?!险)|包邮|支持|可以.{0,10}?(?:吗|不|么)|能(?!到|发|收到|送到).{0,8}?(?:吗|么)|"
+    r"能不能|可不可以|是否|"
+    r"\bhow (?:long|do|does|can|to|much)\b|\busually\b|\bnormally\b|\bin general\b|"
+    r"\bpolicy\b|\bdo you\b|\bcan i\b|\bcould i\b|\bis it possible\b|\bwhat(?:'s| is) "
+    r"your\b|\bwhich (?:courier|carrier)s?\b")
+# A question about what would happen, not what did: policy whatever else it says.
+_HYPOTHETICAL = re.compile(r"如果|万一|要是|假如|假设|的话|怎么办|"
+                           r"(?<!tell me )(?<!know )(?<!check )(?<!see )(?<!wondering )\bif\b|\bwhat happens\b|"
+                           r"\bin case\b|\bsuppose\b|\bwhere (?:can|do|should|would) i\b|"
+                           r"\bhow (?:should|would|will) i\b")
+# A policy word that still leaves a complaint about a late order ("我的快递一般到哪了").
+_LATE = re.compile(r"到哪|在哪|还没|怎么还|咋还|没更新|帮我(?:查|看)|\bwhere\b|"
+                   r"\bstill (?:no|not|hasn't|haven't|waiting|nothing)\b|"
+                   r"\bnever\b|\bhasn't\b|\bhaven't\b|\bnot (?:arrived|received)\b")
+_REFUND = re.compile(r"退款|退钱|钱(?:退|回|到)|到账|退货|退回|退了|\brefund|\bmoney back\b|"
+                     r"\breturn(?:ed)?\b")
+_LIST = re.compile(r"我.{0,6}?买(?:了|过)(?:什么|啥|哪些)|我的(?:所有|全部|最近的?)?订单(?:列表)?"
+                   r"(?:有哪些|有什么|都有啥)|\bwhat did i (?:order|buy)\b|\bmy (?:recent |last )?"
+                   r"orders\b|\ball my orders\b|\border history\b")
+# Asking for something to be done to the order, or about it beyond its state: the model answers
+# with the order's facts (a template cannot).
+_ACTION = re.compile(
+    r"改(?:地址|收货|电话|手机|尺码|颜色)|修改|换(?:地址|个|成|货)|取消订单|帮我取消|不要了|加急|催|"
+    r"发票|开票|拒收|退货|换货|\bchange\b|\bmodify\b|\bcancel (?:it|my|the|this)|\binvoice\b|"
+    r"\burgent|\bhurry\b|\bexchange\b|\bswap\b|\bwrong (?:size|item|colou?r)\b")
+# A short follow-up after an order reply ("那退款呢？", "and when?").
+_FOLLOW_UP = re.compile(
+    r"^(?:那|那么|and|so|ok|好的|嗯)?[，,\s]*(?:退款|物流|快递|到哪|什么时候|啥时候|几时|"
+    r"refund|tracking|when|where|status|delivery|the refund)")
+FOLLOW_UP_MAX_CHARS = 24
+# An order reply names its order like this (shop/orders/replies.py writes it so).
+_REPLY_ORDER = re.compile(r"(?:订单|[Oo]rder)\s*([A-Za-z0-9][A-Za-z0-9-]{3,39})")
+
+
+@dataclass(frozen=True)
+class OrderQuestion:
+    """An order question: the reference it gives (None: the shopper names no order) and what
+    it asks about."""
+
+    ref: str | None
+    topic: Topic
+    why: str  # which rule recognised it (for evaluation and the debug log)
+
+
+def references(text: str) -> list[str]:
+    """Order and tracking numbers in `text` as written (half-width), most certain first."""
+    raw = unicodedata.normalize("NFKC", text)
+    found: list[str] = []
+    for pattern in (_TRACKING, _LABELLED, _BARE):
+        for match in pattern.finditer(raw):
+            ref = match.group(1).strip("-")
+            if not any(c.isdigit() for c in ref) or _PHONE.match(ref) or ref in found:
+                continue
+            if pattern is _BARE and sum(c.isdigit() for c in ref) < MIN_BARE_DIGITS:
+                continue
+            found.append(ref)
+    return found
+
+
+def topic_of(text: str) -> Topic:
+    """list: which orders; refund: a refund's state; other: anything beyond the order's state
+    (a change, an invoice...), for the model; status: where the order is (the default)."""
+    if _LIST.search(text):
+        return "list"
+    if _REFUND.search(text) and not re.search(r"退货.*(?:怎么|如何)|\bhow\b", text):
+        return "refund"
+    if _ACTION.search(text):
+        return "other"
+    return "status"
+
+
+def recognise(latest: str, previous_reply: str | None = None) -> OrderQuestion | None:
+    """The order question in `latest` (the shopper's last message, as written), or None.
+    `previous_reply`: the assistant's last turn, for follow-ups to an order reply."""
+    text = normalize(latest)
+    refs = references(latest)
+    if refs:
+        return OrderQuestion(refs[0], topic_of(text), "reference")
+    if _LIST.search(text):
+        return OrderQuestion(None, "list", "list")
+    if previous_reply and len(text) <= FOLLOW_UP_MAX_CHARS and any(
+            marker in previous_reply for marker in WHICH_ORDER):
+        # The answer to "which order do you mean?" (desk.py reads the position or the words).
+        return OrderQuestion(None, "status", "which-reply")
+    if previous_reply and len(text) <= FOLLOW_UP_MAX_CHARS and _FOLLOW_UP.search(text):
+        named = _REPLY_ORDER.search(previous_reply)
+        if named is not None:
+            return OrderQuestion(named.group(1), topic_of(text), "follow-up")
+    if _BARE_ASK.search(text.strip()):
+        return OrderQuestion(None, topic_of(text), "bare")
+    if _HYPOTHETICAL.search(text):
+        return None
+    if _POLICY.search(text) is not None and _LATE.search(text) is None:
+        return None
+    if _STATE.search(text):
+        return OrderQuestion(None, topic_of(text), "state")
+    if _QUESTION.search(text) and (_DID.search(text) or (
+            _OWNED.search(text) and _ORDER_WORDS.search(text))):
+        return OrderQuestion(None, topic_of(text), "owned")
+    return None
