@@ -36,6 +36,7 @@ from common.model_source import ModelNotAvailableError, resolve_model_path
 from configs.schema import AppConfig, ModelConfig
 from model_server.engine_protocol import EngineRequest, GenerationChunk
 from router.access.api_keys import Caller
+from router.api.error_table import ErrorKind
 from router.api.errors import APIError
 from router.api.protocol import (
     AssistantMessage,
@@ -53,7 +54,7 @@ from router.observability.metrics import RequestMetrics
 from router.routing import RouteDecision
 from shop.assistant import ShopRequestError
 from shop.guard.verdict import ReleaseGate
-from shop.layer import Finish, NoShops, Plan, ShopLayer
+from shop.layer import Finish, NoShops, Plan, ShopLayer, UnknownShopError
 
 logger = logging.getLogger("cs_assistant.chat_service")
 
@@ -150,6 +151,22 @@ class ChatService:
                 for m in self._config.models
             ]
         )
+
+    def demo_shopper_token(self, caller: Caller, shop_header: str | None,
+                           shopper_id: str) -> dict:
+        """POST /v1/demo/shopper-token: a token for one of the shop's demo shoppers (the chat
+        page's "Sign in as"); 404 for any other shopper, and in a shop that lists none."""
+        try:
+            shop = self.shops.select(shop_header, caller)
+        except UnknownShopError as exc:
+            raise APIError.shop_not_found(exc.shop_id) from None
+        minted = shop.demo_token(shopper_id)
+        if minted is None:
+            raise APIError.of(ErrorKind.DEMO_SHOPPER_NOT_FOUND, shop_id=shop.id or "-",
+                              shopper=shopper_id)
+        token, ttl_s = minted
+        return {"shop": shop.id, "shopper": shopper_id, "token": token, "expires_in": ttl_s,
+                "header": "X-Shopper-Token"}
 
     def shop_listing(self, caller: Caller) -> list[dict]:
         """GET /v1/shops: the shops this key may use."""

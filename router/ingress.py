@@ -63,8 +63,11 @@ class Ingress:
             for model in config.models
         }
         # Indexing the knowledge bases takes about a second per shop; it happens once here.
-        shops = shop_layer_for(config.shops, PROJECT_ROOT, self._metrics.cache_dropped)
+        shops = shop_layer_for(config.shops, PROJECT_ROOT, self._metrics.cache_dropped,
+                               on_order_breaker=self._metrics.order_breaker_changed)
         self._metrics.watch_cache(shops.cache_stats)
+        self._metrics.watch_order_breakers(
+            [s.id for s in config.shops.catalog if s.orders is not None] if config.shops else [])
         self._service = ChatService(config, {m: c.stream for m, c in clients.items()}, shops)
         self._service.start()
         self._keys = KeyStore(config.access, PROJECT_ROOT, self._metrics.shops)

@@ -22,6 +22,7 @@ A replica's parts (`IngressParts`) are on `app.state.parts`, set by `build_api`
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -146,6 +147,31 @@ async def chat_completions(request: Request) -> Response:
 async def list_shops(request: Request) -> JSONResponse:
     """The shops this API key may name in X-Shop-Id: ids, names and languages."""
     return await _listing(request, parts_of(request).service.shop_listing)
+
+
+@router.post("/v1/demo/shopper-token")
+async def demo_shopper_token(request: Request) -> JSONResponse:
+    """Demo sign-in: a short-lived X-Shopper-Token for one of the shop's demo shoppers
+    (`{"shopper": "u1001"}`; GET /v1/shops lists them). Shops in production list none, and
+    their shoppers' tokens come from the shop's own servers (docs/orders.md)."""
+    parts = parts_of(request)
+    try:
+        caller = parts.keys.authenticate(request.headers.get("authorization"))
+        grant = await parts.limiter.admit(caller, chat=False)
+        check_content_type(request.headers.get("content-type"))
+        body = await read_body(request, parts.config.limits)
+        try:
+            shopper = json.loads(body)["shopper"]
+        except (ValueError, TypeError, KeyError):
+            shopper = None
+        if not isinstance(shopper, str) or not shopper:
+            raise APIError.invalid_request('Send {"shopper": "<demo shopper id>"}.',
+                                           param="shopper")
+        minted = parts.service.demo_shopper_token(caller, request.headers.get(SHOP_HEADER),
+                                                  shopper)
+    except APIError as error:
+        return error_response(error)
+    return JSONResponse(minted, headers={**grant.headers, "Cache-Control": "no-store"})
 
 
 @router.get("/v1/models")

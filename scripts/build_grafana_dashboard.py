@@ -202,6 +202,23 @@ ROWS: list[tuple[str, list[Panel]]] = [
         Panel("Knowledge-base retrieval time",
               "Time to search a shop's knowledge base for one request, p50/p95/p99.",
               quantiles("ray_cs_shop_retrieval_seconds", "shop", 'shop=~".+"'), unit="s"),
+        Panel("Order look-ups/s by shop and outcome",
+              "Order questions (shop/orders/, docs/orders.md): found, ambiguous (the assistant "
+              "asked which order), listed, not_found, no_orders, signed_out (asked to sign in), "
+              "unavailable (the order system failed: handed off as order_system_unavailable), "
+              "and the order system's failures by kind.",
+              [(f"sum by (shop, outcome) (rate(ray_cs_shop_order_lookups_total[{RATE}]))",
+                "{{shop}} {{outcome}}"),
+               (f"sum by (shop, failure) (rate(ray_cs_shop_order_system_failures_total"
+                f"[{RATE}]))", "{{shop}} failed: {{failure}}")], unit="reqps"),
+        Panel("Order system: look-up time p95 and breaker",
+              "Time spent calling each shop's order system per order question (p95), and "
+              "whether its circuit breaker is open on any ingress replica (1: calls fail at "
+              "once and shoppers are handed off until it closes).",
+              [(f"histogram_quantile(0.95, sum by (shop, le) (rate("
+                f"ray_cs_shop_order_lookup_seconds_bucket[{RATE}])))", "{{shop}} p95"),
+               ("max by (shop) (ray_cs_shop_order_breaker_open)", "{{shop}} breaker open")],
+              unit="s"),
     ]),
     ("Answer caches", [
         Panel("Requests/s by shop and cache result",

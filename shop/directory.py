@@ -49,8 +49,11 @@ class ShopDirectory:
         return tuple(self._assistants)
 
     def listing(self) -> list[dict]:
-        """GET /v1/shops: ids, names and languages, nothing else."""
-        return [{"id": s.id, "name": s.name, "languages": list(s.languages)}
+        """GET /v1/shops: ids, names and languages; the demo shoppers where a shop has them
+        (the chat page's "Sign in as"), nothing else."""
+        return [{"id": s.id, "name": s.name, "languages": list(s.languages),
+                 **({"demo_shoppers": list(s.identity.demo_shoppers)}
+                    if s.identity is not None and s.identity.demo_shoppers else {})}
                 for s in self.config.catalog]
 
     def refresh(self) -> dict[str, frozenset[str]]:

@@ -42,6 +42,10 @@ __all__ = ["Finish", "NoShops", "Plan", "Shop", "ShopLayer", "ShopperTokenError"
            "UnknownShopError", "shop_layer_for"]
 
 
+# A demo sign-in's token lives this long (the chat page signs in again after it).
+DEMO_TOKEN_TTL_S = 3600
+
+
 class SamplingDefaults(Protocol):
     """A model's (configs/schema.py) or a shop's (shop/config.py) sampling defaults."""
 
@@ -127,6 +131,15 @@ class Shop:
                 f"The shop '{self.id}' does not verify shoppers (no identity in its config); "
                 "send no X-Shopper-Token.")
         return self.verifier.verify(token)
+
+    def demo_token(self, shopper_id: str) -> tuple[str, int] | None:
+        """(a token, its lifetime in s) for one of the shop's demo shoppers (the demo sign-in);
+        None when `shopper_id` is not one of them (or the shop has none)."""
+        identity = self.assistant.config.identity
+        if self.verifier is None or shopper_id not in identity.demo_shoppers:
+            return None
+        ttl_s = min(DEMO_TOKEN_TTL_S, identity.max_ttl_s)
+        return self.verifier.mint(shopper_id, ttl_s), ttl_s
 
     async def plan(self, turn: Turn) -> Plan:
         """The shop's decision for `turn`; ShopRequestError when the request asks the shop for
@@ -272,6 +285,9 @@ class PlainPassThrough:
 
     def shopper(self, token: str | None) -> None:
         return None  # no shop, no shoppers: a plain proxy ignores the header
+
+    def demo_token(self, shopper_id: str) -> None:
+        return None
 
     async def plan(self, turn: Turn) -> Plan:
         return Plan(None, False, turn.messages, turn.model_sampling, turn.model_thinking)

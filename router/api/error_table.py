@@ -86,6 +86,10 @@ class ErrorCode(StrEnum):
         "the request carries an image and this deployment serves no vision model")
     # Shops (404, 400)
     SHOP_NOT_FOUND = ("shop_not_found", "`X-Shop-Id` names no configured shop")
+    DEMO_SHOPPER_NOT_FOUND = (
+        "demo_shopper_not_found",
+        "`POST /v1/demo/shopper-token`: the shop lists no such demo shopper (production shops "
+        "list none)")
     SHOP_REQUIRED = (
         "shop_required",
         "the key serves several shops, the default shop is not one of them, and `X-Shop-Id` is "
@@ -308,6 +312,9 @@ class ErrorKind(Enum):
         "This request carries an image, but this deployment serves no vision model. Send text "
         "only."), "messages")
     # Shops and access (router/access/, router/api/valid_request.py)
+    DEMO_SHOPPER_NOT_FOUND = _e(_C.DEMO_SHOPPER_NOT_FOUND, 404, (
+        "The shop '{shop_id}' has no demo shopper '{shopper}'; GET /v1/shops lists each shop's "
+        "demo_shoppers."), param="shopper", client_values=("shopper",))
     SHOP_NOT_FOUND = _e(_C.SHOP_NOT_FOUND, 404, (
         "The shop '{shop_id}' does not exist. GET /v1/shops lists the shops; send one of their "
         "ids as the X-Shop-Id header, or none for the default shop."), "X-Shop-Id",

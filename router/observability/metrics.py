@@ -54,6 +54,7 @@ ITL_BUCKETS_S = (0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5,
                  2.0, 5.0)
 E2E_BUCKETS_S = (0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 7.5, 10.0, 15.0, 20.0, 30.0, 45.0, 60.0,
                  90.0, 120.0, 180.0)
+ORDER_BUCKETS_S = (0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 RETRIEVAL_BUCKETS_S = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1)
 IMAGE_FETCH_BUCKETS_S = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0)
 IMAGE_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
@@ -149,7 +150,7 @@ CACHE_DROPPED = MetricSpec(
 SHOP_HANDOFFS = MetricSpec(
     "cs_shop_handoffs", "counter",
     "Conversations handed to a human, by shop and reason (requested, complaint, sensitive, "
-    "no_answer, repeated_failure).", ("shop", "handoff_reason"))
+    "no_answer, repeated_failure, order_system_unavailable).", ("shop", "handoff_reason"))
 SHOP_GUARD = MetricSpec(
     "cs_shop_guard_verdicts", "counter",
     "Model answers read by the answer guard, by shop, verdict (pass, replaced, flagged) and "
@@ -166,6 +167,23 @@ SHOP_UNDERSTOOD_BY_WORDS = MetricSpec(
 SHOP_RETRIEVAL = MetricSpec(
     "cs_shop_retrieval_seconds", "histogram",
     "Time to search a shop's knowledge base for one request.", ("shop",), RETRIEVAL_BUCKETS_S)
+SHOP_ORDER_LOOKUPS = MetricSpec(
+    "cs_shop_order_lookups", "counter",
+    "Order questions by shop and outcome (found, ambiguous: the assistant asked which order, "
+    "listed, not_found, no_orders, signed_out: the shopper was asked to sign in, unavailable: "
+    "the order system failed and the shopper was handed off).", ("shop", "outcome"))
+SHOP_ORDER_FAILURES = MetricSpec(
+    "cs_shop_order_system_failures", "counter",
+    "Order look-ups the order system did not answer, by shop and failure (timeout, connection, "
+    "bad_status, malformed, breaker_open).", ("shop", "failure"))
+SHOP_ORDER_SECONDS = MetricSpec(
+    "cs_shop_order_lookup_seconds", "histogram",
+    "Time spent calling a shop's order system for one order question (all calls).", ("shop",),
+    ORDER_BUCKETS_S)
+SHOP_ORDER_BREAKER = MetricSpec(
+    "cs_shop_order_breaker_open", "gauge",
+    "1 while this ingress replica's circuit breaker for a shop's order system is open or "
+    "half-open (calls fail at once), else 0.", ("shop",))
 
 KEY_REQUESTS = MetricSpec(
     "cs_key_requests", "counter",
@@ -197,7 +215,9 @@ REPLICA_RETRIES = MetricSpec(
 INGRESS_METRICS = (REQUESTS, REJECTED, FAILED, TTFT, ITL, E2E, PROMPT_TOKENS, COMPLETION_TOKENS,
                    IN_FLIGHT, IMAGE_PREPROCESS, IMAGES, SHOP_REQUESTS, SHOP_CACHE, CACHE_ENTRIES,
                    CACHE_BYTES, CACHE_DROPPED, SHOP_HANDOFFS, SHOP_GUARD,
-                   SHOP_NO_RELEVANT_ENTRY, SHOP_UNDERSTOOD_BY_WORDS, SHOP_RETRIEVAL, KEY_REQUESTS, KEY_TOKENS,
+                   SHOP_NO_RELEVANT_ENTRY, SHOP_UNDERSTOOD_BY_WORDS, SHOP_RETRIEVAL,
+                   SHOP_ORDER_LOOKUPS, SHOP_ORDER_FAILURES, SHOP_ORDER_SECONDS, SHOP_ORDER_BREAKER,
+                   KEY_REQUESTS, KEY_TOKENS,
                    RATE_LIMITED, RATE_LIMIT_STORE_ERRORS, IMAGE_FETCH, REPLICA_RETRIES)
 
 
@@ -221,6 +241,7 @@ class IngressMetrics:
         self.shops = frozenset(shops)
         self._in_flight = {(name, route): 0 for name, route in models.items()}
         self._cache_stats: Callable[[], CacheStats | None] | None = None
+        self._breakers: dict[str, int] = {}  # shop -> 1 open, 0 closed (shops with orders)
         self.refresh_gauges()
 
     @classmethod
@@ -248,6 +269,18 @@ class IngressMetrics:
         self._cache_stats = stats
         self.refresh_gauges()
 
+    def watch_order_breakers(self, shops: list[str]) -> None:
+        """Report the order-system breaker of each of `shops` (closed until it changes)."""
+        self._breakers = {shop: 0 for shop in shops if shop in self.shops}
+        self.refresh_gauges()
+
+    def order_breaker_changed(self, shop: str, state: str) -> None:
+        """A shop's breaker changed state (shop/orders/backend.py): opened, half-opened,
+        closed."""
+        if shop in self.shops:
+            self._breakers[shop] = 0 if state == "closed" else 1
+            self.record(SHOP_ORDER_BREAKER, self._breakers[shop], shop=shop)
+
     def cache_dropped(self, shop: str, reason: str, count: int) -> None:
         if shop in self.shops:
             self.record(CACHE_DROPPED, count, shop=shop, reason=reason)
@@ -261,6 +294,8 @@ class IngressMetrics:
         is not re-reported for two export intervals; this keeps idle series at 0 instead."""
         for (model, route), count in self._in_flight.items():
             self.record(IN_FLIGHT, count, model=model, route=route)
+        for shop, is_open in self._breakers.items():
+            self.record(SHOP_ORDER_BREAKER, is_open, shop=shop)
         stats = self._cache_stats() if self._cache_stats is not None else None
         if stats is not None:
             self.record(CACHE_ENTRIES, stats.entries)
@@ -324,6 +359,13 @@ class RequestMetrics:
             m.record(SHOP_UNDERSTOOD_BY_WORDS, 1, shop=shop)
         if decision.retrieval_s > 0:
             m.record(SHOP_RETRIEVAL, decision.retrieval_s, shop=shop)
+        order = decision.order
+        if order is not None:
+            m.record(SHOP_ORDER_LOOKUPS, 1, shop=shop, outcome=order.lookup)
+            if order.failure is not None:
+                m.record(SHOP_ORDER_FAILURES, 1, shop=shop, failure=order.failure)
+            if order.seconds > 0:
+                m.record(SHOP_ORDER_SECONDS, order.seconds, shop=shop)
 
     def shop_handed_off(self, shop: str, reason: str) -> None:
         """The model's answer turned into a hand-off (it replied with the no-answer message)."""

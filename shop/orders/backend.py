@@ -17,6 +17,7 @@ can change the host or the path's shape.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 from collections.abc import Callable
 from typing import TypeVar
@@ -31,6 +32,11 @@ from shop.config import OrderBackendConfig
 from shop.orders.contract import Order, OrderList, OrderSummary
 
 Model = TypeVar("Model", bound=BaseModel)
+# httpx logs every request's URL at INFO ("HTTP Request: GET .../shoppers/u1001/orders/MT..."),
+# and httpcore its traffic at DEBUG: a shopper's id and order numbers in every replica's log.
+# Order data is never logged, so neither logs below WARNING in a process that looks orders up.
+for _name in ("httpx", "httpcore"):
+    logging.getLogger(_name).setLevel(logging.WARNING)
 # (shop, state): the breaker of a shop's order system opened, half-opened or closed.
 BreakerListener = Callable[[str, str], None]
 
@@ -62,6 +68,7 @@ class OrderBackend:
         self._transport = transport
         self._client: httpx.AsyncClient | None = None
         self._slots: asyncio.Semaphore | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._breakers = AsyncCircuitBreakerFactory(
             default_threshold=config.breaker_failures, default_ttl=config.breaker_open_s,
             exclude=[_NotFound])
@@ -119,8 +126,11 @@ class OrderBackend:
             raise OrderSystemUnavailable("malformed", f"{exc.error_count()} errors") from None
 
     def _http(self) -> httpx.AsyncClient:
-        """The HTTP client, made on first use inside the serving event loop."""
-        if self._client is None:
+        """The HTTP client, made on first use inside the serving event loop (and again if the
+        loop changes: its connections and the semaphore belong to one loop)."""
+        loop = asyncio.get_running_loop()
+        if self._client is None or self._loop is not loop:
+            self._loop = loop
             headers = {"Accept": "application/json"}
             token = os.environ.get(self.config.token_env, "") if self.config.token_env else ""
             if token:

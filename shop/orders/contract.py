@@ -77,7 +77,7 @@ class Address(ContractModel):
     name: str
     phone: str
     city: str
-    line: str = Field(..., description="Street address (masked in replies).")
+    line: str = Field(..., description="Street address (never shown to shoppers or the model).")
 
 
 class Order(ContractModel):

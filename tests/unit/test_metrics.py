@@ -26,7 +26,7 @@ URL = "/v1/chat/completions"
 # key_id is bounded by the operator's keys file (+ `anonymous`, `none`); limit by LIMIT_KINDS;
 # outcome by `ok` + ErrorCode.
 BOUNDED_LABELS = {"model", "route", "status", "reason", "stream", "shop", "answer", "handoff_reason",
-                  "verdict", "guard_reason",
+                  "verdict", "guard_reason", "failure",
                   "key_id", "limit", "outcome", "result"}
 SERVE_RESERVED = {"deployment", "replica", "application"}
 

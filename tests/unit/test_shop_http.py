@@ -62,10 +62,11 @@ def test_unknown_shop_is_404_in_the_openai_envelope(stack):
     assert stack.engine_calls() == 0
 
 
-def test_shops_are_listed_with_ids_names_and_languages_only(stack):
+def test_shops_are_listed_with_ids_names_languages_and_demo_shoppers_only(stack):
     data = stack.client.get("/v1/shops").json()["data"]
     assert [shop["id"] for shop in data] == ["demo-apparel", "demo-electronics"]
-    assert all(set(shop) == {"id", "name", "languages"} for shop in data)
+    assert all(set(shop) == {"id", "name", "languages", "demo_shoppers"} for shop in data)
+    assert data[0]["demo_shoppers"] == ["u1001", "u1002", "u1003"]
 
 
 def test_an_answer_carries_its_sources_and_the_model_saw_persona_and_facts(stack):
@@ -97,11 +98,11 @@ def test_a_handoff_is_answered_without_any_engine_call(stack):
 
 
 def test_the_last_stream_chunk_before_done_carries_service(stack):
-    chunks = stack.stream(ask("When will my order ship?"))
+    chunks = stack.stream(ask("How soon do you ship orders?"))
     assert "service" in chunks[-1] and chunks[-1]["choices"][0]["finish_reason"] == "stop"
     assert all("service" not in chunk for chunk in chunks[:-1])
     assert "faq/shipping-cutoff" in [s["id"] for s in chunks[-1]["service"]["sources"]]
-    with_usage = stack.stream(ask("When will my order ship?",
+    with_usage = stack.stream(ask("How soon do you ship orders?",
                                   stream_options={"include_usage": True}))
     assert with_usage[-1]["choices"] == [] and "usage" in with_usage[-1]
     assert "service" in with_usage[-1]
