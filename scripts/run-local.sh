@@ -3,7 +3,8 @@
 # Ctrl-C (or SIGTERM, or SIGHUP: the terminal closed) stops it and every process it started, Ray
 # and engines included, whatever happened to its output (`| tee run.log` dies of the same Ctrl-C).
 # Options: PORT (default 8000), CONFIG (default configs/local-cpu.yaml), STOP_TIMEOUT_S (45),
-# PIN (1: Ray kept off the text engine's core; default 0, docs/benchmarks.md "Performance").
+# PIN (1: Ray kept off the text engine's core; default 0, docs/benchmarks.md "Performance"),
+# ORDERS_PORT (8790: the reference order service the demo shops look orders up in, docs/orders.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
@@ -18,8 +19,29 @@ if [[ "$PORT" != 8000 ]]; then
   sed "s/^  port: 8000$/  port: $PORT/" "$CONFIG" > .run/local-config.yaml
   CONFIG=.run/local-config.yaml
 fi
+ORDERS_PORT=${ORDERS_PORT:-8790}
+if [[ "$ORDERS_PORT" != 8790 ]]; then
+  sed "s#http://127.0.0.1:8790/#http://127.0.0.1:$ORDERS_PORT/#" "$CONFIG" > .run/local-config-orders.yaml
+  CONFIG=.run/local-config-orders.yaml
+fi
 URL="http://127.0.0.1:$PORT"
 LOG=.run/serve.log
+# The demo shops' shopper-token secrets (made once, kept in .run/secrets/, never in the config)
+# and the reference order service with the demo orders, dated from now.
+.venv/bin/python scripts/shopper_token.py secrets --config "$CONFIG"
+.venv/bin/python -m order_service --port "$ORDERS_PORT" --db .run/orders.sqlite --reseed \
+  >.run/order-service.log 2>&1 &
+orders_pid=$!
+stop_orders() { kill "$orders_pid" 2>/dev/null || true; wait "$orders_pid" 2>/dev/null || true; }
+trap stop_orders EXIT  # until the stack's own traps below (they stop it too)
+for _ in $(seq 60); do
+  curl -sf "http://127.0.0.1:$ORDERS_PORT/health" >/dev/null 2>&1 && break
+  if ! kill -0 "$orders_pid" 2>/dev/null; then
+    echo "run-local: the order service did not start (port $ORDERS_PORT busy? set ORDERS_PORT):" >&2
+    tail -n 5 .run/order-service.log >&2; exit 1
+  fi
+  sleep 0.5
+done
 started=$(date +%s)
 echo "run-local: starting Ray Serve with $CONFIG (log: $LOG); the text engine takes 1-2 minutes on 2 cores"
 # Job control on: `serve run` gets its own process group, and with it the default SIGINT
@@ -53,6 +75,7 @@ stop_stack() {
   trap '' PIPE HUP
   trap - INT TERM EXIT
   set +e
+  stop_orders
   kill -0 "$serve_pid" 2>/dev/null || return 0
   say "" "run-local: stopping the stack (Ray shuts down its processes; up to ${STOP_TIMEOUT_S}s)"
   # SIGTERM, not SIGINT: serve run shuts down the Ray instance it started on either, but a
@@ -106,6 +129,9 @@ echo "  curl $URL/v1/chat/completions -H 'Content-Type: application/json' \\"
 echo "       -d '{\"messages\":[{\"role\":\"user\",\"content\":\"我的订单什么时候发货？\"}]}'"
 echo "  (a question the demo shop's FAQ lists is answered from it at once, \"service\".\"cache\": \"faq\";"
 echo "   others go to the model; \"service\" names the knowledge-base sources, or a hand-off)"
+echo "run-local: order questions (\"快递到哪了\", \"where is my parcel\") need a signed-in shopper: the"
+echo "  chat page's \"Sign in as\", or X-Shopper-Token from"
+echo "  .venv/bin/python scripts/shopper_token.py mint --shop demo-apparel --shopper u1001"
 echo "run-local: no API key needed: $CONFIG sets access.allow_anonymous (production requires"
 echo "  keys; docs/api.md \"API keys\"). API docs: $URL/docs"
 echo "run-local: the vision model starts at zero replicas: the first image request wakes it and"

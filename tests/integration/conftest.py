@@ -26,6 +26,7 @@ from configs.serve_env import load_serve_env
 from loadtests.prometheus_api import PrometheusAPI
 from loadtests.server_process import ServerProcess, ServerStartError, free_port, url_answers
 from tests.conftest import LOCAL_CONFIG, PROJECT_ROOT
+from tests.order_stack import point_shops_at
 
 STARTUP_TIMEOUT_S = 420
 # Replicas push metrics to the node's agent every 10 s by default; 1 s keeps tests short.
@@ -52,11 +53,67 @@ def processes() -> list[tuple[int, int, str]]:
     return rows
 
 
+class OrderServiceProcess:
+    """The reference order service (order_service/) as its own process on a loopback port,
+    for the whole session: every test stack's shops look orders up in it, and the chaos test
+    kills, slows and breaks it. Its secrets directory holds the shops' token secrets."""
+
+    def __init__(self, workdir: Path):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.db = workdir / "orders.sqlite"
+        self.secrets_dir = workdir / "secrets"
+        self.log_path = PROJECT_ROOT / ".run" / "integration-order-service.log"
+        self.server: ServerProcess | None = None
+        self.start(reseed=True)
+
+    def start(self, reseed: bool = False) -> None:
+        """Start it (again, on the same port and database after a kill)."""
+        self.log_path.parent.mkdir(exist_ok=True)
+        command = [sys.executable, "-m", "order_service", "--port", str(self.port),
+                   "--db", str(self.db), "--allow-faults", *(["--reseed"] if reseed else [])]
+        self.server = ServerProcess("order service", command, self.log_path, PROJECT_ROOT, {})
+        try:
+            self.server.wait_until_ready(url_answers(f"{self.url}/health"), 60)
+        except ServerStartError as exc:
+            pytest.fail(str(exc))
+
+    def kill(self) -> None:
+        """SIGKILL, as a crashed order system: connections refused until `start`."""
+        self.server.process.kill()
+        self.server.process.wait()
+
+    def set_fault(self, mode: str, delay_s: float = 5.0) -> None:
+        httpx.put(f"{self.url}/admin/fault", json={"mode": mode, "delay_s": delay_s},
+                  timeout=10).raise_for_status()
+
+    def stop(self) -> None:
+        if self.server is not None:
+            self.server.stop(timeout_s=10)
+
+
+# The session's order service (the `order_service` fixture starts it before any stack).
+ORDER_SERVICE: dict[str, OrderServiceProcess] = {}
+# The test stacks' order look-up: short enough that a slow order system costs a test seconds,
+# and a breaker that opens and closes within one test.
+TEST_ORDER_BACKEND = {"timeout_s": 1.0, "breaker_failures": 3, "breaker_open_s": 3.0}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def order_service(tmp_path_factory) -> OrderServiceProcess:
+    service = OrderServiceProcess(tmp_path_factory.mktemp("order-service"))
+    ORDER_SERVICE["current"] = service
+    yield service
+    ORDER_SERVICE.pop("current", None)
+    service.stop()
+
+
 def write_test_config(dest: Path, port: int, customize=None) -> Path:
     """The shipped local config with the test port and tiny models. The sales calendar is
     emptied so the date the suite runs on cannot change replica counts, the shops read
-    copies of their knowledge bases beside `dest` and do not guard answers; `customize(raw)`
-    may change more (the autoscaling tests use small bounds)."""
+    copies of their knowledge bases beside `dest`, do not guard answers and look orders up in
+    the session's order service; `customize(raw)` may change more (the autoscaling tests use
+    small bounds)."""
     raw = load_serve_config(LOCAL_CONFIG)
     raw["http_options"]["port"] = port
     app = raw["applications"][0]
@@ -81,6 +138,12 @@ def write_test_config(dest: Path, port: int, customize=None) -> Path:
         # where the real stand-in model answers.
         shop["guard"] = {"mode": "off" if shop["id"] == app["args"]["shops"]["default"]
                          else "flag"}
+    orders = ORDER_SERVICE.get("current")
+    if orders is not None:
+        point_shops_at(raw, orders.url, orders.secrets_dir)
+        for shop in app["args"].get("shops", {}).get("catalog", []):
+            if "orders" in shop:
+                shop["orders"]["backend"].update(TEST_ORDER_BACKEND)
     if customize is not None:
         customize(raw)
     dest.write_text(yaml.safe_dump(raw, sort_keys=False))

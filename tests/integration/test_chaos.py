@@ -404,7 +404,7 @@ def check(run: FaultRun, cluster: TwoNodeCluster, fault_costs_streams: bool) -> 
         (run.listed_after, run.killed)
     with httpx.Client(base_url=cluster.url, timeout=120) as client:
         answered = client.post("/v1/chat/completions", json={
-            "messages": [{"role": "user", "content": "When will my order ship?"}],
+            "messages": [{"role": "user", "content": "When do you ship orders?"}],
             "max_tokens": 8})
     assert answered.status_code == 200, answered.text
 

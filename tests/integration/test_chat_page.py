@@ -134,6 +134,20 @@ def test_a_handoff_shows_the_banner(page):
     page.screenshot(path=str(ARTIFACTS / "chat-page-handoff.png"))
 
 
+def test_a_demo_shopper_signs_in_and_is_answered_from_the_order(page):
+    anonymous = ask(page, "我的快递到哪了")
+    assert "登录" in anonymous.locator(".text").inner_text()
+    assert "order look-up: signed_out" in anonymous.locator(".meta").inner_text()
+    assert page.locator("#shopper option").all_inner_texts()[1:] == ["u1001", "u1002", "u1003"]
+    page.select_option("#shopper", "u1001")  # a new conversation, signed in
+    answer = ask(page, "我的快递到哪了")
+    text = answer.locator(".text").inner_text()
+    assert "SF1428730095621" in text and "运输中" in text, text
+    assert "order/MT" in answer.locator(".sources").inner_text()
+    assert "order look-up: found" in answer.locator(".meta").inner_text()
+    page.screenshot(path=str(ARTIFACTS / "chat-page-order.png"))
+
+
 def test_a_key_limits_the_shops_and_a_429_counts_down_from_retry_after(page, stack_keys):
     page.click("#key-button")
     page.fill("#api-key", stack_keys["page-limited"].key)

@@ -26,7 +26,7 @@ def ask(stack: LocalStack, **body):
 
 def test_text_question_is_answered_by_the_text_model(stack):
     # Two questions in one message: no curated answer covers both, so the model answers.
-    r = ask(stack, messages=[{"role": "user", "content": "我的订单今天下午三点付款，什么时候发货？顺丰能到新疆吗？"}], **SAMPLE)
+    r = ask(stack, messages=[{"role": "user", "content": "今天下午三点付款的话什么时候发货？顺丰能到新疆吗？"}], **SAMPLE)
     assert r.status_code == 200, r.text
     data = r.json()
     assert data["model"] == TEXT_MODEL and r.headers["x-route"] == "text"
@@ -161,7 +161,7 @@ def test_bad_input_is_4xx_with_the_openai_envelope(stack, name, raw, status, cod
 def test_prompt_longer_than_the_context_is_400_from_the_engine(stack):
     # Under the ingress's character limit, over the tiny tokenizer's 4096-token context; a
     # question the shop's knowledge base answers, so the model (not a fixed reply) is asked.
-    long_text = "When will my order ship? " * 1200
+    long_text = "When do you ship orders? " * 1200
     for stream in (False, True):
         r = ask(stack, messages=[{"role": "user", "content": long_text}], stream=stream, max_tokens=16)
         assert r.status_code == 400, r.text

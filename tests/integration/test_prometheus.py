@@ -38,7 +38,7 @@ SAMPLE = {"temperature": 1.0, "max_tokens": 16, "stream": True,
 # for a question the knowledge base knows nothing of): the shop panels need both.
 # The first is a written FAQ question (a curated answer); the middle three ask two things at
 # once, which no curated answer covers, so the model answers them.
-TEXT_QUESTIONS = ["When will my order ship?", "这件衣服偏大还是偏小？洗了会缩水吗？",
+TEXT_QUESTIONS = ["When do you ship orders?", "这件衣服偏大还是偏小？洗了会缩水吗？",
                   "Can I return shoes I wore once? How long does the refund take?",
                   "有没有灰色M码？什么时候能发货？", "转人工", "quantum zeppelin xylophone?"]
 TEXT_REQUESTS, VISION_REQUESTS, CONCURRENCY = 48, 12, 4

@@ -1,6 +1,8 @@
 // The web chat page: talks to the public API as a shop's chat system would.
 // GET /chat/settings.json (image limits, whether a key is needed), GET /v1/shops, then
 // POST /v1/chat/completions with stream: true, reading the SSE stream as it arrives.
+// A shop with demo shoppers offers "Signed in as": POST /v1/demo/shopper-token mints a token the
+// page sends as X-Shopper-Token, as a shop's own chat page would send the one its servers sign.
 "use strict";
 
 const $ = (id) => document.getElementById(id);
@@ -16,6 +18,9 @@ const state = {
   photo: null,        // {dataUrl, width, height, bytes} waiting to be sent
   busy: false,
   retryTimer: null,
+  shops: [],          // GET /v1/shops' data
+  shopper: null,      // {id, token, expiresAt} of the signed-in demo shopper, or null
+  signingIn: null,    // the sign-in in progress (a message sent meanwhile waits for it)
 };
 
 function headers(extra = {}) {
@@ -85,6 +90,7 @@ async function loadShops() {
     return;
   }
   const { data } = await response.json();
+  state.shops = data;
   const select = $("shop");
   const chosen = select.value;
   select.replaceChildren(...data.map((shop) => {
@@ -95,6 +101,53 @@ async function loadShops() {
   }));
   if (data.some((shop) => shop.id === chosen)) select.value = chosen;
   if (!data.length) showBanner("This API key may not use any shop. 此密钥没有可用的店铺。");
+  showShoppers();
+}
+
+// --- demo sign-in: the shop's demo shoppers, and a token for the chosen one ----------------------
+
+function showShoppers() {
+  const shop = state.shops.find((s) => s.id === $("shop").value);
+  const shoppers = (shop && shop.demo_shoppers) || [];
+  const anonymous = document.createElement("option");
+  anonymous.value = "";
+  anonymous.textContent = "Not signed in 未登录";
+  $("shopper").replaceChildren(anonymous, ...shoppers.map((id) => {
+    const option = document.createElement("option");
+    option.value = id;
+    option.textContent = id;
+    return option;
+  }));
+  $("shopper-label").hidden = !shoppers.length;
+  state.shopper = null;
+}
+
+async function signIn() {
+  const id = $("shopper").value;
+  state.shopper = null;
+  if (!id) return true;
+  const response = await fetch("/v1/demo/shopper-token", {
+    method: "POST",
+    headers: headers({ "Content-Type": "application/json", "X-Shop-Id": $("shop").value }),
+    body: JSON.stringify({ shopper: id }),
+  });
+  if (!response.ok) {
+    const error = await errorOf(response);
+    showBanner(`Could not sign in as ${id}: ${error.message} (${error.code})`);
+    $("shopper").value = "";
+    return false;
+  }
+  const minted = await response.json();
+  // Signed in again a minute before the token expires.
+  state.shopper = { id, token: minted.token,
+                    expiresAt: Date.now() + (minted.expires_in - 60) * 1000 };
+  return true;
+}
+
+async function shopperHeaders() {
+  if (state.signingIn) await state.signingIn;
+  if (state.shopper && Date.now() > state.shopper.expiresAt) await signIn();
+  return state.shopper ? { "X-Shopper-Token": state.shopper.token } : {};
 }
 
 function bubble(kind, text = "") {
@@ -132,6 +185,7 @@ function showService(node, service, meta) {
   }
   const how = { faq: "curated FAQ answer 常见问题", hit: "cached answer 缓存" };
   const parts = [meta.model];
+  if (service && service.order) parts.push(`order look-up: ${service.order} 订单查询`);
   if (service && how[service.cache]) parts.push(how[service.cache]);
   else if (meta.completionTokens === 0) parts.push("fixed reply, no model call");
   else if (meta.completionTokens !== null) parts.push(`model, ${meta.completionTokens} tokens`);
@@ -211,7 +265,8 @@ async function send(event) {
   try {
     response = await fetch("/v1/chat/completions", {
       method: "POST",
-      headers: headers({ "Content-Type": "application/json", "X-Shop-Id": $("shop").value }),
+      headers: headers({ "Content-Type": "application/json", "X-Shop-Id": $("shop").value,
+                         ...(await shopperHeaders()) }),
       body: JSON.stringify({ messages: state.history, stream: true,
                              stream_options: { include_usage: true } }),
     });
@@ -231,7 +286,11 @@ async function send(event) {
       retryCountdown(response, error);
       return;
     }
-    if (response.status === 401) needKey(`${error.message} (${error.code})`);
+    if (response.status === 401 && error.code.startsWith("shopper_token")) {
+      state.shopper = null;
+      $("shopper").value = "";
+      showBanner(`Signed out: ${error.message} · 已退出登录，请重新选择顾客`);
+    } else if (response.status === 401) needKey(`${error.message} (${error.code})`);
     bubble("bot error", `${response.status} ${error.code}: ${error.message}`);
     setBusy(false);
     return;
@@ -346,7 +405,14 @@ async function start() {
     $("key-panel").hidden = !$("key-panel").hidden;
     if (!$("key-panel").hidden) $("api-key").focus();
   });
-  $("shop").addEventListener("change", newChat);
+  $("shop").addEventListener("change", () => { showShoppers(); newChat(); });
+  // Another shopper is another conversation: their orders are not the previous one's.
+  $("shopper").addEventListener("change", async () => {
+    newChat();
+    state.signingIn = signIn();
+    await state.signingIn;
+    state.signingIn = null;
+  });
   await loadShops();
   document.body.dataset.ready = "true";  // for the browser test
 }
