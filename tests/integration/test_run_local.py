@@ -94,7 +94,9 @@ class RunLocal:
         self.log_path = log_path
         self.status_path = log_path.with_suffix(".status")
         self.started: dict[int, str] = {}  # the stack's processes, once it answers
-        env = {**os.environ, "PORT": str(port)}
+        # The reference order service on a free port too (8790 may be taken on a shared box).
+        self.orders_port = free_port()
+        env = {**os.environ, "PORT": str(port), "ORDERS_PORT": str(self.orders_port)}
         terminal_job = dict(cwd=PROJECT_ROOT, start_new_session=True,
                             preexec_fn=like_a_terminal_job, env=env)
         if piped:
@@ -123,6 +125,18 @@ class RunLocal:
             assert time.monotonic() < deadline, "run-local did not become ready"
             time.sleep(2)
         return self.printed()
+
+    def wait_until_started(self) -> dict[int, str]:
+        """The stack's processes once Ray and a model replica run (its engine still loading):
+        stopping a stack half-way up is the harder stop, and 1-2 minutes sooner."""
+        deadline = time.monotonic() + STARTUP_TIMEOUT_S
+        while True:
+            assert self.script.poll() is None, self.printed()[-3000:]
+            try:
+                return self.record_stack()
+            except AssertionError:
+                assert time.monotonic() < deadline, "run-local started no model replica"
+                time.sleep(1)
 
     def record_stack(self) -> dict[int, str]:
         """The processes the script has started (Ray's and the engines' among them)."""
@@ -198,6 +212,16 @@ def test_run_local_answers_and_ctrl_c_stops_everything_it_started(own_ray, tmp_p
         assert not text.lstrip().lower().startswith("assistant"), text
         assert "faq/shipping-fee" in [s["id"] for s in answer["service"]["sources"]]
         print(f"\n[integration] run-local answer: {text!r}")
+        # A demo shopper signed in: the order from the reference order service run-local
+        # started, without a model (docs/orders.md).
+        token = httpx.post(f"http://127.0.0.1:{port}/v1/demo/shopper-token", timeout=30,
+                           headers={"X-Shop-Id": "demo-apparel"},
+                           json={"shopper": "u1001"}).json()["token"]
+        order = httpx.post(f"http://127.0.0.1:{port}/v1/chat/completions", timeout=30,
+                           headers={"X-Shop-Id": "demo-apparel", "X-Shopper-Token": token},
+                           json={"messages": [{"role": "user", "content": "我的快递到哪了？"}]}).json()
+        assert order["service"]["order"] == "found", order
+        assert "SF1428730095621" in order["choices"][0]["message"]["content"]
         shown_numbers_are_facts(f"http://127.0.0.1:{port}")
         started = run.record_stack()
 
@@ -282,8 +306,7 @@ def shown_numbers_are_facts(url: str) -> None:
 def test_run_local_piped_through_tee_stops_everything_on_ctrl_c_and_hangup(own_ray, tmp_path):
     run = RunLocal(free_port(), tmp_path / "run.log", piped=True)
     try:
-        run.wait_until_ready()
-        started = run.record_stack()
+        started = run.wait_until_started()
 
         run.send(signal.SIGINT)
         interrupted_at = time.monotonic()
