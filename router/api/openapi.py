@@ -19,7 +19,7 @@ from router.api.protocol import ChatCompletionRequest, ChatCompletionResponse
 REF_TEMPLATE = "#/components/schemas/{model}"
 ERROR_STATUSES = {
     "400": "Invalid request (the error's `param` names the field).",
-    "401": "Missing or unknown API key.",
+    "401": "Missing or unknown API key, or an X-Shopper-Token that does not verify.",
     "403": "The key may not use this shop, or may not send system/developer messages.",
     "404": "Unknown model or shop.",
     "408": "The request body did not arrive in time.",
@@ -35,6 +35,13 @@ CHAT_COMPLETIONS_OPENAPI: dict[str, Any] = {
         "name": "X-Shop-Id", "in": "header", "required": False,
         "description": "The shop to answer for (GET /v1/shops); optional when the key serves "
         "one shop, or for the default shop.",
+        "schema": {"type": "string"},
+    }, {
+        "name": "X-Shopper-Token", "in": "header", "required": False,
+        "description": "The signed-in shopper: an HS256 JWT the shop's servers sign (aud = "
+        "shop id, sub = shopper id, iat, exp). Order questions are answered from that "
+        "shopper's orders; without it the shopper is anonymous; one that does not verify is a "
+        "401 (shopper_token_invalid, shopper_token_expired, shopper_token_wrong_shop).",
         "schema": {"type": "string"},
     }],
     "requestBody": {

@@ -314,7 +314,7 @@ def test_the_openapi_schema_fuzzed_against_the_stack_finds_no_server_error(stack
         [binary, "--no-color", "run", f"{stack.url}/openapi.json",
          "--checks", "not_a_server_error",
          "--header", f"Authorization: Bearer {stack_keys['fuzz'].key}",
-         "--max-examples", "40", "--seed", "12", "--request-timeout", "120",
+         "--max-examples", "25", "--seed", "12", "--request-timeout", "120",
          "--report", "ndjson", "--report-ndjson-path", str(report)],
         capture_output=True, text=True, timeout=900, cwd=tmp_path)
     output = result.stdout + result.stderr

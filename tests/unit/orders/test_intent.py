@@ -1,0 +1,59 @@
+"""Order-question recognition (shop/orders/intent.py): the rules' behaviour, one per kind of
+message. Its accuracy is measured on the labelled sets (scripts/evaluate_order_intent.py), not
+here."""
+
+from __future__ import annotations
+
+import pytest
+
+from shop.orders.intent import recognise, references
+from shop.orders.replies import WHICH_ORDER
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("单号 SF1428730095621 怎么还没动", ["SF1428730095621"]),
+    ("订单号：MT20261204-0001", ["MT20261204-0001"]),
+    ("order #A1B2C3D4 please", ["A1B2C3D4"]),
+    ("２０２６１１１１００１２３到哪了", ["2026111100123"]),  # full-width digits
+    ("我的手机号13812341234，查下快递", []),  # a mobile number is not an order
+    ("K75键盘有货吗", []),  # a model number has too few digits
+])
+def test_references_are_order_and_tracking_numbers_only(text, expected):
+    assert references(text) == expected
+
+
+@pytest.mark.parametrize("text", [
+    "快递到哪了", "发货没", "我的退款到账了吗", "where's my parcel??", "my order??",
+    "I ordered the cardigan last week, has it shipped?", "我双11拍的羽绒服啥时候发货",
+    "it says delivered but I never got it", "退款怎么样了",
+])
+def test_the_shoppers_own_order_state_is_an_order_question(text):
+    assert recognise(text) is not None, text
+
+
+@pytest.mark.parametrize("text", [
+    "一般几天发货", "how long does shipping take?", "怎么申请退款", "如果快递丢了怎么办",
+    "what if my parcel is late?", "在哪看物流信息", "Can I change the address on my order?",
+    "包邮吗", "这件毛衣会缩水吗",
+])
+def test_policy_look_alikes_are_not(text):
+    assert recognise(text) is None, text
+
+
+def test_topics_choose_the_template():
+    assert recognise("我的退款到账了吗").topic == "refund"
+    assert recognise("快递到哪了").topic == "status"
+    assert recognise("我买了什么").topic == "list"
+    assert recognise("订单 MT20261204-0001 能开发票吗").topic == "other"
+
+
+def test_a_follow_up_to_an_order_reply_names_that_order():
+    reply = "您的订单 MT20261204-0001（毛衣）已由顺丰速运发出，当前状态：运输中。"
+    question = recognise("那退款呢？", reply)
+    assert (question.ref, question.topic) == ("MT20261204-0001", "refund")
+    assert recognise("那退款呢？") is None  # without an order reply before it: no order named
+
+
+def test_the_answer_to_which_order_is_an_order_question():
+    listing = f"You have these recent orders; {WHICH_ORDER[1]}? ...\n1. Order A ..."
+    assert recognise("the 2nd one", listing).why == "which-reply"
