@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import unicodedata
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -32,6 +33,13 @@ def predicted(case: dict):
     return recognise(latest, previous)
 
 
+def same_reference(found: str | None, expected: str | None) -> bool:
+    """A reference read as the order system knows it: full-width digits are the same number."""
+    def form(ref):
+        return None if ref is None else unicodedata.normalize("NFKC", ref)
+    return form(found) == form(expected)
+
+
 def score(cases: list[dict]) -> dict[str, float]:
     tp = fp = fn = tn = ref_right = 0
     for case in cases:
@@ -39,7 +47,7 @@ def score(cases: list[dict]) -> dict[str, float]:
         truth = bool(case["expected_order_question"])
         if found is not None and truth:
             tp += 1
-            ref_right += (found.ref or None) == case.get("expected_ref")
+            ref_right += same_reference(found.ref, case.get("expected_ref"))
         elif found is not None:
             fp += 1
         elif truth:
@@ -69,7 +77,8 @@ def main() -> int:
         for case in cases:
             found = predicted(case)
             truth = bool(case["expected_order_question"])
-            wrong_ref = found is not None and truth and found.ref != case.get("expected_ref")
+            wrong_ref = found is not None and truth and not same_reference(
+                found.ref, case.get("expected_ref"))
             if (found is not None) != truth or wrong_ref:
                 kind = "FN" if truth and found is None else "FP" if not truth else "REF"
                 print(f"{kind} {case['id']} {case['messages'][-1]['content']!r} -> "

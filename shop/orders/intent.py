@@ -51,7 +51,8 @@ _ORDER_WORDS = re.compile(
     r"订单|单子|这单|那单|两单|下的单|包裹|快递|物流|运单|货|东西|宝贝|退款|退货|换货|售后|差价|"
     r"发货|发出|寄|签收|到货|送到|"
     r"kuai ?di|wu ?liu|ding ?dan|bao ?guo|"
-    r"\b(?:orders?|parcels?|packages?|shipments?|deliver(?:y|ies)|tracking|refunds?|returns?|"
+    r"\b(?:orders?|parcels?|packages?|shipments?|deliver(?:y|ies)|tracking|refund(?:s|ed|ing)?|"
+    r"returns?|returned|"
     r"exchanges?|replacements?|pickups?|items?|stuff|box|purchases?)\b")
 # Something the shopper did with the shop ("我双11拍的", "I ordered", "placed an order"): any
 # question about it is about their order ("what size did I order?").
@@ -62,7 +63,8 @@ _DID = re.compile(
     r"\bi (?:ordered|bought|purchased|placed|paid|got|returned|sent|applied|requested|asked for)|"
     r"\bi've (?:ordered|bought|paid|returned|applied|requested)|\bi (?:have|had) (?:ordered|"
     r"bought|paid)|\bwe (?:ordered|bought)|\bi made\b|\bdid i (?:order|buy|purchase|pay|get)\b|"
-    r"\bplaced (?:an|my|the|two|2) orders?\b")
+    r"\bplaced (?:an|my|the|two|2) orders?\b|\b(?:last|yesterday's|today's|this week's|"
+    r"last week's|\w+day's|last \w+day's) (?:order|parcel|package|purchase|delivery)")
 # A possessive: the shopper's own only when it owns an order word ("my parcel", not "my size").
 _OWNED = re.compile(
     r"我的|我们的|俺的|咱的|我这(?:个|单|边|件)|我那(?:个|单|件)|"
@@ -81,7 +83,11 @@ _STATE = re.compile(
     r"状态|进度|为(?:什么|啥)(?:取消|还没|没|退|被)|被取消|取消了(?:吗|么)?|"
     r"(?:发货|发|到|寄|退|签收|到账|赔|退款)了?没(?:有)?(?:[?？!！。~～\s]|$)|[\u4e00-\u9fff]了没|出库|"
     r"(?:运单号|快递单号|单号|物流单号)(?:是)?多少|"
-    r"怎么样了|咋样了|如何了|有进展|进展如何|\bhow(?:'s| is| are) (?:my|the|it|things)\b|"
+    r"怎么样了|咋样了|如何了|有进展|进展如何|给我(?:发|寄|送|退)|(?:物流|快递|订单|系统|页面|app)上?显示|"
+    r"只到了|少了一件|少发|漏发|没发全|\b(?:came|arrived|got here) but\b|\bis it coming\b|"
+    r"\bmissing (?:an? |one )?(?:item|piece)|\bnot (?:receive|arrive|come|get)\b|\buntil now\b|"
+    r"\bcheck (?:it )?for me\b|\b(?:shipped|arrived|here|delivered|back|processed|refunded|sent) "
+    r"yet\b|\bhow(?:'s| is| are) (?:my|the|it|things)\b|"
     r"dao ?na|"
     r"\bwhere(?:'s|s| is| are| my)\b|\bstill (?:no|not|hasn't|haven't|waiting|nothing)\b|"
     r"\bnever (?:got|received|arrived|came|showed)|\b(?:hasn't|haven't|hasnt|havent|didn't|"
@@ -102,7 +108,7 @@ _STATE = re.compile(
     r"the|this|that|i)\b")
 # A question about the shopper's own order that the state pattern does not name ("is my order
 # paid?", "are my two orders coming in one box?"): owned order words and a question.
-_QUESTION = re.compile(r"[?？吗么嘛呢没不]|(?:是不是|有没有|能不能|什么时候|啥时候|几时|哪天|多久|几天|"
+_QUESTION = re.compile(r"[?？吗么嘛呢没不]|(?:是不是|有没有|能不能|还是|什么时候|啥时候|几时|哪天|多久|几天|"
                        r"为什么|为啥|怎么回事|\bis\b|\bare\b|\bwill\b|"
                        r"\bdid\b|\bhas\b|\bhave\b|\bcan (?:you|u)\b|\bwhat\b|\bwhen\b|"
                        r"\bwhy\b|\bwhich\b)")
@@ -111,15 +117,20 @@ _BARE_ASK = re.compile(
     r"^(?:请问|亲|你好|您好|在吗|喂|hi|hello|hey|pls|please)?[\s,，~～!！]*"
     r"(?:我的)?(?:订单|快递|物流|包裹|退款|运单|单号)(?:信息|状态|进度)?[\s?？!！.。~～]*$|"
     r"^(?:my )?(?:order|parcel|package|delivery|refund|tracking)(?: status| update)?"
-    r"[\s?!.]*$|^(?:where is it|where's it|order status)[\s?!.]*$")
+    r"[\s?!.]*$|^(?:where is it|where's it|order status)[\s?!.]*$|^[📦🚚]+[\s?？!！]*$")
 # How things work in general: a policy question even when it names orders.
 _POLICY = re.compile(
-    r"一般|通常|平时|正常(?:情况)?|怎么(?:申请|操作|取消|修改|改|退|查询|查看|办|弄|算|收费)|如何|"
-    r"流程|规则|政策|运费(?!险)|包邮|支持|可以.{0,10}?(?:吗|不|么)|能(?!到|发|收到|送到).{0,8}?(?:吗|么)|"
-    r"能不能|可不可以|是否|"
-    r"\bhow (?:long|do|does|can|to|much)\b|\busually\b|\bnormally\b|\bin general\b|"
-    r"\bpolicy\b|\bdo you\b|\bcan i\b|\bcould i\b|\bis it possible\b|\bwhat(?:'s| is) "
-    r"your\b|\bwhich (?:courier|carrier)s?\b")
+    r"一般|通常|平时|正常(?:情况)?|流程|规则|政策|运费(?!险)|包邮|支持|是否|"
+    r"\bhow (?:long|much)\b|\busually\b|\bnormally\b|\bin general\b|\bpolicy\b|\bdo you\b|"
+    r"\bwhat(?:'s| is) your\b|\bwhich (?:courier|carrier)s?\b")
+# Asking what is allowed or how to do something: policy even about the shopper's own order
+# ("我的单还没发货，还能加一件吗", "how do I return my keyboard").
+_PERMISSION = re.compile(
+    r"怎么(?:申请|操作|取消|修改|改|退|查询|查看|办|弄|算|收费|样才能)|如何|在哪(?:里|儿)?(?:取消|申请|"
+    r"修改|改|退|操作)|可以(?!帮).{0,12}?(?:吗|不|么)|能(?!到|发|收到|送到|帮|不能帮).{0,12}?(?:吗|么)|"
+    r"能不能(?!帮)|可不可以(?!帮)|"
+    r"\bhow (?:do|does|can|to|i|should)\b|\bcan i\b|\bcould i\b|\bmay i\b|"
+    r"\bis it possible\b|\bam i able\b")
 # A question about what would happen, not what did: policy whatever else it says.
 _HYPOTHETICAL = re.compile(r"如果|万一|要是|假如|假设|的话|怎么办|"
                            r"(?<!tell me )(?<!know )(?<!check )(?<!see )(?<!wondering )\bif\b|\bwhat happens\b|"
@@ -143,7 +154,8 @@ _ACTION = re.compile(
 # A short follow-up after an order reply ("那退款呢？", "and when?").
 _FOLLOW_UP = re.compile(
     r"^(?:那|那么|and|so|ok|好的|嗯)?[，,\s]*(?:退款|物流|快递|到哪|什么时候|啥时候|几时|"
-    r"refund|tracking|when|where|status|delivery|the refund)")
+    r"refund|tracking|when|where|status|delivery|the refund)|"
+    r"^(?:那|那么|and\b|what about\b|how about\b).{0,16}(?:呢|吗|[?？])")
 FOLLOW_UP_MAX_CHARS = 24
 # An order reply names its order like this (shop/orders/replies.py writes it so).
 _REPLY_ORDER = re.compile(r"(?:订单|[Oo]rder)\s*([A-Za-z0-9][A-Za-z0-9-]{3,39})")
@@ -205,7 +217,7 @@ def recognise(latest: str, previous_reply: str | None = None) -> OrderQuestion |
             return OrderQuestion(named.group(1), topic_of(text), "follow-up")
     if _BARE_ASK.search(text.strip()):
         return OrderQuestion(None, topic_of(text), "bare")
-    if _HYPOTHETICAL.search(text):
+    if _HYPOTHETICAL.search(text) or _PERMISSION.search(text):
         return None
     if _POLICY.search(text) is not None and _LATE.search(text) is None:
         return None
