@@ -52,17 +52,20 @@ def ensure_secrets(config_path: Path) -> list[Path]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--config", type=Path, default=DEFAULT_CONFIG)
+    config = argparse.ArgumentParser(add_help=False)
+    config.add_argument("--config", type=Path, default=DEFAULT_CONFIG,
+                        help="the Serve config whose shops to use")
     commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("secrets", help="create missing secret files")
-    mint = commands.add_parser("mint", help="print a token")
+    commands.add_parser("secrets", help="create missing secret files", parents=[config])
+    mint = commands.add_parser("mint", help="print a token", parents=[config])
     mint.add_argument("--shop", required=True)
     mint.add_argument("--shopper", required=True)
     mint.add_argument("--ttl", type=int, default=3600)
     args = parser.parse_args()
     if args.command == "secrets":
         for path in ensure_secrets(args.config):
-            print(f"shopper_token: created {path.relative_to(PROJECT_ROOT)}")
+            shown = path.relative_to(PROJECT_ROOT) if path.is_relative_to(PROJECT_ROOT) else path
+            print(f"shopper_token: created {shown}")
         return 0
     shop = next((s for s in shops_of(args.config) if s.id == args.shop), None)
     if shop is None or shop.identity is None:
