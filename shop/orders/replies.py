@@ -193,8 +193,9 @@ def summary_line(number: int, order: OrderSummary, language: Language) -> str:
     state = STATUS[order.status][_i(language)]
     what = items(list(order.item_titles), language)
     if language == "zh":
-        return f"{number}. 订单 {order.id}，{day(order.placed_at, language)}下单，{what}，{state}"
-    return f"{number}. Order {order.id}, placed {day(order.placed_at, language)}: {what}, {state}"
+        return f"{number}. 订单 {order.id}，{day(order.placed_at, language)}下单，{what}（{state}）"
+    # Item titles hold commas ("shirt, white, M"): the state goes in brackets after them.
+    return f"{number}. Order {order.id}, placed {day(order.placed_at, language)}: {what} ({state})"
 
 
 def which_order_reply(orders: tuple[OrderSummary, ...], language: Language) -> str:
