@@ -51,9 +51,10 @@ _ORDER_WORDS = re.compile(
     r"订单|单子|这单|那单|两单|下的单|包裹|快递|物流|运单|货|东西|宝贝|退款|退货|换货|售后|差价|"
     r"发货|发出|寄|签收|到货|送到|"
     r"kuai ?di|wu ?liu|ding ?dan|bao ?guo|"
-    r"\b(?:orders?|parcels?|packages?|shipments?|deliver(?:y|ies)|tracking|refund(?:s|ed|ing)?|"
+    # English words by letters, not \\b: "tracking number在哪" has no word boundary in Unicode.
+    r"(?<![a-z])(?:orders?|parcels?|packages?|shipments?|deliver(?:y|ies)|tracking|refund(?:s|ed|ing)?|"
     r"returns?|returned|"
-    r"exchanges?|replacements?|pickups?|items?|stuff|box|purchases?)\b")
+    r"exchanges?|replacements?|pickups?|purchases?|pkg)(?![a-z])")
 # Something the shopper did with the shop ("我双11拍的", "I ordered", "placed an order"): any
 # question about it is about their order ("what size did I order?").
 _DID = re.compile(
@@ -69,43 +70,65 @@ _DID = re.compile(
 _OWNED = re.compile(
     r"我的|我们的|俺的|咱的|我这(?:个|单|边|件)|我那(?:个|单|件)|"
     r"\bmy\b|\bmine\b|\bour\b")
-# The state of a specific order: asked in the perfective, or a complaint that it is late. Strong
-# enough on its own (Chinese drops the pronoun: "快递到哪了"); policy questions do not say it.
-_STATE = re.compile(
-    r"到哪|在哪(?!看|查|找|里看|里查|儿看|可以|能|里可以)|哪一步|到了(?:吗|没|么|嘛)|到没|没到|到了没|只到了|发(?:货)?了(?:吗|没|么|嘛)|发没发|"
-    r"发的(?:吗|么)|寄出|寄了(?:吗|没)|出库了|揽收了|签收了|(?:过|好|成功|通过|批)了(?:吗|没|么)|"
-    r"还没|怎么还|咋还|一直(?:没|不)|几天了|好几天|都.{1,3}天了|礼拜了|星期了|"
-    r"没(?:有)?(?:更新|动静|消息|物流)|不动了|没动|卡(?:在|住)|丢了|"
-    r"(?:寄|发|送|退)给我|能到(?:不|吗|么|嘛)|今天能到|哪天能|退了(?:吗|没|么)|到账了(?:吗|没|么)|"
-    r"帮我(?:查|看|问)|帮忙(?:查|看)|查(?:一下|一查|下)(?:我|订单|物流|快递|包裹|退款|单)|"
-    r"(?:什么|啥)时候(?:能|可以|才|会)?(?:收到|到货|送到|到)|还要(?:多久|几天)|没(?:有)?收到|"
-    r"显示(?:已|在|派送|签收|发货|运输|待)|(?:看|查)(?:下|一下)(?:物流|快递|订单|包裹|退款)|"
-    r"状态|进度|为(?:什么|啥)(?:取消|还没|没|退|被)|被取消|取消了(?:吗|么)?|"
-    r"(?:发货|发|到|寄|退|签收|到账|赔|退款)了?没(?:有)?(?:[?？!！。~～\s]|$)|[\u4e00-\u9fff]了没|出库|"
-    r"(?:运单号|快递单号|单号|物流单号)(?:是)?多少|"
-    r"怎么样了|咋样了|如何了|有进展|进展如何|给我(?:发|寄|送|退)|(?:物流|快递|订单|系统|页面|app)上?显示|"
-    r"只到了|少了一件|少发|漏发|没发全|\b(?:came|arrived|got here) but\b|\bis it coming\b|"
-    r"\bmissing (?:an? |one )?(?:item|piece)|\bnot (?:receive|arrive|come|get)\b|\buntil now\b|"
-    r"\bcheck (?:it )?for me\b|\b(?:shipped|arrived|here|delivered|back|processed|refunded|sent) "
-    r"yet\b|\bhow(?:'s| is| are) (?:my|the|it|things)\b|"
-    r"dao ?na|"
-    r"\bwhere(?:'s|s| is| are| my)\b|\bstill (?:no|not|hasn't|haven't|waiting|nothing)\b|"
-    r"\bnever (?:got|received|arrived|came|showed)|\b(?:hasn't|haven't|hasnt|havent|didn't|"
-    r"didnt|has not|have not|did not) (?:\w+ )?(?:arrived?|come|came|shipped|ship|received?|"
-    r"got|get|moved|updated|gone|been)|\bon (?:the|its|their) way\b|\bwhat(?:'s| is) "
-    r"happening\b|\bany (?:news|update)|\bupdate on\b|\bcheck (?:on )?(?:my|the|it|this|that)\b|"
-    r"\blook (?:it )?up\b|\bstatus\b|\bsays? (?:it(?:'s| was| is)? )?(?:delivered|shipped|"
-    r"signed)|\bno (?:package|parcel)\b|\bnothing (?:at|in|has|arrived)\b|\bleft the "
-    r"warehouse\b|\bshipped out\b|\b(?:give|send|tell) me (?:the|my) (?:tracking|order)|"
-    r"\bwhen (?:it|they) (?:lands?|arriv|gets?|comes?|ships?|will)|\bwhen should\b|"
-    r"\bwhen's\b|\bbeen waiting\b|\bwaiting (?:for|on) "
-    r"(?:my|the|it)\b|\bit's been (?:\d+|a|two|three|four|five|several|many|over) |"
-    r"\b(?:has|did|is|was|have) (?:it|they|my \w+|the (?:order|parcel|package|refund|item|"
-    r"return)) (?:been )?(?:ship|sent|arriv|deliver|dispatch|refund|process|cancel|paid|"
-    r"approv|receiv|picked|left)|\bwhy (?:was|is|did|has)\b|"
-    r"\btrack (?:my|it|the|this)\b|\bstuck\b|\bgone through\b|\bcome "
-    r"through\b|\bshipped yet\b|\barrived yet\b|\bwhen (?:will|does|is|do|can) (?:my|it|they|"
-    r"the|this|that|i)\b")
+# The state of a specific order, asked about: strong enough on its own (Chinese drops the
+# pronoun: "快递到哪了"), since policy questions do not ask it this way. One group per kind.
+_STATE_PHRASES = (
+    # Chinese: where is it, has it shipped / arrived / been refunded (perfective 了/没)
+    r"到哪|(?:快递|包裹|订单|货|东西|物流|退款|钱|单子|宝贝)(?:现在)?在哪|哪一步|到了(?:吗|没|么|嘛)|"
+    r"到没|没到|到了没|发(?:货)?了(?:吗|没|么|嘛)|发没发|寄了(?:吗|没)|出库了|揽收了|签收了|"
+    r"(?:过|好|成功|通过|批)了(?:吗|没|么)|退了(?:吗|没|么)|到账了(?:吗|没|么)|收到没|到了没有|"
+    r"(?:发货|发|到|寄|退|签收|到账|赔|退款)了?没(?:有)?(?:[?？!！。~～\s]|$)|[\u4e00-\u9fff]了没|"
+    r"审核(?:通过|过)?了(?:吗|没)|原路退回了|退到哪|取消了(?:吗|么)|被取消|"
+    # Chinese: it is late, or something went wrong with it
+    r"还没|怎么还|咋还|还不(?:发|到|寄|退|送)|几天了|好几天|都.{1,3}天了|礼拜了|星期了|"
+    r"没(?:有)?收到|只到了|少了一件|少发|漏发|没发全|被签收|丢件|"
+    r"(?:物流|快递|订单|系统|页面|app)上?显示|显示(?:已|在|派送|签收|发货|运输|待)|"
+    r"为(?:什么|啥)(?:取消|还没|没|退|被)|"
+    # Chinese: when will mine come, look it up for me
+    r"(?:寄|发|送)给我|给我(?:发|寄|送)|能到(?:不|吗|么|嘛)|今天能到|哪天能|几号(?:能)?(?:到|发)|多会儿|"
+    r"(?:什么|啥)时候(?:能|可以|才|会)?(?:收到|到货|送到|到)|还要(?:多久|几天)|"
+    r"钱(?:什么|啥)时候(?:退|到|回)|收到我(?:的|寄回的)?退货|"
+    r"帮我(?:查|看|问|催)|帮忙(?:查|看)|查(?:一下|一查|下)(?:我|订单|物流|快递|包裹|退款|单)|"
+    r"(?:看|查)(?:下|一下)(?:物流|快递|订单|包裹|退款)|(?:运单号|快递单号|单号|物流单号)(?:是)?多少|"
+    r"(?:驿站|丰巢|快递柜)[^。，,.]{0,6}(?:吗|没|么)|取件码|状态|进度|怎么样了|咋样了|如何了|有进展|"
+    r"进展如何|dao ?na|"
+    # English: where is it, has it shipped / arrived / been refunded
+    r"\bwhere(?:'s|s| is| are)\s+(?:my|it|our|the (?:order|parcel|package|delivery|refund|"
+    r"return|rest))\b|\bwhere my\b|\bwhen's my\b|\bhow(?:'s| is| are) (?:my|it|things)\b|"
+    r"\b(?:has|did|is|was|have) (?:it|they|my \w+|the (?:order|parcel|package|refund|return)) "
+    r"(?:been )?(?:ship|sent|arriv|deliver|dispatch|refund|process|cancel|paid|approv|receiv|"
+    r"picked|left)|\b(?:shipped|arrived|here|delivered|back|processed|refunded|sent) yet\b|"
+    r"\bgone through\b|\bcome through\b|\bhas it left\b|\bleft the warehouse\b|"
+    r"\bshipped out\b|\bon (?:the|its|their) way\b|\bout for delivery\b|"
+    # English: it is late, or something went wrong with it
+    r"\bstill (?:no|not|hasn't|haven't|waiting|nothing)\b|\bstill waiting\b|\bbeen waiting\b|"
+    r"\bwaiting (?:for|on) (?:my|the|it)\b|\bit's been (?:\d+|a|two|three|four|five|several|"
+    r"many|over) |\bbeen \d+ (?:days|weeks)\b|\buntil now\b|"
+    r"\bnever (?:got|received|arrived|came|showed)|\b(?:hasn't|haven't|hasnt|havent|didn't|didnt|"
+    r"has not|have not|did not) (?:\w+ )?(?:arrived?|come|came|shipped|ship|received?|got|get|"
+    r"moved|updated|gone|been)|\bnot (?:arrived|here|received|shipped|moving|updated|receive|"
+    r"arrive|come|get)\b|\bmarked as delivered\b|\bsays? (?:it(?:'s| was| is)? )?(?:delivered|"
+    r"shipped|signed)|\bno (?:package|parcel)\b|\bnothing (?:at|in|has|arrived)\b|"
+    r"\b(?:came|arrived|got here) but\b|\bis it coming\b|\bmissing (?:an? |one )?(?:item|piece)|"
+    r"\blost (?:my )?(?:package|parcel)\b|\bwhy (?:was|is|did|has) (?:my|it|the order)\b|"
+    # English: when will mine come, look it up for me
+    r"\bwhen (?:will|does|is|do|can|would|should) (?:my|it|they|i|the (?:order|parcel|package|"
+    r"delivery|refund|rest))\b.{0,40}\b(?:arriv|ship|deliver|come|get|receiv|refund|dispatch|sent|"
+    r"send|here|land|see)|(?<!pay )(?<!check )\bwhen (?:it|they) (?:lands?|arriv|gets?|comes?|"
+    r"ships?)|\beta\b|\bany (?:news|update)|\bupdate on\b|\bwhat(?:'s| is) happening\b|"
+    r"\bcheck (?:on )?(?:my|it|this|that)\b|\bcheck (?:it )?for me\b|\blook (?:it )?up\b|"
+    r"\btrack (?:my|it|the|this)\b|\b(?:give|send|tell) me (?:the|my) (?:tracking|order)|"
+    r"\b(?:refund|delivery|order) status\b|\bstatus of (?:my|the|it)\b|\bmy money back\b|"
+    r"\bdid you (?:get|receive) my\b|\b(?:did|have|has) (?:you|u|you guys|u guys|they) "
+    r"(?:\w+ )?(?:ship|sen[dt]|dispatch|refund|receiv|process)|"
+    r"(?:一起|分开|另外|单独|分批)发(?:的)?(?:吗|么|呢)",
+)
+_STATE = re.compile("|".join(_STATE_PHRASES))
+# The same only where the message names an order, a parcel or a refund: on their own these
+# words also describe other things ("手表升级卡住了", "the update is stuck", "一直没解决").
+_STATE_OF_AN_ORDER = re.compile(
+    r"卡(?:在|住)|不动了|没动|丢了|一直(?:没|不)|没(?:有)?(?:更新|动静|消息|物流)|催|派件|快递员|"
+    r"在哪(?!里?儿?(?:看|查|找|可以|能|下载|领|买|操作|申请))|\bstuck\b|\blost\b|\blate\b|\bstatus\b|\bwhere(?:'s|s| is| are)\b")
 # A question about the shopper's own order that the state pattern does not name ("is my order
 # paid?", "are my two orders coming in one box?"): owned order words and a question.
 _QUESTION = re.compile(r"[?？吗么嘛呢没不]|(?:是不是|有没有|能不能|还是|什么时候|啥时候|几时|哪天|多久|几天|"
@@ -129,7 +152,8 @@ _PERMISSION = re.compile(
     r"怎么(?:申请|操作|取消|修改|改|退|查询|查看|办|弄|算|收费|样才能)|如何|在哪(?:里|儿)?(?:取消|申请|"
     r"修改|改|退|操作)|可以(?!帮).{0,12}?(?:吗|不|么)|能(?!到|发|收到|送到|帮|不能帮).{0,12}?(?:吗|么)|"
     r"能不能(?!帮)|可不可以(?!帮)|"
-    r"\bhow (?:do|does|can|to|i|should)\b|\bcan i\b|\bcould i\b|\bmay i\b|"
+    r"\bhow (?:do|does|can|to|i|should)\b|\bcan (?:i|my|we|someone|somebody|anyone)\b|"
+    r"\bcould i\b|\bmay i\b|"
     r"\bis it possible\b|\bam i able\b")
 # A question about what would happen, not what did: policy whatever else it says.
 _HYPOTHETICAL = re.compile(r"如果|万一|要是|假如|假设|的话|怎么办|"
@@ -221,7 +245,7 @@ def recognise(latest: str, previous_reply: str | None = None) -> OrderQuestion |
         return None
     if _POLICY.search(text) is not None and _LATE.search(text) is None:
         return None
-    if _STATE.search(text):
+    if _STATE.search(text) or (_STATE_OF_AN_ORDER.search(text) and _ORDER_WORDS.search(text)):
         return OrderQuestion(None, topic_of(text), "state")
     if _QUESTION.search(text) and (_DID.search(text) or (
             _OWNED.search(text) and _ORDER_WORDS.search(text))):

@@ -191,3 +191,15 @@ def test_tune_retrieval_tunes_on_the_dev_half_only(shop_set):
     assert f"dev half of the labelled set: {len(dev)} cases" in run.stdout
     assert "recommended min_relevance" in run.stdout
     assert "recommended curated_answers" in run.stdout
+
+
+def test_evaluate_order_intent_prints_the_recorded_test_figures_and_refuses_misses():
+    run = run_script(str(SCRIPTS / "evaluate_order_intent.py"), "--split", "test")
+    assert run.returncode == 0, run.stderr
+    # Published with the issue-24 note: regenerate with the same command when the rules change.
+    recorded = (PROJECT_ROOT / "docs" / "evals" / "order-intent-test-split.txt").read_text()
+    assert run.stdout == recorded
+    assert run.stdout.splitlines()[-1].startswith("all sets test: cases 418,")
+    refused = run_script(str(SCRIPTS / "evaluate_order_intent.py"), "--split", "test",
+                         "--show-misses")
+    assert refused.returncode != 0 and "SplitAccessRefused" in refused.stderr

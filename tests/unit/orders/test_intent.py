@@ -57,3 +57,32 @@ def test_a_follow_up_to_an_order_reply_names_that_order():
 def test_the_answer_to_which_order_is_an_order_question():
     listing = f"You have these recent orders; {WHICH_ORDER[1]}? ...\n1. Order A ..."
     assert recognise("the 2nd one", listing).why == "which-reply"
+
+
+# FAQ entries of the demo shops that answer how the shop works, not where an order is: every
+# phrasing the shop wrote for them must stay with the knowledge base ("Where is the size chart?",
+# "手表升级卡住了" once read as order questions).
+POLICY_FAQ = {"demo-apparel": ("size-chart", "physical-store", "coupon-where-to-get",
+                               "manufacturing-origin", "restock-notify", "payment-cod",
+                               "scam-warning", "delivery-to-door", "presale-ship-date",
+                               "stock-reservation", "payment-on-behalf"),
+              "demo-electronics": ("firmware-update", "invoice-e-invoice", "complaint-procedure")}
+
+
+@pytest.mark.parametrize("shop", sorted(POLICY_FAQ))
+def test_the_shops_policy_faq_phrasings_are_not_order_questions(shop):
+    import yaml
+
+    from tests.conftest import PROJECT_ROOT
+
+    entries = yaml.safe_load((PROJECT_ROOT / "configs" / "shops" / shop / "faq.yaml").read_text())
+    entries = entries if isinstance(entries, list) else entries.get("entries", [])
+    checked = [e for e in entries if e.get("id") in POLICY_FAQ[shop]]
+    assert len(checked) == len(POLICY_FAQ[shop])
+    for entry in checked:
+        questions = entry.get("questions") or []
+        if isinstance(questions, dict):
+            questions = [q for texts in questions.values() for q in texts]
+        assert questions
+        recognised = [q for q in questions if recognise(q) is not None]
+        assert not recognised, (entry["id"], recognised)
