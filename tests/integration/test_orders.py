@@ -17,6 +17,8 @@ import pytest
 from tests.integration.conftest import TEST_ORDER_BACKEND
 from tests.order_stack import token_for
 
+pytestmark = pytest.mark.integration
+
 URL = "/v1/chat/completions"
 # order_service/seed.py: u1001's in-transit order, u1002's refund under review.
 IN_TRANSIT = ("SF1428730095621", "运输中")
