@@ -163,21 +163,16 @@ class ShopAssistant:
         self._names = (config.persona.assistant_name.en, config.persona.assistant_name.zh)
         self.guard = AnswerGuard(config.guard, knowledge.tokenizer.words, fixed_texts(config))
 
-    def order_question(self, messages: list[dict[str, Any]]) -> OrderQuestion | None:
+    def order_question(self, conversation: Conversation) -> OrderQuestion | None:
         """The order question the latest message asks (shop/orders/intent.py), when the shop
         looks orders up and no hand-off rule takes the message first; else None."""
         if self.config.orders is None:
             return None
-        conversation = Conversation.from_messages(messages)
         if self._rules.reason_for(conversation.normalized_latest,
                                   list(conversation.assistant_turns)) is not None:
             return None
         previous = conversation.assistant_turns[-1] if conversation.assistant_turns else None
         return recognise(conversation.latest, previous)
-
-    def reply_language(self, messages: list[dict[str, Any]]) -> Language:
-        return Conversation.from_messages(messages).reply_language(
-            self.config.languages, self.config.default_language)
 
     def plan(self, messages: list[dict[str, Any]], thinking: bool | None = None,
              order: OrderAnswer | None = None) -> ShopPlan:

@@ -175,13 +175,14 @@ class Shop:
         when the shopper is anonymous); None otherwise."""
         if self.desk is None:
             return None
-        question = self.assistant.order_question(turn.messages)
+        conversation = Conversation.from_messages(turn.messages)
+        question = self.assistant.order_question(conversation)
         if question is None:
             return None
-        language = self.assistant.reply_language(turn.messages)
+        shop = self.assistant.config
+        language = conversation.reply_language(shop.languages, shop.default_language)
         if turn.shopper is None:
             return self.desk.signed_out(language)
-        conversation = Conversation.from_messages(turn.messages)
         previous = conversation.assistant_turns[-1] if conversation.assistant_turns else None
         return await self.desk.answer(question, turn.shopper, language, conversation.latest,
                                       previous)
