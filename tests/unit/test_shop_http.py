@@ -98,11 +98,11 @@ def test_a_handoff_is_answered_without_any_engine_call(stack):
 
 
 def test_the_last_stream_chunk_before_done_carries_service(stack):
-    chunks = stack.stream(ask("How soon do you ship orders?"))
+    chunks = stack.stream(ask("What's your cut-off time for same-day dispatch?"))
     assert "service" in chunks[-1] and chunks[-1]["choices"][0]["finish_reason"] == "stop"
     assert all("service" not in chunk for chunk in chunks[:-1])
     assert "faq/shipping-cutoff" in [s["id"] for s in chunks[-1]["service"]["sources"]]
-    with_usage = stack.stream(ask("How soon do you ship orders?",
+    with_usage = stack.stream(ask("What's your cut-off time for same-day dispatch?",
                                   stream_options={"include_usage": True}))
     assert with_usage[-1]["choices"] == [] and "usage" in with_usage[-1]
     assert "service" in with_usage[-1]
