@@ -19,8 +19,6 @@ from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 
 SHANGHAI = timezone(timedelta(hours=8))
-DEMO_SHOPPERS = {"demo-apparel": ("u1001", "u1002", "u1003"),
-                 "demo-electronics": ("e2001", "e2002")}
 
 # (shop, shopper, serial, status, days ago placed, items [(sku, title, qty, price)], extras)
 _APPAREL_ZH_ADDRESS = ("李伟", "13812341234", "上海市", "浦东新区张杨路 500 号 12 楼")

@@ -54,7 +54,7 @@ from router.observability.metrics import RequestMetrics
 from router.routing import RouteDecision
 from shop.assistant import ShopRequestError
 from shop.guard.verdict import ReleaseGate
-from shop.layer import Finish, NoShops, Plan, ShopLayer, UnknownShopError
+from shop.layer import Finish, NoShops, Plan, ShopLayer
 
 logger = logging.getLogger("cs_assistant.chat_service")
 
@@ -156,10 +156,7 @@ class ChatService:
                            shopper_id: str) -> dict:
         """POST /v1/demo/shopper-token: a token for one of the shop's demo shoppers (the chat
         page's "Sign in as"); 404 for any other shopper, and in a shop that lists none."""
-        try:
-            shop = self.shops.select(shop_header, caller)
-        except UnknownShopError as exc:
-            raise APIError.shop_not_found(exc.shop_id) from None
+        shop = self.validator.shop_for(shop_header, caller)
         minted = shop.demo_token(shopper_id)
         if minted is None:
             raise APIError.of(ErrorKind.DEMO_SHOPPER_NOT_FOUND, shop_id=shop.id or "-",

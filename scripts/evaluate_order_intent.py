@@ -5,7 +5,8 @@ order questions whose reference (order or tracking number) was read exactly, per
 dev half may be read case by case (`--show-misses`); the test half is scored in aggregate
 (evals/cases.py).
 
-    .venv/bin/python scripts/evaluate_order_intent.py --split test   # docs/evals/order-intent-test-split.txt
+    # the published figures: docs/evals/order-intent-test-split.txt
+    .venv/bin/python scripts/evaluate_order_intent.py --split test
     .venv/bin/python scripts/evaluate_order_intent.py --split dev --show-misses [--set F]
 """
 
@@ -19,7 +20,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from evals.cases import SELECTABLE, LabelledSet, Purpose  # noqa: E402
-from shop.conversation import text_of  # noqa: E402
+from shop.conversation import Conversation  # noqa: E402
 from shop.orders.intent import recognise  # noqa: E402
 
 EVALS = Path(__file__).resolve().parents[1] / "evals"
@@ -30,11 +31,9 @@ DEFAULT_SETS = [EVALS / name for name in ("order-questions.yaml", "order-questio
 
 
 def predicted(case: dict):
-    messages = case["messages"]
-    latest = text_of(messages[-1])
-    previous = next((text_of(m) for m in reversed(messages[:-1]) if m["role"] == "assistant"),
-                    None)
-    return recognise(latest, previous)
+    """What the shop layer recognises in the case's conversation (shop/assistant.py)."""
+    conversation = Conversation.from_messages(case["messages"])
+    return recognise(conversation.latest, conversation.last_reply)
 
 
 def same_reference(found: str | None, expected: str | None) -> bool:

@@ -20,7 +20,7 @@ from pathlib import Path
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PROJECT_ROOT))
 
-from configs.schema import AppConfig, load_serve_config  # noqa: E402
+from configs.schema import APP_NAME, app_config_from_serve_config, load_serve_config  # noqa: E402
 from shop.config import ShopConfig  # noqa: E402
 from shop.orders.identity import ShopperTokenError, ShopperVerifier  # noqa: E402
 
@@ -28,8 +28,7 @@ DEFAULT_CONFIG = PROJECT_ROOT / "configs" / "local-cpu.yaml"
 
 
 def shops_of(config_path: Path) -> list[ShopConfig]:
-    raw = load_serve_config(config_path)
-    app = AppConfig.model_validate(raw["applications"][0]["args"])
+    app = app_config_from_serve_config(load_serve_config(config_path), APP_NAME)
     return [] if app.shops is None else list(app.shops.catalog)
 
 

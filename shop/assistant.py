@@ -171,8 +171,7 @@ class ShopAssistant:
         if self._rules.reason_for(conversation.normalized_latest,
                                   list(conversation.assistant_turns)) is not None:
             return None
-        previous = conversation.assistant_turns[-1] if conversation.assistant_turns else None
-        return recognise(conversation.latest, previous)
+        return recognise(conversation.latest, conversation.last_reply)
 
     def plan(self, messages: list[dict[str, Any]], thinking: bool | None = None,
              order: OrderAnswer | None = None) -> ShopPlan:

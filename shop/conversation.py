@@ -46,6 +46,11 @@ class Conversation:
         )
 
     @property
+    def last_reply(self) -> str | None:
+        """The assistant's last turn (what a short follow-up answers), None before any."""
+        return self.assistant_turns[-1] if self.assistant_turns else None
+
+    @property
     def texts(self) -> tuple[str, ...]:
         """Every text of the conversation: the client's instructions and both sides' turns."""
         return (*self.client_instructions, *self.earlier_user_turns, self.latest,

@@ -183,9 +183,8 @@ class Shop:
         language = conversation.reply_language(shop.languages, shop.default_language)
         if turn.shopper is None:
             return self.desk.signed_out(language)
-        previous = conversation.assistant_turns[-1] if conversation.assistant_turns else None
         return await self.desk.answer(question, turn.shopper, language, conversation.latest,
-                                      previous)
+                                      conversation.last_reply)
 
     def gate(self, plan: Plan) -> ReleaseGate | None:
         """The release gate of a streamed answer: a model answer of a shop whose guard replaces

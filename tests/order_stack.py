@@ -48,12 +48,18 @@ class OrderServiceThread:
         return [o.id for o in self.store.recent(shop, shopper, 50)]
 
     def set_fault(self, mode: str, delay_s: float = 5.0) -> None:
-        httpx.put(f"{self.url}/admin/fault", json={"mode": mode, "delay_s": delay_s},
-                  timeout=5).raise_for_status()
+        set_fault(self.url, mode, delay_s)
 
     def stop(self) -> None:
         self._server.should_exit = True
         self._thread.join(timeout=10)
+
+
+def set_fault(url: str, mode: str, delay_s: float = 5.0) -> None:
+    """Make the reference order service at `url` (started with --allow-faults) slow, failing,
+    malformed or healthy again (order_service/app.py)."""
+    httpx.put(f"{url}/admin/fault", json={"mode": mode, "delay_s": delay_s},
+              timeout=10).raise_for_status()
 
 
 def point_shops_at(raw: dict, orders_url: str, secrets_dir: Path,

@@ -2,10 +2,10 @@
 
 Each check runs once, cheapest and most certain first: the schema (large bodies in a worker
 process, router/api/parse_offload.py), the message roles the caller's key allows, the shop (404
-unknown, 403 not the key's), the shopper's X-Shopper-Token (401 when it does not verify for
-that shop, shop/orders/identity.py), the route (which limits apply depends on the model), every limit of
-config (router/api/validation.py), then the images: decoded and checked, remote ones fetched from
-the domains the application and the shop allow (router/images/). Nothing after this step checks
+unknown, 403 not the key's), the shopper's X-Shopper-Token (401 when it does not verify for that
+shop, shop/orders/identity.py), the route (which limits apply depends on the model), every limit
+of config (router/api/validation.py), then the images: decoded and checked, remote ones fetched
+from the domains the application and the shop allow (router/images/). Nothing after this step checks
 the request again: the chat service and the shop layer take a `ValidRequest` as given.
 """
 
@@ -35,7 +35,6 @@ from shop.layer import (
     UnknownShopError,
 )
 from shop.orders.identity import Shopper
-
 
 
 @dataclass(frozen=True)
@@ -82,15 +81,20 @@ class RequestValidator:
             config.limits, RemoteImageFetcher(config.remote_images, config.limits.max_image_bytes))
         self.parser = BodyParser(config.limits)
 
+    def shop_for(self, shop_header: str | None, caller: Caller) -> Shop | PlainPassThrough:
+        """The shop X-Shop-Id names, if the caller may use it (404 unknown, 403 not the
+        key's)."""
+        try:
+            return self._shops.select(shop_header, caller)
+        except UnknownShopError as exc:
+            raise APIError.shop_not_found(exc.shop_id) from None
+
     async def validate(self, body: bytes, caller: Caller, shop_header: str | None,
                        metrics: RequestMetrics, shopper_token: str | None = None
                        ) -> ValidRequest:
         request = await self.parser.parse(body)
         caller.check_roles([m.role for m in request.messages])
-        try:
-            shop = self._shops.select(shop_header, caller)
-        except UnknownShopError as exc:
-            raise APIError.shop_not_found(exc.shop_id) from None
+        shop = self.shop_for(shop_header, caller)
         try:
             shopper = shop.shopper(shopper_token)
         except ShopperTokenError as exc:

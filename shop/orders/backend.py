@@ -150,5 +150,9 @@ class OrderBackend:
 
 
 def _segment(value: str) -> str:
-    """One path segment: every character but unreserved ones quoted ("../x" stays one segment)."""
+    """One path segment: every character but unreserved ones quoted ("../x" stays one segment).
+    A segment that is only dots is percent-encoded too: httpx removes "." and ".." segments
+    from a URL's path (RFC 3986 dot-segment removal), which would call another path."""
+    if value in (".", ".."):
+        return value.replace(".", "%2E")
     return quote(value, safe="")

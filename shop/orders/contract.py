@@ -27,9 +27,9 @@ RefundState = Literal["requested", "approved", "refunded", "rejected"]
 TrackingCode = Literal[
     "picked_up", "in_transit", "arrived", "departed", "out_for_delivery", "delivered",
     "exception"]
-# Statuses after which an order is on its way or done: a carrier and tracking number exist.
-SHIPPED_STATUSES: frozenset[str] = frozenset(
-    {"shipped", "in_transit", "out_for_delivery", "delivered", "delivery_exception"})
+# Statuses of an order with the carrier and not yet delivered: a parcel exists and is moving.
+ON_THE_WAY: frozenset[str] = frozenset(
+    {"shipped", "in_transit", "out_for_delivery", "delivery_exception"})
 
 
 class ContractModel(BaseModel):

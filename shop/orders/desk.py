@@ -21,6 +21,7 @@ system failing is `unavailable`: the caller hands the shopper to a person, never
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import time
 from dataclasses import dataclass
@@ -30,19 +31,15 @@ from shop.config import OrdersConfig
 from shop.knowledge.entries import KnowledgeEntry
 from shop.orders import replies
 from shop.orders.backend import OrderBackend, OrderSystemUnavailable
-from shop.orders.contract import Order, OrderSummary
+from shop.orders.contract import ON_THE_WAY, Order, OrderSummary
 from shop.orders.identity import Shopper
 from shop.orders.intent import OrderQuestion
 from shop.text import Language, normalize
 
 Lookup = Literal["found", "ambiguous", "listed", "not_found", "no_orders", "signed_out",
                  "unavailable"]
-LOOKUPS: tuple[str, ...] = ("found", "ambiguous", "listed", "not_found", "no_orders",
-                            "signed_out", "unavailable")
 # Statuses of an order still on its way to the shopper (a status question most likely means one).
-OPEN_STATUSES = frozenset({"unpaid", "paid", "packed", "shipped", "in_transit",
-                           "out_for_delivery", "delivery_exception"})
-ON_THE_WAY = frozenset({"shipped", "in_transit", "out_for_delivery", "delivery_exception"})
+OPEN_STATUSES = ON_THE_WAY | {"unpaid", "paid", "packed"}
 _PARCEL = re.compile(r"快递|包裹|物流|运单|到哪|派送|\b(?:parcel|package|tracking|courier|"
                      r"delivery|where)\b")
 _ORDINALS = {"第一": 1, "第二": 2, "第三": 3, "第四": 4, "第五": 5, "第1": 1, "第2": 2, "第3": 3,
@@ -84,8 +81,7 @@ class OrderDesk:
             answer = await self._answer(question, shopper, language, message, previous_reply)
         except OrderSystemUnavailable as exc:
             answer = OrderAnswer("unavailable", failure=exc.reason)
-        return OrderAnswer(answer.lookup, answer.reply, answer.order, answer.entry,
-                           answer.failure, time.perf_counter() - started)
+        return dataclasses.replace(answer, seconds=time.perf_counter() - started)
 
     async def _answer(self, question: OrderQuestion, shopper: Shopper, language: Language,
                       message: str, previous_reply: str | None) -> OrderAnswer:

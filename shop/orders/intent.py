@@ -52,7 +52,8 @@ _ORDER_WORDS = re.compile(
     r"发货|发出|寄|签收|到货|送到|"
     r"kuai ?di|wu ?liu|ding ?dan|bao ?guo|"
     # English words by letters, not \\b: "tracking number在哪" has no word boundary in Unicode.
-    r"(?<![a-z])(?:orders?|parcels?|packages?|shipments?|deliver(?:y|ies)|tracking|refund(?:s|ed|ing)?|"
+    r"(?<![a-z])(?:orders?|parcels?|packages?|shipments?|deliver(?:y|ies)|tracking|"
+    r"refund(?:s|ed|ing)?|"
     r"returns?|returned|"
     r"exchanges?|replacements?|pickups?|purchases?|pkg)(?![a-z])")
 # Something the shopper did with the shop ("我双11拍的", "I ordered", "placed an order"): any
@@ -128,7 +129,8 @@ _STATE = re.compile("|".join(_STATE_PHRASES))
 # words also describe other things ("手表升级卡住了", "the update is stuck", "一直没解决").
 _STATE_OF_AN_ORDER = re.compile(
     r"卡(?:在|住)|不动了|没动|丢了|一直(?:没|不)|没(?:有)?(?:更新|动静|消息|物流)|催|派件|快递员|"
-    r"在哪(?!里?儿?(?:看|查|找|可以|能|下载|领|买|操作|申请))|\bstuck\b|\blost\b|\blate\b|\bstatus\b|\bwhere(?:'s|s| is| are)\b")
+    r"在哪(?!里?儿?(?:看|查|找|可以|能|下载|领|买|操作|申请))|"
+    r"\bstuck\b|\blost\b|\blate\b|\bstatus\b|\bwhere(?:'s|s| is| are)\b")
 # A question about the shopper's own order that the state pattern does not name ("is my order
 # paid?", "are my two orders coming in one box?"): owned order words and a question.
 _QUESTION = re.compile(r"[?？吗么嘛呢没不]|(?:是不是|有没有|能不能|还是|什么时候|啥时候|几时|哪天|多久|几天|"
@@ -157,7 +159,8 @@ _PERMISSION = re.compile(
     r"\bis it possible\b|\bam i able\b")
 # A question about what would happen, not what did: policy whatever else it says.
 _HYPOTHETICAL = re.compile(r"如果|万一|要是|假如|假设|的话|怎么办|"
-                           r"(?<!tell me )(?<!know )(?<!check )(?<!see )(?<!wondering )\bif\b|\bwhat happens\b|"
+                           r"(?<!tell me )(?<!know )(?<!check )(?<!see )(?<!wondering )\bif\b|"
+                           r"\bwhat happens\b|"
                            r"\bin case\b|\bsuppose\b|\bwhere (?:can|do|should|would) i\b|"
                            r"\bhow (?:should|would|will) i\b")
 # A policy word that still leaves a complaint about a late order ("我的快递一般到哪了").

@@ -26,7 +26,7 @@ from configs.serve_env import load_serve_env
 from loadtests.prometheus_api import PrometheusAPI
 from loadtests.server_process import ServerProcess, ServerStartError, free_port, url_answers
 from tests.conftest import LOCAL_CONFIG, PROJECT_ROOT
-from tests.order_stack import point_shops_at
+from tests.order_stack import point_shops_at, set_fault
 
 STARTUP_TIMEOUT_S = 420
 # Replicas push metrics to the node's agent every 10 s by default; 1 s keeps tests short.
@@ -84,8 +84,7 @@ class OrderServiceProcess:
         self.server.process.wait()
 
     def set_fault(self, mode: str, delay_s: float = 5.0) -> None:
-        httpx.put(f"{self.url}/admin/fault", json={"mode": mode, "delay_s": delay_s},
-                  timeout=10).raise_for_status()
+        set_fault(self.url, mode, delay_s)
 
     def stop(self) -> None:
         if self.server is not None:
