@@ -185,6 +185,12 @@ _FOLLOW_UP = re.compile(
     r"^(?:那|那么|and\b|what about\b|how about\b).{0,16}(?:呢|吗|[?？])")
 FOLLOW_UP_MAX_CHARS = 24
 # An order reply names its order like this (shop/orders/replies.py writes it so).
+# Picking one of a listed set of orders: a position, a number, "this one" ("第二个", "the 2nd one",
+# "2", "那件").
+_CHOICE = re.compile(
+    r"第\s*[一二三四五六七八九十\d]|最后(?:一|那)|(?<![\w.])[#＃]?\d(?![\w.])|"
+    r"\b(?:first|second|third|fourth|fifth|last|\d(?:st|nd|rd|th))\b|\bone\b|"
+    r"[这那](?:个|件|单|笔|条|双|份)")
 _REPLY_ORDER = re.compile(r"(?:订单|[Oo]rder)\s*([A-Za-z0-9][A-Za-z0-9-]{3,39})")
 
 
@@ -234,14 +240,15 @@ def recognise(latest: str, previous_reply: str | None = None) -> OrderQuestion |
         return OrderQuestion(refs[0], topic_of(text), "reference")
     if _LIST.search(text):
         return OrderQuestion(None, "list", "list")
-    if previous_reply and len(text) <= FOLLOW_UP_MAX_CHARS and any(
+    if previous_reply and len(text) <= FOLLOW_UP_MAX_CHARS and _CHOICE.search(text) and any(
             marker in previous_reply for marker in WHICH_ORDER):
-        # The answer to "which order do you mean?" (desk.py reads the position or the words).
-        return OrderQuestion(None, "status", "which-reply")
+        # The answer to "which order do you mean?" (desk.py reads the position or the words);
+        # anything else after that list is read as the message it is (a change of topic).
+        return OrderQuestion(None, topic_of(text), "which-reply")
     if previous_reply and len(text) <= FOLLOW_UP_MAX_CHARS and _FOLLOW_UP.search(text):
-        named = _REPLY_ORDER.search(previous_reply)
-        if named is not None:
-            return OrderQuestion(named.group(1), topic_of(text), "follow-up")
+        named = set(_REPLY_ORDER.findall(previous_reply))
+        if len(named) == 1:  # a reply about one order, not a list of several
+            return OrderQuestion(named.pop(), topic_of(text), "follow-up")
     if _BARE_ASK.search(text.strip()):
         return OrderQuestion(None, topic_of(text), "bare")
     if _HYPOTHETICAL.search(text) or _PERMISSION.search(text):

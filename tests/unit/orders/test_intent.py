@@ -59,6 +59,15 @@ def test_the_answer_to_which_order_is_an_order_question():
     assert recognise("the 2nd one", listing).why == "which-reply"
 
 
+def test_after_the_which_order_list_a_change_of_topic_is_not_taken_for_a_choice():
+    listing = (f"您最近有以下订单，{WHICH_ORDER[0]}？\n1. 订单 MT20261204-0001，…\n"
+               "2. 订单 MT20261125-0002，…")
+    assert recognise("第二个", listing).why == "which-reply"
+    assert recognise("对了，羊毛衫能机洗吗", listing) is None
+    # A follow-up names no order when the reply listed several (not the first of them).
+    assert recognise("那退款呢？", listing) is None
+
+
 # FAQ entries of the demo shops that answer how the shop works, not where an order is: every
 # phrasing the shop wrote for them must stay with the knowledge base ("Where is the size chart?",
 # "手表升级卡住了" once read as order questions).
