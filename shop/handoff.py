@@ -58,7 +58,8 @@ PATTERNS: dict[str, dict[Language, tuple[str, ...]]] = {
                r"\b(stop|enough of) (the|this) (bot|robot|ai)\b", r"\bhuman please\b"),
     },
     "complaint": {
-        "zh": (r"投诉", r"12315", r"12345", r"消协", r"消费者协会", r"市场监[管督]", r"工商局?",
+        # The hotlines as whole numbers: an order number such as 2026123456 is not a threat.
+        "zh": (r"投诉", r"(?<!\d)12315(?!\d)", r"(?<!\d)12345(?!\d)", r"消协", r"消费者协会", r"市场监[管督]", r"工商局?",
                r"举报", r"曝光", r"维权", r"差评", r"垃圾", r"骗子", r"骗人", r"坑人", r"黑店",
                r"太差", r"什么破", r"气死", r"离谱", r"忍无可忍", r"无语", r"恶心", r"滚",
                r"有病", r"态度(太|真|极其|非常)?差", r"再也不(买|来)", r"退钱", r"搞什么",

@@ -85,6 +85,9 @@ def test_each_reason_fires(message, reason):
         "the deals this year are unbelievable!",
         "second time buying here, love the quality",
         "我是第二次买了，质量不错",
+        # Order numbers that contain a hotline's digits.
+        "帮我查一下订单2026123456到哪了",
+        "订单号1231511，什么时候发货",
     ],
 )
 def test_look_alikes_do_not_fire(message):
