@@ -154,6 +154,18 @@ class ModelConfig(_Strict):
     sampling: SamplingDefaults = Field(default_factory=SamplingDefaults)
     replica_wait: ReplicaWait = Field(default_factory=ReplicaWait)
     stream_batching: StreamBatching = Field(default_factory=StreamBatching)
+    tool_parser: str | None = Field(
+        None,
+        description="vLLM tool parser for this model's tool-call format ('hermes' for Qwen3 and "
+        "Qwen2.5): set, the model serves OpenAI `tools`/`tool_choice` and `response_format`; "
+        "unset, such requests get a 400 (the model's chat template must render tools).",
+    )
+    reasoning_parser: str | None = Field(
+        None,
+        description="vLLM reasoning parser ('qwen3'): set, the model's thinking is split from "
+        "the answer and returned as `reasoning_content` to backend keys that ask for it "
+        "(`return_reasoning`); never inside `content`.",
+    )
 
     @model_validator(mode="after")
     def _images_only_for_vision(self) -> ModelConfig:
@@ -178,6 +190,15 @@ class RequestLimits(_Strict):
         2048, gt=0, description="Largest max_tokens a request may ask for."
     )
     max_stop_sequences: int = Field(8, gt=0, description="Stop strings per request.")
+    max_tools: int = Field(32, gt=0, description="Entries of `tools` per request.")
+    max_schema_bytes: int = Field(
+        16384, gt=0,
+        description="Size of one JSON schema as compact JSON: each tool's `parameters`, and "
+        "`response_format.json_schema.schema`. Bounds the grammar vLLM compiles for it.")
+    max_schema_depth: int = Field(
+        12, gt=0,
+        description="Nesting of JSON objects and arrays in one schema document (a property "
+        "of an object property is 4 deep: properties, its schema, properties, its schema).")
     max_stop_chars: int = Field(64, gt=0, description="Length of one stop string.")
     max_images: int = Field(4, ge=0, description="Images per request, all messages together.")
     max_image_bytes: int = Field(

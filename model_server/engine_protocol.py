@@ -28,6 +28,24 @@ class SamplingOptions:
 
 
 @dataclass(frozen=True)
+class OutputFormat:
+    """The answer's shape beyond plain text, in OpenAI's terms (validated by the ingress): the
+    replica renders the tools into the prompt, constrains decoding where the answer must parse,
+    and splits the output with the model's vLLM parsers (model_server/vllm/output_format.py)."""
+
+    tools: tuple[dict[str, Any], ...] = ()  # OpenAI tool objects
+    # "none" | "auto" | "required" | {"type": "function", "function": {"name": ...}}
+    tool_choice: str | dict[str, Any] | None = None
+    parallel_tool_calls: bool | None = None
+    # {"type": "json_object"} or {"type": "json_schema", "json_schema": {..., "schema": ...}}
+    response_format: dict[str, Any] | None = None
+    reasoning: bool = False  # split the model's thinking from its answer
+    # The whole answer follows a grammar from its first token (a required or named call, a JSON
+    # format: ChatCompletionRequest.answer_forced), so the model does not think first.
+    constrained: bool = False
+
+
+@dataclass(frozen=True)
 class EngineRequest:
     """A validated chat request, as the ingress hands it to a model replica."""
 
@@ -36,6 +54,21 @@ class EngineRequest:
     messages: list[dict[str, Any]]
     sampling: SamplingOptions
     chat_template_kwargs: dict[str, Any] = field(default_factory=dict)
+    output: OutputFormat | None = None  # None: plain text, as it comes
+    # False: the caller wants the answer whole, so tool calls are parsed once from the whole
+    # output (vLLM's non-streaming parse) rather than piece by piece.
+    stream: bool = True
+
+
+@dataclass(frozen=True)
+class ToolCallDelta:
+    """A piece of one tool call (OpenAI's streamed shape): the call's first piece carries its
+    id and function name, later ones pieces of the arguments' JSON text."""
+
+    index: int
+    id: str | None = None
+    name: str | None = None
+    arguments: str = ""
 
 
 @dataclass(frozen=True)
@@ -46,14 +79,29 @@ class GenerationChunk:
     prompt_tokens: int
     completion_tokens: int
     finish_reason: str | None = None
+    reasoning: str = ""  # the model's thinking, split from `text` (OutputFormat.reasoning)
+    tool_calls: tuple[ToolCallDelta, ...] = ()
 
     @staticmethod
     def merged(chunks: Sequence[GenerationChunk]) -> GenerationChunk:
         """Consecutive chunks as one (common/coalesce.py): their text, the last counts and
-        finish reason (counts are cumulative)."""
+        finish reason (counts are cumulative), the pieces of each tool call joined."""
         last = chunks[-1]
         return GenerationChunk("".join(c.text for c in chunks), last.prompt_tokens,
-                               last.completion_tokens, last.finish_reason)
+                               last.completion_tokens, last.finish_reason,
+                               "".join(c.reasoning for c in chunks),
+                               merge_tool_calls([d for c in chunks for d in c.tool_calls]))
+
+
+def merge_tool_calls(deltas: Sequence[ToolCallDelta]) -> tuple[ToolCallDelta, ...]:
+    """Pieces of tool calls as one piece per call, in the order the calls began."""
+    calls: dict[int, ToolCallDelta] = {}
+    for delta in deltas:
+        known = calls.get(delta.index)
+        calls[delta.index] = delta if known is None else ToolCallDelta(
+            delta.index, known.id or delta.id, known.name or delta.name,
+            known.arguments + delta.arguments)
+    return tuple(calls.values())
 
 
 @dataclass(frozen=True)

@@ -45,10 +45,19 @@ from router.api.protocol import (
     Choice,
     ModelCard,
     ModelList,
+    ToolCall,
+    ToolCallFunction,
 )
 from router.api.valid_request import RequestValidator, ValidRequest
-from router.chat_stream import ChatStream, close_stream, next_before, replay, usage_of
-from router.engine_params import chat_template_kwargs_for, sampling_for
+from router.chat_stream import (
+    ChatStream,
+    close_stream,
+    finish_reason_of,
+    next_before,
+    replay,
+    usage_of,
+)
+from router.engine_params import chat_template_kwargs_for, output_format_for, sampling_for
 from router.images.inputs import ImageInputs
 from router.observability.metrics import RequestMetrics
 from router.routing import RouteDecision
@@ -182,45 +191,54 @@ class ChatService:
         except ShopRequestError as exc:
             raise APIError.invalid_request(exc.message, param=exc.param) from None
         metrics.shop_planned(plan)
+        output = output_format_for(valid.request, valid.model, plan.enable_thinking)
         engine_request = EngineRequest(
             request_id=request_id,
             messages=plan.messages,
             sampling=sampling_for(valid.request, plan.sampling, self._limits),
-            chat_template_kwargs=chat_template_kwargs_for(valid.request, plan.enable_thinking),
+            chat_template_kwargs=chat_template_kwargs_for(valid.request, plan.enable_thinking,
+                                                          output),
+            output=output,
+            stream=valid.request.stream,
         )
         return PreparedChat(valid, plan, engine_request, int(time.time()),
                             started + self._limits.request_timeout_s, metrics)
 
     async def complete(self, chat: PreparedChat) -> ChatCompletionResponse:
         """Run a non-streaming request to the end."""
-        pieces: list[str] = []
-        last: GenerationChunk | None = None
+        chunks: list[GenerationChunk] = []
         stream = self._engine_stream(chat)
         try:
             while True:
                 chunk = await next_before(stream, chat.deadline)
                 if chunk is None:
                     break
-                pieces.append(chunk.text)
+                chunks.append(chunk)
                 chat.metrics.tokens(chunk.prompt_tokens, chunk.completion_tokens)
-                last = chunk
         finally:
             await close_stream(stream)
-        if last is None:
+        if not chunks:
             raise RuntimeError("engine stream ended without output")
-        answer = "".join(pieces)
-        finished = chat.finish(answer, last.finish_reason)
+        whole = GenerationChunk.merged(chunks)
+        finished = chat.finish(whole.text, whole.finish_reason)
+        content = finished.text or whole.text
+        calls = [ToolCall(id=call.id or "", function=ToolCallFunction(
+            name=call.name or "", arguments=call.arguments)) for call in whole.tool_calls]
         return ChatCompletionResponse(
             id=chat.request_id,
             created=chat.created,
             model=chat.route.model,
             choices=[
                 Choice(
-                    message=AssistantMessage(content=finished.text or answer),
-                    finish_reason=last.finish_reason,
+                    message=AssistantMessage(
+                        content=None if calls and not content else content,
+                        tool_calls=calls or None,
+                        reasoning_content=(whole.reasoning or None)
+                        if chat.request.return_reasoning else None),
+                    finish_reason=finish_reason_of(whole),
                 )
             ],
-            usage=usage_of(last),
+            usage=usage_of(whole),
             service=finished.service,
         )
 

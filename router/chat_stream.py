@@ -1,7 +1,10 @@
 """The SSE body of a streamed answer, and the engine-stream helpers both answer shapes use.
 
 Chunks are OpenAI's `chat.completion.chunk` events: a role event first, one event per content
-chunk, the finish reason, the usage when the client asked for it, `data: [DONE]` last. The
+chunk, the finish reason, the usage when the client asked for it, `data: [DONE]` last. Tool
+calls come as `delta.tool_calls` pieces (the first of a call with its id and name, then pieces
+of its arguments) and end with `finish_reason: "tool_calls"`; the model's reasoning comes as
+`delta.reasoning_content`, only when the request asked for it (`return_reasoning`). The
 `service` object (sources, hand-off) goes on the last chunk before [DONE]. A failure after the
 status was sent is an in-band error event followed by [DONE] (vLLM's convention).
 """
@@ -14,7 +17,7 @@ import time
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
-from model_server.engine_protocol import GenerationChunk
+from model_server.engine_protocol import GenerationChunk, ToolCallDelta
 from router.api.errors import api_error_for, sse_error_event
 from router.api.protocol import Usage, sse_data
 from shop.layer import Finish
@@ -48,6 +51,8 @@ class ChatStream:
         chat, measured = self._chat, self._chat.metrics
         options = chat.request.stream_options
         include_usage = bool(options and options.include_usage)
+        send_reasoning = bool(chat.request.return_reasoning)
+        called_tools = False
 
         # Chunks are built as plain dicts in ChatCompletionChunk's field order: a pydantic model
         # and its dump per token cost more than the rest of the event (curated answers over SSE
@@ -83,6 +88,15 @@ class ChatStream:
                 measured.tokens(chunk.prompt_tokens, chunk.completion_tokens)
                 held_tokens += measured.completion_tokens - before
                 finish_reason = chunk.finish_reason
+                if chunk.reasoning and send_reasoning:
+                    yield event({"reasoning_content": chunk.reasoning})
+                if chunk.tool_calls:
+                    # A call is the backend's to run, not text for a shopper: no gate
+                    # (Shop.gate gives none to a request with its own tools).
+                    called_tools = True
+                    measured.content_sent(held_tokens)
+                    held_tokens = 0
+                    yield event({"tool_calls": [tool_call_delta(d) for d in chunk.tool_calls]})
                 if chunk.text:
                     pieces.append(chunk.text)
                     shown = chunk.text if gate is None else gate.feed(chunk.text)
@@ -102,7 +116,8 @@ class ChatStream:
                     if finished.tail is not None:
                         measured.content_sent()
                         yield event({"content": finished.tail})
-                    yield event({}, finish_reason=finish_reason,
+                    yield event({}, finish_reason="tool_calls" if called_tools and
+                                finish_reason == "stop" else finish_reason,
                                 service=None if include_usage else finished.service)
                     if chunk.finish_reason is None:
                         break  # stopped by the gate: the engine stream is closed
@@ -124,6 +139,29 @@ class ChatStream:
     async def close(self) -> None:
         await close_stream(self._stream)
         self._chat.metrics.client_disconnected()  # no-op when events() recorded the outcome
+
+
+def tool_call_delta(delta: ToolCallDelta) -> dict:
+    """One streamed piece of a tool call, OpenAI's shape (router/api/protocol.py DeltaToolCall):
+    the call's first piece names it, later ones carry only arguments."""
+    piece: dict = {"index": delta.index}
+    if delta.id is not None:
+        piece["id"] = delta.id
+        piece["type"] = "function"
+    function: dict = {}
+    if delta.name is not None:
+        function["name"] = delta.name
+    if delta.arguments or delta.name is not None:
+        function["arguments"] = delta.arguments
+    piece["function"] = function
+    return piece
+
+
+def finish_reason_of(chunk: GenerationChunk) -> str | None:
+    """OpenAI's finish reason: "tool_calls" when the model stopped after calling tools."""
+    if chunk.tool_calls and chunk.finish_reason == "stop":
+        return "tool_calls"
+    return chunk.finish_reason
 
 
 def usage_of(chunk: GenerationChunk) -> Usage:

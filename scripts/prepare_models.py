@@ -37,30 +37,85 @@ SPECIAL_TOKENS = [
 ]
 THINK_TOKENS = ["<think>", "</think>"]
 
-# Qwen3's template, reduced: ChatML, image parts become the Qwen-VL vision placeholder, and
-# `enable_thinking=false` pre-fills an empty think block as the real Qwen3 template does.
-# `{%` (not `{%-`) wherever a newline precedes the tag: the dash would strip the newline that
-# ChatML puts after each role name. Transformers renders with trim_blocks and lstrip_blocks.
-CHAT_TEMPLATE = (
-    "{% for message in messages %}"
-    "{% if loop.first and message['role'] != 'system' %}"
-    "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n"
-    "{% endif %}"
-    "<|im_start|>{{ message['role'] }}\n"
-    "{% if message['content'] is string %}{{ message['content'] }}"
-    "{% else %}{% for part in message['content'] %}"
-    "{% if part['type'] == 'image' or part['type'] == 'image_url' %}"
-    "<|vision_start|><|image_pad|><|vision_end|>"
-    "{% elif part['type'] == 'text' %}{{ part['text'] }}{% endif %}"
-    "{% endfor %}{% endif %}<|im_end|>\n"
-    "{% endfor %}"
-    "{% if add_generation_prompt %}<|im_start|>assistant\n"
-    "{% if enable_thinking is defined and enable_thinking is false %}"
-    "<think>\n\n</think>\n\n{% endif %}{% endif %}"
-)
+# Qwen3's template, reduced: ChatML; image parts become the Qwen-VL vision placeholder; tools are
+# rendered into the system turn, the assistant's calls as `<tool_call>` JSON and tool results as
+# `<tool_response>` in a user turn, exactly as Qwen3's own template writes them (so vLLM's hermes
+# tool parser reads the stand-ins' calls as it reads Qwen3's); `enable_thinking=false` pre-fills
+# an empty think block as the real Qwen3 template does (`think_prefill`).
+# Output goes through expressions only (no literal newlines between tags): transformers renders
+# with trim_blocks and lstrip_blocks. The loop over `message['content']` stays inline: vLLM
+# detects from it that the template takes OpenAI content parts (images).
+_TOOLS_PREAMBLE = (
+    "\\n\\n# Tools\\n\\nYou may call one or more functions to assist with the user query."
+    "\\n\\nYou are provided with function signatures within <tools></tools> XML tags:\\n<tools>")
+_TOOLS_CLOSING = (
+    "\\n</tools>\\n\\nFor each function call, return a json object with function name and "
+    "arguments within <tool_call></tool_call> XML tags:\\n<tool_call>\\n"
+    "{\\\"name\\\": <function-name>, \\\"arguments\\\": <args-json-object>}\\n</tool_call>")
+
+
+def chat_template(default_system: str, think_prefill: bool) -> str:
+    prefill = (
+        "{%- if enable_thinking is defined and enable_thinking is false -%}"
+        "{{ '<think>\\n\\n</think>\\n\\n' }}{%- endif -%}" if think_prefill else "")
+    return (
+        "{%- set tools_ns = namespace(block='') -%}"
+        "{%- if tools -%}"
+        f"{{%- set tools_ns.block = '{_TOOLS_PREAMBLE}' -%}}"
+        "{%- for tool in tools -%}"
+        "{%- set tools_ns.block = tools_ns.block + '\\n' + (tool | tojson) -%}"
+        "{%- endfor -%}"
+        f"{{%- set tools_ns.block = tools_ns.block + '{_TOOLS_CLOSING}' -%}}"
+        "{%- endif -%}"
+        "{%- for message in messages -%}"
+        "{%- set text_ns = namespace(text='') -%}"
+        "{%- if message['content'] is string -%}{%- set text_ns.text = message['content'] -%}"
+        "{%- elif message['content'] -%}{%- for part in message['content'] -%}"
+        "{%- if part['type'] == 'image' or part['type'] == 'image_url' -%}"
+        "{%- set text_ns.text = text_ns.text + '<|vision_start|><|image_pad|><|vision_end|>' -%}"
+        "{%- elif part['type'] == 'text' -%}"
+        "{%- set text_ns.text = text_ns.text + part['text'] -%}{%- endif -%}"
+        "{%- endfor -%}{%- endif -%}"
+        "{%- set text = text_ns.text -%}"
+        "{%- if loop.first and message['role'] == 'system' -%}"
+        "{{ '<|im_start|>system\\n' + text + tools_ns.block + '<|im_end|>\\n' }}"
+        "{%- else -%}"
+        "{%- if loop.first -%}"
+        f"{{{{ '<|im_start|>system\\n{default_system}' + tools_ns.block + '<|im_end|>\\n' }}}}"
+        "{%- endif -%}"
+        "{%- if message['role'] == 'assistant' -%}"
+        "{{ '<|im_start|>assistant\\n' + text }}"
+        "{%- for call in message['tool_calls'] or [] -%}"
+        "{%- set function = call['function'] -%}"
+        "{%- set arguments = function['arguments'] if function['arguments'] is string "
+        "else (function['arguments'] | tojson) -%}"
+        "{{ ('\\n' if text or not loop.first else '') + '<tool_call>\\n{\"name\": \"' + "
+        "function['name'] + '\", \"arguments\": ' + arguments + '}\\n</tool_call>' }}"
+        "{%- endfor -%}"
+        "{{ '<|im_end|>\\n' }}"
+        "{%- elif message['role'] == 'tool' -%}"
+        "{%- if loop.first or messages[loop.index0 - 1]['role'] != 'tool' -%}"
+        "{{ '<|im_start|>user' }}{%- endif -%}"
+        "{{ '\\n<tool_response>\\n' + text + '\\n</tool_response>' }}"
+        "{%- if loop.last or messages[loop.index0 + 1]['role'] != 'tool' -%}"
+        "{{ '<|im_end|>\\n' }}{%- endif -%}"
+        "{%- else -%}"
+        "{{ '<|im_start|>' + message['role'] + '\\n' + text + '<|im_end|>\\n' }}"
+        "{%- endif -%}"
+        "{%- endif -%}"
+        "{%- endfor -%}"
+        "{%- if add_generation_prompt -%}{{ '<|im_start|>assistant\\n' }}"
+        + prefill + "{%- endif -%}"
+    )
+
+
+CHAT_TEMPLATE = chat_template("You are a helpful assistant.", think_prefill=True)
+# SmolLM2's own system line, no think block (its vocabulary has no think tokens).
+SMOLLM2_CHAT_TEMPLATE = chat_template(
+    "You are a helpful AI assistant named SmolLM, trained by Hugging Face", think_prefill=False)
 # Bumped when a builder's output changes, so `prepare` rebuilds checkpoints made by an older
 # version (the marker records it) instead of keeping them because they are "complete".
-BUILDER_VERSION = 2
+BUILDER_VERSION = 3
 
 CORPUS_SEED = [
     "When will my order ship? Orders placed before 4 pm ship the same day.",
@@ -265,6 +320,9 @@ def build_smollm2(dest: Path) -> None:
     config.pop("quantization_config", None)
     (dest / "config.json").write_text(json.dumps(config, indent=2))
     model.generation_config.save_pretrained(dest)
+    # Qwen3's conventions (tools, tool calls, tool results) in SmolLM2's ChatML: the stand-in
+    # serves the requests the real model serves (scripts' CHAT_TEMPLATE notes).
+    tokenizer.chat_template = SMOLLM2_CHAT_TEMPLATE
     tokenizer.save_pretrained(dest)
 
 

@@ -174,11 +174,18 @@ class ShopAssistant:
         return recognise(conversation.latest, conversation.last_reply)
 
     def plan(self, messages: list[dict[str, Any]], thinking: bool | None = None,
-             order: OrderAnswer | None = None) -> ShopPlan:
+             order: OrderAnswer | None = None, own_tools: str | None = None,
+             answer_forced: bool = False) -> ShopPlan:
         """Decide how to answer `messages` (OpenAI-shaped dicts). `thinking` is the request's
         `enable_thinking`, None when it did not say; `order` the order desk's answer when the
         latest message is an order question (`order_question`). The steps are the module
-        doc's; an order question is answered after the hand-off rules, before anything else."""
+        doc's; an order question is answered after the hand-off rules, before anything else.
+        `own_tools` ("tools", "response_format"): the client shapes the answer itself, so after
+        the hand-off rules the model answers with the facts found, whatever they are (no
+        curated answer, no no-answer message: the client's tools may cover the question). With
+        `answer_forced` (a required or named call, JSON) a hand-off rule's decision goes in
+        `service.handoff` beside the model's answer in the client's shape: its text instead
+        would break the call or the schema the client's code parses."""
         shop = self.config
         if thinking and not shop.thinking.client_may_enable:
             raise ShopRequestError(
@@ -192,10 +199,17 @@ class ShopAssistant:
 
         reason = self._rules.reason_for(latest, list(conversation.assistant_turns))
         if reason is not None:
-            return self._fixed(reason, shop.messages.handoff.get(language), language,
-                               enable_thinking, version=self.knowledge.version)
+            fixed = self._fixed(reason, shop.messages.handoff.get(language), language,
+                                enable_thinking, version=self.knowledge.version)
+            if not answer_forced:
+                return fixed
+            shaped = self._model_plan(conversation, language, enable_thinking, own_tools)
+            return dataclasses.replace(shaped, service=dataclasses.replace(
+                shaped.service, handoff=fixed.service.handoff))
         if order is not None:
             return self._order_plan(order, conversation, language, enable_thinking)
+        if own_tools is not None:
+            return self._model_plan(conversation, language, enable_thinking, own_tools)
 
         started = time.perf_counter()
         now = self._clock()
@@ -225,6 +239,25 @@ class ShopAssistant:
             enable_thinking, retrieval_s, version, tuple(found), facts=tuple(facts),
             question=latest, said=conversation.texts,
             cacheable=ResponseCache.cacheable(conversation, facts))
+
+    def _model_plan(self, conversation: Conversation, language: Language, enable_thinking: bool,
+                    own_tools: str) -> ShopPlan:
+        """The model with the shop's persona and the relevant facts found (maybe none), for a
+        client that brings its own tools or answer format; `service.cache` says why nothing
+        curated or cached answered ("bypass_tools", "bypass_response_format")."""
+        started = time.perf_counter()
+        version, found = self._search(conversation, self._clock())
+        grounded = bool(found) and self._relevant(found[0]) and \
+            not is_small_talk(conversation.normalized_latest, self._names)
+        facts = [hit.entry for hit in found
+                 if grounded and self._relevant(hit, SECONDARY_FACT_RATIO)]
+        return ShopPlan(
+            ServiceInfo(self.config.id, tuple(Source(e.id, e.title[language]) for e in facts),
+                        cache=f"bypass_{own_tools}"),
+            language, None, build_messages(self.config, conversation, facts, language),
+            self.config.sampling, enable_thinking, time.perf_counter() - started, version,
+            tuple(found), facts=tuple(facts), question=conversation.normalized_latest,
+            said=conversation.texts)
 
     def _order_plan(self, order: OrderAnswer, conversation: Conversation, language: Language,
                     enable_thinking: bool) -> ShopPlan:
@@ -263,7 +296,7 @@ class ShopAssistant:
         return hit.relevance >= retrieval.min_relevance * ratio or (
             hit.similarity is not None and hit.similarity >= retrieval.min_similarity)
 
-    def meaning_queries(self, messages: list[dict[str, Any]]) -> list[str]:
+    def meaning_queries(self, messages: list[dict[str, Any]], curated: bool = True) -> list[str]:
         """The texts `plan` compares by meaning (the latest message, the previous shopper turn):
         what to prefetch off the event loop. Empty when the shop compares words only, and when
         `plan` will not search: a hand-off, or a written FAQ question answered as written (the
@@ -274,12 +307,12 @@ class ShopAssistant:
         latest = conversation.normalized_latest
         if self._rules.reason_for(latest, list(conversation.assistant_turns)) is not None:
             return []
-        curated = self.config.curated_answers
-        if curated.enabled and may_use_curated(conversation):
+        answers = self.config.curated_answers
+        if curated and answers.enabled and may_use_curated(conversation):
             _, written = self.knowledge.exact_question(latest, self._clock())
             language = conversation.reply_language(self.config.languages,
                                                    self.config.default_language)
-            if exact_match(written, curated, language) is not None:
+            if exact_match(written, answers, language) is not None:
                 return []
         texts = [latest]
         if self._uses_history(conversation):

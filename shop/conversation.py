@@ -40,7 +40,7 @@ class Conversation:
             client_instructions=tuple(text_of(m) for m in messages
                                       if m["role"] in CLIENT_INSTRUCTION_ROLES),
             turns=turns,
-            has_images=any(isinstance(m["content"], list) and any(
+            has_images=any(isinstance(m.get("content"), list) and any(
                 p.get("type") == "image_url" for p in m["content"]) for m in turns),
             normalized_latest=normalize(latest),
         )
@@ -67,7 +67,9 @@ class Conversation:
 
 
 def text_of(message: dict[str, Any]) -> str:
-    content = message["content"]
+    content = message.get("content")  # absent: an assistant turn that only called tools
+    if content is None:
+        return ""
     if isinstance(content, str):
         return content
     return "\n".join(p["text"] for p in content if p.get("type") == "text")

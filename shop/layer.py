@@ -73,6 +73,12 @@ class Turn:
     # with the same options get the same answer from the same shop (part of the cache key).
     options: Hashable = ()
     shopper: Shopper | None = None  # verified by the request's X-Shopper-Token; None: anonymous
+    # "tools" or "response_format": the client (a backend key) shapes the answer itself, so
+    # only the model answers (persona, facts and hand-off rules still apply). None: plain chat.
+    own_tools: str | None = None
+    # The answer must be a call or JSON whatever the message (a required or named tool_choice,
+    # a JSON response_format): a hand-off is then reported in `service`, not said instead.
+    answer_forced: bool = False
 
 
 @dataclass(frozen=True)
@@ -88,6 +94,7 @@ class Plan:
     cache_key: tuple | None = None  # set when the model's answer may be cached
     # Retrieval by meaning was on but the embedder's budget left this message to words alone.
     understood_by_words: bool = False
+    own_tools: str | None = None  # Turn.own_tools: the answer is the client's to use
 
     @property
     def shop_id(self) -> str | None:
@@ -146,6 +153,17 @@ class Shop:
         something its config does not allow. An order question is looked up in the shop's
         order system first; the message's vectors (retrieval by meaning) are computed off the
         event loop; the decision itself is synchronous and quick."""
+        if turn.own_tools is not None:
+            # The backend's own tools (its agent, its order look-ups) or its own answer format:
+            # the model answers, with the shop's persona and facts, unless a hand-off rule
+            # takes the message first; nothing curated, cached or looked up here.
+            meant = await self.assistant.knowledge.prefetch_meaning(
+                self.assistant.meaning_queries(turn.messages, curated=False))
+            decided = self.assistant.plan(turn.messages, turn.thinking, own_tools=turn.own_tools,
+                                          answer_forced=turn.answer_forced)
+            return Plan(decided.reply, False, decided.messages or [], decided.sampling,
+                        decided.enable_thinking, decided, None, understood_by_words=not meant,
+                        own_tools=turn.own_tools)
         order = await self._order_answer(turn)
         queries = [] if order is not None and order.reply is not None else \
             self.assistant.meaning_queries(turn.messages)
@@ -191,7 +209,8 @@ class Shop:
         failed answers. None when the stream may show text as it comes (a fixed reply, a
         curated or cached answer, a guard that only flags or is off)."""
         decided = plan.decision
-        if decided.reply is not None or self.assistant.guard.mode != "replace":
+        if decided.reply is not None or self.assistant.guard.mode != "replace" or \
+                plan.own_tools is not None:
             return None
         return self.assistant.guard.gate(decided.language, self.assistant.fact_sheet(decided),
                                          decided.question)
@@ -201,6 +220,10 @@ class Shop:
         """Once per request, with the whole answer as the model gave it; `gate` is the stream's
         (`Shop.gate`), which has released part of it already."""
         decided = plan.decision
+        if plan.own_tools is not None:
+            # Tool calls or JSON for the backend to use: not checked as text for a shopper
+            # (a replacement would break the call or the schema), never replaced.
+            return Finish(service=self.assistant.review(decided, answer).as_dict())
         checked = self._checked(decided, answer, finish_reason, gate)
         if checked is not None and checked.replaced:
             return self._replaced(plan, checked)

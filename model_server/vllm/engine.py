@@ -38,6 +38,7 @@ class VLLMChatEngine(ChatEngine):
     def engine_args(self):
         """The `AsyncEngineArgs` for this model; unknown extra keys fail here, at start-up."""
         from vllm import AsyncEngineArgs
+        from vllm.config import StructuredOutputsConfig
 
         engine = self._model.engine
         kwargs = dict(
@@ -52,6 +53,13 @@ class VLLMChatEngine(ChatEngine):
             # sends the bytes inline (router/images/remote.py). vLLM reads an empty list as
             # "any host", so the list names one that cannot exist (RFC 2606 .invalid).
             allowed_media_domains=[ENGINE_FETCHES_NOTHING],
+            # Guided decoding by xgrammar, the grammar engine the replica checks schemas with
+            # (model_server/vllm/output_format.py), for JSON response formats without
+            # whitespace between tokens: a small model held to a grammar can otherwise write
+            # whitespace until its token budget ends (vLLM sets this per engine; tool-call
+            # arguments are limited per request instead).
+            structured_outputs_config=StructuredOutputsConfig(backend="xgrammar",
+                                                              disable_any_whitespace=True),
         )
         if engine.gpu_memory_utilization is not None:
             kwargs["gpu_memory_utilization"] = engine.gpu_memory_utilization
@@ -91,15 +99,30 @@ class VLLMChatEngine(ChatEngine):
         from vllm.exceptions import VLLMClientError
         from vllm.renderers.params import ChatParams
         from vllm.sampling_params import RequestOutputKind
-        from vllm.v1.engine.exceptions import EngineDeadError
 
         engine = self._engine
         if engine is None:
             raise RuntimeError("engine not started")
+        shape = None
+        if request.output is not None:
+            from model_server.vllm.output_format import AnswerShape
+
+            try:
+                shape = AnswerShape(self._model, request.output,
+                                    engine.renderer.get_tokenizer(), request.chat_template_kwargs)
+            except EngineInputError:
+                raise
+            except ValueError as exc:  # vLLM's own checks of the tools (pydantic, parsers)
+                logger.warning("request %s: tools/response_format refused: %r",
+                               request.request_id, exc)
+                raise EngineInputError(
+                    "The tools or response_format could not be prepared for this model.",
+                    param="tools" if request.output.tools else "response_format") from exc
         try:
             _, (engine_input,) = await engine.renderer.render_chat_async(
                 [request.messages],
-                ChatParams(chat_template_kwargs=template_kwargs(request)),
+                ChatParams(chat_template_kwargs={
+                    **template_kwargs(request), **(shape.template_kwargs() if shape else {})}),
                 _tokenize_params(engine, request.sampling.max_tokens),
             )
         except VLLMClientError as exc:
@@ -127,13 +150,36 @@ class VLLMChatEngine(ChatEngine):
             presence_penalty=s.presence_penalty,
             frequency_penalty=s.frequency_penalty,
             output_kind=RequestOutputKind.DELTA,
+            **({} if shape is None else dict(structured_outputs=shape.structured_outputs,
+                                             skip_special_tokens=shape.skip_special_tokens)),
         )
+        if shape is not None:
+            shape.set_prompt(list(engine_input.get("prompt_token_ids") or []))
+            if not request.stream:
+                # Parsed once, whole (vLLM's non-streaming parse): held until the end.
+                async for chunk in _whole(self._generate(engine, engine_input, params,
+                                                         request.request_id), shape):
+                    yield chunk
+                return
+        async for chunk, token_ids in self._generate(engine, engine_input, params,
+                                                     request.request_id):
+            if shape is not None:
+                chunk = shape.delta(chunk, token_ids, chunk.finish_reason is not None)
+                if chunk.finish_reason is None and not (chunk.text or chunk.reasoning or
+                                                        chunk.tool_calls):
+                    continue  # markup the parsers keep (`<tool_call>`): nothing to send yet
+            yield chunk
+
+    async def _generate(self, engine, engine_input, params, request_id: str):
+        """(chunk, its token ids) as vLLM generates them. Cancelling this generator (client
+        gone) cancels engine.generate, which aborts the request inside vLLM and frees its KV
+        cache."""
+        from vllm.v1.engine.exceptions import EngineDeadError
+
         prompt_tokens = 0
         completion_tokens = 0
-        # Cancelling this generator (client gone) cancels engine.generate, which aborts the
-        # request inside vLLM and frees its KV cache.
         try:
-            async for output in engine.generate(engine_input, params, request.request_id):
+            async for output in engine.generate(engine_input, params, request_id):
                 if output.prompt_token_ids:
                     prompt_tokens = len(output.prompt_token_ids)
                 completion = output.outputs[0]
@@ -145,7 +191,7 @@ class VLLMChatEngine(ChatEngine):
                         prompt_tokens=prompt_tokens,
                         completion_tokens=completion_tokens,
                         finish_reason=completion.finish_reason if finished else None,
-                    )
+                    ), completion.token_ids
         except EngineDeadError as exc:
             raise EngineUnavailableError(f"engine for {self._model.name} is dead") from exc
 
@@ -162,6 +208,21 @@ class VLLMChatEngine(ChatEngine):
         if self._engine is not None:
             self._engine.shutdown()
             self._engine = None
+
+
+async def _whole(chunks, shape) -> AsyncIterator[GenerationChunk]:
+    """The whole answer as one chunk, split by `shape` once it is complete."""
+    pieces: list[str] = []
+    token_ids: list[int] = []
+    last = None
+    async for chunk, ids in chunks:
+        pieces.append(chunk.text)
+        token_ids.extend(ids)
+        last = chunk
+    if last is not None:
+        whole = GenerationChunk("".join(pieces), last.prompt_tokens, last.completion_tokens,
+                                last.finish_reason)
+        yield shape.whole(whole, token_ids)
 
 
 def template_kwargs(request: EngineRequest) -> dict:

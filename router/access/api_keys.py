@@ -41,7 +41,7 @@ KEY_PREFIX = "csk-"
 ANONYMOUS_ID = "anonymous"
 # Messages only the shop's own server may send: a public widget sending them could rewrite the
 # assistant's instructions (prompt injection with the shop's authority).
-BACKEND_ONLY_ROLES = frozenset({"system", "developer"})
+BACKEND_ONLY_ROLES = frozenset({"system", "developer", "tool"})
 
 
 def new_key() -> str:
@@ -111,6 +111,12 @@ class Caller:
             refused = sorted(BACKEND_ONLY_ROLES.intersection(roles))
             if refused:
                 raise APIError.of(ErrorKind.ROLE_NOT_ALLOWED, role=refused[0])
+
+    def check_fields(self, fields: list[str]) -> None:
+        """403 when a widget key sends fields only the shop's backend may send (tools, response
+        formats, the model's reasoning): a browser must not drive tools."""
+        if self.role == "widget" and fields:
+            raise APIError.of(ErrorKind.BACKEND_ONLY, param=fields[0])
 
     def shop_for(self, requested: str | None, default: str | None) -> str | None:
         """The shop this request is for: the X-Shop-Id header if the key may use it; without

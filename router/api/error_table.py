@@ -84,6 +84,11 @@ class ErrorCode(StrEnum):
     NO_VISION_MODEL = (
         "no_vision_model",
         "the request carries an image and this deployment serves no vision model")
+    TOOLS_NOT_SUPPORTED = (
+        "tools_not_supported",
+        "the request sends `tools` or a JSON `response_format` (or `return_reasoning`) to a "
+        "model whose config sets no `tool_parser` (`reasoning_parser`): the vision model, when "
+        "the request carries an image")
     # Shops (404, 400)
     SHOP_NOT_FOUND = ("shop_not_found", "`X-Shop-Id` names no configured shop")
     DEMO_SHOPPER_NOT_FOUND = (
@@ -108,6 +113,10 @@ class ErrorCode(StrEnum):
         "shopper_token_wrong_shop", "`X-Shopper-Token` was issued for another shop")
     MESSAGE_ROLE_NOT_ALLOWED = (
         "message_role_not_allowed", "a `widget` key sent a `system` or `developer` message")
+    BACKEND_ONLY_FIELD = (
+        "backend_only_field",
+        "a `widget` key sent `tools`, `tool_choice`, `parallel_tool_calls`, `response_format`, "
+        "`return_reasoning` or a `tool` message: a browser must not drive tools")
     RATE_LIMIT_EXCEEDED = (
         "rate_limit_exceeded",
         "a per-key limit: requests or tokens per minute, or concurrent requests")
@@ -216,6 +225,35 @@ class ErrorKind(Enum):
     TOO_MANY_IMAGES = _e(_C.TOO_MANY_IMAGES, 400, (
         "The request carries {count} images; at most {limit} are accepted."), "messages")
     ONLY_ONE_CHOICE = _e(_C.INVALID_REQUEST, 400, "Only n=1 is supported.", "n")
+    # Tools and response formats (router/api/validation.py)
+    CONTENT_MISSING = _e(_C.INVALID_REQUEST, 400, (
+        "{param} is missing; only an assistant message with tool_calls may leave it out."))
+    TOOL_CALLS_NOT_FROM_ASSISTANT = _e(_C.INVALID_REQUEST, 400, (
+        "{param}: only 'assistant' messages carry tool_calls."))
+    TOOL_CALL_ID_MISSING = _e(_C.INVALID_REQUEST, 400, (
+        "{param}: a 'tool' message needs the tool_call_id of the call it answers."))
+    TOOL_CALL_ID_NOT_FROM_TOOL = _e(_C.INVALID_REQUEST, 400, (
+        "{param}: only 'tool' messages carry a tool_call_id."))
+    TOO_MANY_TOOLS = _e(_C.INVALID_REQUEST, 400, (
+        "At most {limit} tools are accepted per request; got {count}."), "tools")
+    DUPLICATE_TOOL = _e(_C.INVALID_REQUEST, 400, (
+        "Two tools are named '{name}'; function names must be unique."), "tools",
+        client_values=("name",))
+    TOOL_CHOICE_WITHOUT_TOOLS = _e(_C.INVALID_REQUEST, 400, (
+        "{param} is set but the request sends no tools."))
+    TOOL_CHOICE_UNKNOWN = _e(_C.INVALID_REQUEST, 400, (
+        "tool_choice names the function '{name}', which is not among the request's tools."),
+        "tool_choice.function.name", client_values=("name",))
+    FORMAT_WITH_FORCED_CALL = _e(_C.INVALID_REQUEST, 400, (
+        "response_format cannot be combined with tool_choice '{choice}': the answer is a tool "
+        "call. Use tool_choice 'auto' or leave response_format out."), "response_format")
+    SCHEMA_TOO_LARGE = _e(_C.INVALID_REQUEST, 400, (
+        "{param} is {size} bytes as compact JSON; at most {limit} are accepted."))
+    SCHEMA_TOO_DEEP = _e(_C.INVALID_REQUEST, 400, (
+        "{param} nests objects and arrays {depth} deep; at most {limit} levels are accepted."))
+    THINKING_CONFLICT = _e(_C.INVALID_REQUEST, 400, (
+        "enable_thinking and chat_template_kwargs.enable_thinking disagree; send one."),
+        "enable_thinking")
     EMPTY_CONTENT = _e(_C.INVALID_REQUEST, 400, "{param} is empty.")
     EMPTY_CONTENT_LIST = _e(_C.INVALID_REQUEST, 400, (
         "{param} is an empty list; send at least one text or image part."))
@@ -338,6 +376,14 @@ class ErrorKind(Enum):
     SHOP_NOT_ALLOWED = _e(_C.SHOP_NOT_ALLOWED, 403, (
         "This API key may not use the shop '{shop_id}'."), "X-Shop-Id",
         client_values=("shop_id",))
+    BACKEND_ONLY = _e(_C.BACKEND_ONLY_FIELD, 403, (
+        "This API key is for a public client and may not send {param}; tools, response formats "
+        "and the model's reasoning are for the shop's backend key."))
+    MODEL_WITHOUT_TOOLS = _e(_C.TOOLS_NOT_SUPPORTED, 400, (
+        "The model '{model}' does not serve tools or response formats{why}."))
+    MODEL_WITHOUT_REASONING = _e(_C.TOOLS_NOT_SUPPORTED, 400, (
+        "The model '{model}' does not separate its reasoning from its answer; leave "
+        "return_reasoning out."), "return_reasoning")
     ROLE_NOT_ALLOWED = _e(_C.MESSAGE_ROLE_NOT_ALLOWED, 403, (
         "This API key is for a public client and may not send '{role}' messages; only the "
         "shop's backend key may set instructions."), "messages")

@@ -50,8 +50,9 @@ class ValidRequest:
 
     @property
     def thinking(self) -> bool | None:
-        """The request's own enable_thinking; None when it did not say."""
-        return (self.request.chat_template_kwargs or {}).get("enable_thinking")
+        """The request's own enable_thinking (top level or chat_template_kwargs); None when it
+        did not say."""
+        return self.request.thinking()
 
     def answer_options(self) -> Hashable:
         """Everything the client set that shapes the answer's text (sampling, template
@@ -59,12 +60,21 @@ class ValidRequest:
         r = self.request
         return (r.temperature, r.top_p, r.requested_max_tokens(), tuple(r.stop_list()), r.seed,
                 r.presence_penalty, r.frequency_penalty,
-                tuple(sorted((r.chat_template_kwargs or {}).items())))
+                tuple(sorted((r.chat_template_kwargs or {}).items())), r.thinking(),
+                r.return_reasoning)
 
     def turn(self) -> Turn:
         """What the shop layer reads of this request."""
         return Turn(self.messages, self.thinking, self.model.name, self.model.sampling,
-                    self.model.sampling.enable_thinking, self.answer_options(), self.shopper)
+                    self.model.sampling.enable_thinking, self.answer_options(), self.shopper,
+                    own_tools=self.own_tools, answer_forced=self.request.answer_forced)
+
+    @property
+    def own_tools(self) -> str | None:
+        """What the client shapes the answer with ("tools", "response_format"), None when
+        it does not: the shop then answers with its model only (shop/layer.py)."""
+        r = self.request
+        return "tools" if r.tools else "response_format" if r.json_format else None
 
 
 class RequestValidator:
@@ -76,7 +86,9 @@ class RequestValidator:
         self._limits = config.limits
         self._shops = shops
         self._models = {m.name: m for m in config.models}
-        self._catalog = tuple(CatalogEntry(m.name, m.modality) for m in config.models)
+        self._catalog = tuple(
+            CatalogEntry(m.name, m.modality, m.tool_parser is not None,
+                         m.reasoning_parser is not None) for m in config.models)
         self._images = images or ImageInputs(
             config.limits, RemoteImageFetcher(config.remote_images, config.limits.max_image_bytes))
         self.parser = BodyParser(config.limits)
@@ -94,6 +106,7 @@ class RequestValidator:
                        ) -> ValidRequest:
         request = await self.parser.parse(body)
         caller.check_roles([m.role for m in request.messages])
+        caller.check_fields(request.backend_only_fields())
         shop = self.shop_for(shop_header, caller)
         try:
             shopper = shop.shopper(shopper_token)

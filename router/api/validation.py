@@ -17,7 +17,7 @@ from pydantic import ValidationError
 
 from configs.schema import ModelConfig, RequestLimits
 from router.api.errors import APIError, ErrorKind
-from router.api.protocol import ChatCompletionRequest, ChatMessage
+from router.api.protocol import ChatCompletionRequest, ChatMessage, JsonSchemaFormat
 
 _INT64_MAX = 2**63 - 1
 
@@ -151,10 +151,24 @@ def check_request(request: ChatCompletionRequest, model: ModelConfig,
     _check_sampling(request)
     _check_max_tokens(request, model, limits)
     _check_template_kwargs(request, limits)
+    _check_tools(request, limits)
 
 
 def _check_message(message: ChatMessage, index: int) -> None:
     where = f"messages[{index}]"
+    if message.tool_calls is not None and message.role != "assistant":
+        raise APIError.of(ErrorKind.TOOL_CALLS_NOT_FROM_ASSISTANT, param=f"{where}.tool_calls")
+    if message.role == "tool" and message.tool_call_id is None:
+        raise APIError.of(ErrorKind.TOOL_CALL_ID_MISSING, param=f"{where}.tool_call_id")
+    if message.role != "tool" and message.tool_call_id is not None:
+        raise APIError.of(ErrorKind.TOOL_CALL_ID_NOT_FROM_TOOL, param=f"{where}.tool_call_id")
+    if message.tool_calls:
+        # An assistant turn that called tools may say nothing (OpenAI clients send null or "").
+        if isinstance(message.content, list) and not message.content:
+            raise APIError.of(ErrorKind.EMPTY_CONTENT_LIST, param=f"{where}.content")
+        return
+    if message.content is None:
+        raise APIError.of(ErrorKind.CONTENT_MISSING, param=f"{where}.content")
     if isinstance(message.content, str):
         if not message.content:
             raise APIError.of(ErrorKind.EMPTY_CONTENT, param=f"{where}.content")
@@ -209,6 +223,68 @@ def _check_template_kwargs(request: ChatCompletionRequest, limits: RequestLimits
                           count=len(not_allowed))
     if "enable_thinking" in kwargs and not isinstance(kwargs["enable_thinking"], bool):
         raise APIError.of(ErrorKind.THINKING_NOT_BOOLEAN)
+    if request.enable_thinking is not None and \
+            kwargs.get("enable_thinking", request.enable_thinking) != request.enable_thinking:
+        raise APIError.of(ErrorKind.THINKING_CONFLICT)
+
+
+def _check_tools(request: ChatCompletionRequest, limits: RequestLimits) -> None:
+    """Tools, tool_choice and response_format: consistent, and every JSON schema within the
+    bounds that keep its grammar cheap to compile (the replica compiles it, and refuses one
+    its grammar engine cannot enforce: model_server/vllm/output_format.py)."""
+    tools = request.tools or []
+    if len(tools) > limits.max_tools:
+        raise APIError.of(ErrorKind.TOO_MANY_TOOLS, count=len(tools), limit=limits.max_tools)
+    names: set[str] = set()
+    for i, tool in enumerate(tools):
+        name = tool.function.name
+        if name in names:
+            raise APIError.of(ErrorKind.DUPLICATE_TOOL, name=name)
+        names.add(name)
+        if tool.function.parameters is not None:
+            check_schema_bounds(tool.function.parameters, f"tools[{i}].function.parameters",
+                                limits)
+    choice = request.tool_choice
+    for field_name in ("tool_choice", "parallel_tool_calls"):
+        if getattr(request, field_name) is not None and not tools:
+            raise APIError.of(ErrorKind.TOOL_CHOICE_WITHOUT_TOOLS, param=field_name)
+    if choice is not None and not isinstance(choice, str) and choice.function.name not in names:
+        raise APIError.of(ErrorKind.TOOL_CHOICE_UNKNOWN, name=choice.function.name)
+    fmt = request.json_format
+    if fmt is not None and tools and choice is not None and choice not in ("auto", "none"):
+        raise APIError.of(ErrorKind.FORMAT_WITH_FORCED_CALL,
+                          choice=choice if isinstance(choice, str) else choice.function.name)
+    if isinstance(fmt, JsonSchemaFormat):
+        check_schema_bounds(fmt.json_schema.schema_, "response_format.json_schema.schema", limits)
+
+
+def check_schema_bounds(schema: dict, param: str, limits: RequestLimits) -> None:
+    """A schema's size and nesting: what bounds the time its grammar takes to compile."""
+    size = len(json.dumps(schema, separators=(",", ":"), ensure_ascii=False).encode())
+    if size > limits.max_schema_bytes:
+        raise APIError.of(ErrorKind.SCHEMA_TOO_LARGE, param=param, size=size,
+                          limit=limits.max_schema_bytes)
+    depth = _nesting(schema)
+    if depth > limits.max_schema_depth:
+        raise APIError.of(ErrorKind.SCHEMA_TOO_DEEP, param=param, depth=depth,
+                          limit=limits.max_schema_depth)
+
+
+def _nesting(node: Any) -> int:
+    """How deep objects and arrays nest in a schema's JSON (an object of plain values: 1),
+    walked without recursion (the body parser already caps JSON depth, this caps the walk)."""
+    deepest = 0
+    stack: list[tuple[Any, int]] = [(node, 1)]
+    while stack:
+        value, depth = stack.pop()
+        children = value.values() if isinstance(value, dict) else value \
+            if isinstance(value, list) else None
+        if children is None:
+            continue
+        deepest = max(deepest, depth)
+        stack.extend((child, depth + 1) for child in children
+                     if isinstance(child, (dict, list)))
+    return deepest
 
 
 def _check_unicode(text: str, param: str) -> None:

@@ -190,3 +190,52 @@ def test_a_json_answer_is_what_a_stream_would_show(layer):
     assert finished.text == FAITHFUL and finished.tail is None
     assert finished.service["guard"]["verdict"] == "pass"
     assert planned(shop, turn(MODEL_QUESTION)).reply == FAITHFUL
+
+
+def tools_turn(text: str, own_tools: str = "tools") -> Turn:
+    return Turn([user(text)], None, "text-model", Defaults(), True, ("client", 1),
+                own_tools=own_tools)
+
+
+@pytest.mark.parametrize("own_tools", ["tools", "response_format"])
+def test_a_client_with_its_own_tools_gets_the_model_with_persona_and_facts(layer, own_tools):
+    shop = layer.select("demo-apparel", AnyShop())
+    curated = planned(shop, turn("包郵嗎？"))
+    assert curated.reply is not None and curated.decision.service.cache == "faq"
+    plan = planned(shop, tools_turn("包郵嗎？", own_tools))
+    # The same question: no curated answer, no cache, the model with the shop's facts.
+    assert plan.reply is None and plan.cache_key is None and plan.own_tools == own_tools
+    assert plan.decision.service.cache == f"bypass_{own_tools}"
+    assert "faq/shipping-fee" in plan.messages[0]["content"]
+    assert [s.id for s in plan.decision.service.sources][:1] == ["faq/shipping-fee"]
+    # A question the shop's facts do not cover still goes to the model (the client's tools
+    # may answer it), not to the no-answer message.
+    question = "quantum zeppelin xylophone"
+    assert planned(shop, turn(question)).decision.service.handoff.reason == "no_answer"
+    uncovered = planned(shop, tools_turn(question, own_tools))
+    assert uncovered.reply is None and uncovered.decision.service.handoff is None
+
+
+def test_with_its_own_tools_hand_off_rules_still_apply_and_answers_are_not_rewritten(layer):
+    shop = layer.select("demo-apparel", AnyShop())
+    handoff = planned(shop, tools_turn("转人工"))
+    assert handoff.reply is not None and handoff.decision.service.handoff.reason == "requested"
+    plan = planned(shop, tools_turn(MODEL_QUESTION))
+    assert shop.gate(plan) is None  # a call or JSON is the backend's, not held for the guard
+    for answer in (INVENTED, "", '{"fee": 99}'):
+        finished = shop.finish(plan, answer, "stop")
+        assert finished.text is None and finished.tail is None and finished.guard is None
+        assert finished.service["cache"] == "bypass_tools"
+    assert layer.cache_stats().entries == 0
+
+
+def test_a_forced_shape_reports_the_hand_off_beside_the_models_answer(layer):
+    shop = layer.select("demo-apparel", AnyShop())
+    forced = Turn([user("转人工")], None, "text-model", Defaults(), True, ("client", 1),
+                  own_tools="response_format", answer_forced=True)
+    plan = planned(shop, forced)
+    # JSON (or a required call) is what the client's code parses: the hand-off is in service.
+    assert plan.reply is None and plan.messages
+    assert plan.decision.service.handoff.reason == "requested"
+    finished = shop.finish(plan, '{"wish": "human"}', "stop")
+    assert finished.text is None and finished.service["handoff"]["reason"] == "requested"
