@@ -192,13 +192,22 @@ class RequestLimits(_Strict):
     max_stop_sequences: int = Field(8, gt=0, description="Stop strings per request.")
     max_tools: int = Field(32, gt=0, description="Entries of `tools` per request.")
     max_schema_bytes: int = Field(
-        16384, gt=0,
+        8192, gt=0,
         description="Size of one JSON schema as compact JSON: each tool's `parameters`, and "
         "`response_format.json_schema.schema`. Bounds the grammar vLLM compiles for it.")
     max_schema_depth: int = Field(
         12, gt=0,
         description="Nesting of JSON objects and arrays in one schema document (a property "
         "of an object property is 4 deep: properties, its schema, properties, its schema).")
+    max_schema_length_bound: int = Field(
+        128, gt=0,
+        description="Largest bounded length in a schema: a string's minLength/maxLength, a "
+        "bounded repetition in a pattern ({m,n}, nested ones multiplied). Bounded lengths are "
+        "what makes a grammar slow to compile (about 1.4 s each at this bound on 2 cores).")
+    max_schema_length_bounds: int = Field(
+        3, ge=0,
+        description="Distinct bounded lengths across a request's schemas: each costs its own "
+        "compilation, so they add up (docs/benchmarks.md).")
     max_stop_chars: int = Field(64, gt=0, description="Length of one stop string.")
     max_images: int = Field(4, ge=0, description="Images per request, all messages together.")
     max_image_bytes: int = Field(

@@ -11,7 +11,8 @@ Figures, per language and overall:
 - right tool: the first call names the expected tool, or no call where none is expected;
 - right order_id / tracking_number: the expected arguments, exactly (of the cases that expect a
   call with arguments);
-- call rate where one is expected, and false calls where none is.
+- call rate where one is expected, and false calls where none is;
+- answers cut by `--max-tokens` (an unfinished call is no call).
 
 `--tool-choice auto` (default) measures the model's choices: a GPU figure with the real
 Qwen3-0.6B. `--tool-choice required` measures the format under guided decoding: the figure the
@@ -68,7 +69,8 @@ def judge(case: dict, answer: dict, schemas: dict[str, dict]) -> dict[str, Any]:
     want_tool = expected["tool"] if expected["tool"] != "none" else None
     if "error" in answer:
         return {"error": True, "called": False, "valid": None, "right_tool": False,
-                "right_args": False if want_tool and expected.get("arguments") else None}
+                "right_args": False if want_tool and expected.get("arguments") else None,
+                "cut": None}
     calls = answer["message"].get("tool_calls") or []
     parsed: list[tuple[str, Any]] = []
     valid = True
@@ -88,7 +90,8 @@ def judge(case: dict, answer: dict, schemas: dict[str, dict]) -> dict[str, Any]:
         right_args = first is not None and first[0] == want_tool and all(
             first[1].get(key) == value for key, value in must.items())
     return {"error": False, "called": bool(calls), "valid": valid if calls else None,
-            "right_tool": right_tool, "right_args": right_args}
+            "right_tool": right_tool, "right_args": right_args,
+            "cut": answer["finish_reason"] == "length"}
 
 
 def rate(values: list[bool | None]) -> tuple[float | None, int]:
@@ -113,6 +116,7 @@ def summary(cases: list[dict], verdicts: list[dict]) -> dict[str, dict[str, Any]
             "right_arguments": rate([v["right_args"] for _, v in rows]),
             "called_when_expected": rate([v["called"] for _, v in expect_call]),
             "called_when_not_expected": rate([v["called"] for _, v in expect_none]),
+            "cut_by_max_tokens": rate([v["cut"] for _, v in rows]),
         }
     return table
 
@@ -121,7 +125,7 @@ def print_table(table: dict[str, dict[str, Any]], args, seconds: list[float]) ->
     print(f"tool_choice={args.tool_choice}  endpoint={args.base_url}  "
           f"model={args.model or '(routed)'}  split={args.split}")
     columns = ["valid_call_rate", "right_tool", "right_arguments", "called_when_expected",
-               "called_when_not_expected"]
+               "called_when_not_expected", "cut_by_max_tokens"]
     print(f"{'group':6} {'cases':>5} {'errors':>6} " + " ".join(f"{c:>24}" for c in columns))
     for name in ("all", "zh", "en"):
         if name not in table:

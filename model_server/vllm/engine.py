@@ -92,6 +92,10 @@ class VLLMChatEngine(ChatEngine):
         with engine_start_placement():
             self._engine = AsyncLLM.from_engine_args(self.engine_args(),
                                                      stat_loggers=stat_loggers)
+        if self._model.tool_parser or self._model.reasoning_parser:
+            from model_server.vllm.output_format import warm
+
+            warm(self._model)
         logger.info("engine for %s ready (weights: %s)", self._model.name, self._model_path)
 
     async def chat(self, request: EngineRequest) -> AsyncIterator[GenerationChunk]:

@@ -251,6 +251,15 @@ class ErrorKind(Enum):
         "{param} is {size} bytes as compact JSON; at most {limit} are accepted."))
     SCHEMA_TOO_DEEP = _e(_C.INVALID_REQUEST, 400, (
         "{param} nests objects and arrays {depth} deep; at most {limit} levels are accepted."))
+    SCHEMA_LENGTH_TOO_LARGE = _e(_C.INVALID_REQUEST, 400, (
+        "{param} bounds a length at {bound} ({where}); at most {limit} is accepted: bounded "
+        "lengths make the grammar slow to compile."))
+    SCHEMA_TOO_MANY_LENGTHS = _e(_C.INVALID_REQUEST, 400, (
+        "The request's schemas bound {count} different lengths (minLength, maxLength, {{m,n}} "
+        "in patterns); at most {limit} are accepted: each makes the grammar slower to compile."
+        ), "tools")
+    SCHEMA_PATTERN_INVALID = _e(_C.INVALID_REQUEST, 400, (
+        "{param} has a pattern this server cannot read ({where}): {reason}"))
     THINKING_CONFLICT = _e(_C.INVALID_REQUEST, 400, (
         "enable_thinking and chat_template_kwargs.enable_thinking disagree; send one."),
         "enable_thinking")

@@ -107,6 +107,7 @@ def _document_limits(schemas: dict[str, Any], config: AppConfig) -> None:
         elif member.get("type") == "array":
             _bound(member, maxItems=limits.max_stop_sequences)
             _bound(member["items"], minLength=1, maxLength=limits.max_stop_chars)
+    _bound(request["tools"], maxItems=limits.max_tools)
     content = schemas["ChatMessage"]["properties"]["content"]
     for member in content.get("anyOf", []):
         _bound(member, **({"minLength": 1} if member.get("type") == "string"

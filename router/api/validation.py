@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import json
 import math
+import re
+import re._constants as sre_constants
+import re._parser as sre_parser
 from typing import Any
 
 from pydantic import ValidationError
@@ -236,14 +239,17 @@ def _check_tools(request: ChatCompletionRequest, limits: RequestLimits) -> None:
     if len(tools) > limits.max_tools:
         raise APIError.of(ErrorKind.TOO_MANY_TOOLS, count=len(tools), limit=limits.max_tools)
     names: set[str] = set()
+    lengths: dict[int, str] = {}  # each distinct bounded length, and the schema it is in
     for i, tool in enumerate(tools):
         name = tool.function.name
         if name in names:
             raise APIError.of(ErrorKind.DUPLICATE_TOOL, name=name)
         names.add(name)
         if tool.function.parameters is not None:
-            check_schema_bounds(tool.function.parameters, f"tools[{i}].function.parameters",
-                                limits)
+            param = f"tools[{i}].function.parameters"
+            check_schema_bounds(tool.function.parameters, param, limits)
+            lengths.update(dict.fromkeys(bounded_lengths(tool.function.parameters, param,
+                                                         limits), param))
     choice = request.tool_choice
     for field_name in ("tool_choice", "parallel_tool_calls"):
         if getattr(request, field_name) is not None and not tools:
@@ -255,7 +261,77 @@ def _check_tools(request: ChatCompletionRequest, limits: RequestLimits) -> None:
         raise APIError.of(ErrorKind.FORMAT_WITH_FORCED_CALL,
                           choice=choice if isinstance(choice, str) else choice.function.name)
     if isinstance(fmt, JsonSchemaFormat):
-        check_schema_bounds(fmt.json_schema.schema_, "response_format.json_schema.schema", limits)
+        param = "response_format.json_schema.schema"
+        check_schema_bounds(fmt.json_schema.schema_, param, limits)
+        lengths.update(dict.fromkeys(bounded_lengths(fmt.json_schema.schema_, param, limits),
+                                     param))
+    if len(lengths) > limits.max_schema_length_bounds:
+        raise APIError.of(ErrorKind.SCHEMA_TOO_MANY_LENGTHS, count=len(lengths),
+                          limit=limits.max_schema_length_bounds,
+                          param=next(reversed(lengths.values())))
+
+
+def bounded_lengths(schema: dict, param: str, limits: RequestLimits) -> set[int]:
+    """The distinct bounded lengths in a schema (minLength, maxLength, a pattern's {m,n}, nested
+    repetitions multiplied), each within `max_schema_length_bound`. Measured with xgrammar on
+    Qwen3's vocabulary, each distinct one costs up to ~2 s of compilation and they add up, while
+    size and nesting cost little (docs/benchmarks.md "Tools and structured outputs")."""
+    found: set[int] = set()
+    stack: list[tuple[Any, str]] = [(schema, "")]
+    while stack:
+        node, where = stack.pop()
+        if isinstance(node, list):
+            stack.extend((child, f"{where}[{i}]") for i, child in enumerate(node))
+            continue
+        if not isinstance(node, dict):
+            continue
+        for key, child in node.items():
+            here = f"{where}.{key}" if where else key
+            if key in ("minLength", "maxLength") and isinstance(child, int) and \
+                    not isinstance(child, bool) and child > 1:
+                found.add(_within(child, here, param, limits))
+            elif key == "pattern" and isinstance(child, str):
+                found.update(_within(bound, here, param, limits)
+                             for bound in _pattern_repeats(child, here, param))
+            else:
+                stack.append((child, here))
+    return found
+
+
+def _within(bound: int, where: str, param: str, limits: RequestLimits) -> int:
+    if bound > limits.max_schema_length_bound:
+        raise APIError.of(ErrorKind.SCHEMA_LENGTH_TOO_LARGE, param=param, bound=bound,
+                          where=where, limit=limits.max_schema_length_bound)
+    return bound
+
+
+def _pattern_repeats(pattern: str, where: str, param: str) -> list[int]:
+    """The bounded repetitions of a regular expression ({m,n}, {n}), each multiplied by the
+    bounds of the repetitions it sits in; unbounded ones (*, +, {m,}) cost little."""
+    try:
+        parsed = sre_parser.parse(pattern)
+    except (re.error, OverflowError, RecursionError) as exc:
+        raise APIError.of(ErrorKind.SCHEMA_PATTERN_INVALID, param=param, where=where,
+                          reason=str(exc)) from None
+    bounds: list[int] = []
+    stack: list[tuple[Any, int]] = [(parsed, 1)]
+    while stack:
+        items, outer = stack.pop()
+        for op, value in items:
+            if op in (sre_constants.MAX_REPEAT, sre_constants.MIN_REPEAT):
+                low, high, sub = value
+                bounded = high != sre_constants.MAXREPEAT and high > 1
+                factor = outer * high if bounded else outer
+                if bounded:
+                    bounds.append(factor)
+                stack.append((sub, factor))
+            elif op == sre_constants.SUBPATTERN:
+                stack.append((value[-1], outer))
+            elif op == sre_constants.BRANCH:
+                stack.extend((branch, outer) for branch in value[1])
+            elif op in (sre_constants.ASSERT, sre_constants.ASSERT_NOT):
+                stack.append((value[1], outer))
+    return bounds
 
 
 def check_schema_bounds(schema: dict, param: str, limits: RequestLimits) -> None:

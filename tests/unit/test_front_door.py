@@ -124,6 +124,13 @@ def test_api_docs_are_served_locally_with_the_chat_schema_and_off_in_production(
     assert operation["requestBody"]["content"]["application/json"]["schema"]["$ref"].endswith(
         "/ChatCompletionRequest")
     assert "ChatMessage" in schema["components"]["schemas"]
+    request = schema["components"]["schemas"]["ChatCompletionRequest"]["properties"]
+    for field in ("tools", "tool_choice", "parallel_tool_calls", "response_format",
+                  "enable_thinking", "return_reasoning"):
+        assert field in request, field
+    tools = [m for m in request["tools"]["anyOf"] if m.get("type") == "array"]
+    assert tools[0]["maxItems"] == local_config.limits.max_tools
+    assert "tool" in schema["components"]["schemas"]["ChatMessage"]["properties"]["role"]["enum"]
     assert schema["security"] == [{"apiKey": []}]
     assert "/health" not in schema["paths"]
     production = app_config_from_serve_config(load_serve_config(PRODUCTION_CONFIG), APP_NAME)

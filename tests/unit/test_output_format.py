@@ -61,6 +61,15 @@ def test_a_forced_call_gets_a_grammar_holding_the_arguments_to_the_tools_schema(
     assert shaped.template_kwargs() == {"tools": [TOOL]}
 
 
+def test_auto_leaves_the_model_free_unless_a_tool_is_strict(local_config, tokenizer):
+    free = shape(local_config, tokenizer, tools=(TOOL,), tool_choice="auto")
+    assert free.structured_outputs is None and free.template_kwargs() == {"tools": [TOOL]}
+    strict = {"type": "function", "function": {**TOOL["function"], "strict": True}}
+    held = shape(local_config, tokenizer, tools=(strict,), tool_choice="auto")
+    assert [n["json_schema"] for n in json_nodes(json.loads(
+        held.structured_outputs.structural_tag))] == [TOOL["function"]["parameters"]] * 2
+
+
 def test_none_shows_no_tools_and_parses_nothing(local_config, tokenizer):
     shaped = shape(local_config, tokenizer, tools=(TOOL,), tool_choice="none")
     assert shaped.template_kwargs() == {} and shaped.structured_outputs is None

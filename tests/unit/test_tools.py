@@ -27,7 +27,13 @@ TOOL = {"type": "function", "function": {"name": "get_order", "parameters": {
     "type": "object", "properties": {"order_id": {"type": "string"}}, "required": ["order_id"]}}}
 SCHEMA_FORMAT = {"type": "json_schema", "json_schema": {"name": "ticket", "schema": {
     "type": "object", "properties": {"order_id": {"type": "string"}}}}}
-LIMITS = RequestLimits(max_tools=2, max_schema_bytes=400, max_schema_depth=6)
+LIMITS = RequestLimits(max_tools=2, max_schema_bytes=400, max_schema_depth=6,
+                       max_schema_length_bound=64, max_schema_length_bounds=2)
+
+
+def text_format(**string) -> dict:
+    return {"type": "json_schema", "json_schema": {"name": "t", "schema": {
+        "type": "object", "properties": {"a": {"type": "string", **string}}}}}
 
 
 def request_of(**fields):
@@ -39,6 +45,14 @@ def refused(local_config, **fields) -> APIError:
     with pytest.raises(APIError) as err:
         check_request(request, model_for(local_config, "text"), LIMITS)
     return err.value
+
+
+def test_unbounded_strings_and_repeats_and_shared_bounds_are_cheap_and_accepted(local_config):
+    tool = {"type": "function", "function": {"name": "a", "parameters": {"properties": {
+        "id": {"pattern": "^[A-Z]+[0-9]{6}(-.*)?$"}, "note": {"type": "string"},
+        "code": {"maxLength": 6}, "tags": {"type": "array", "maxItems": 500}}}}}
+    request = request_of(tools=[tool], response_format=text_format(minLength=6, maxLength=64))
+    check_request(request, model_for(local_config, "text"), LIMITS)  # two distinct: 6 and 64
 
 
 def test_a_full_tool_conversation_is_accepted(local_config):
@@ -79,6 +93,17 @@ def test_a_full_tool_conversation_is_accepted(local_config):
     ({"messages": [{**USER, "tool_calls": []}]}, "messages[0].tool_calls",
      "only 'assistant' messages"),
     ({"messages": [USER, {"role": "assistant"}]}, "messages[1].content", "is missing"),
+    # Bounded lengths are what grammars are slow to compile (docs/benchmarks.md).
+    ({"response_format": text_format(maxLength=65)}, "response_format.json_schema.schema",
+     "at 65 (properties.a.maxLength); at most 64"),
+    ({"response_format": text_format(pattern="^(([a-z]{1,9}){1,9})$")},
+     "response_format.json_schema.schema", "at 81 (properties.a.pattern)"),
+    ({"response_format": text_format(pattern="^([a-z]$")}, "response_format.json_schema.schema",
+     "cannot read (properties.a.pattern): missing )"),
+    ({"tools": [TOOL, {"type": "function", "function": {"name": "b", "parameters": {
+        "properties": {"x": {"maxLength": 10}, "y": {"pattern": "^[0-9]{6}$"}}}}}],
+      "response_format": text_format(minLength=3)},
+     "response_format.json_schema.schema", "bound 3 different lengths"),
 ])
 def test_bad_tool_requests_are_400s_naming_the_field(local_config, fields, param, fragment):
     error = refused(local_config, **fields)
