@@ -52,8 +52,8 @@ from router.api.valid_request import RequestValidator, ValidRequest
 from router.chat_stream import (
     ChatStream,
     close_stream,
-    finish_reason_of,
     next_before,
+    openai_finish_reason,
     replay,
     usage_of,
 )
@@ -235,7 +235,7 @@ class ChatService:
                         tool_calls=calls or None,
                         reasoning_content=(whole.reasoning or None)
                         if chat.request.return_reasoning else None),
-                    finish_reason=finish_reason_of(whole),
+                    finish_reason=openai_finish_reason(whole.finish_reason, bool(calls)),
                 )
             ],
             usage=usage_of(whole),

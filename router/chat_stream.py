@@ -116,8 +116,8 @@ class ChatStream:
                     if finished.tail is not None:
                         measured.content_sent()
                         yield event({"content": finished.tail})
-                    yield event({}, finish_reason="tool_calls" if called_tools and
-                                finish_reason == "stop" else finish_reason,
+                    yield event({}, finish_reason=openai_finish_reason(finish_reason,
+                                                                       called_tools),
                                 service=None if include_usage else finished.service)
                     if chunk.finish_reason is None:
                         break  # stopped by the gate: the engine stream is closed
@@ -157,11 +157,9 @@ def tool_call_delta(delta: ToolCallDelta) -> dict:
     return piece
 
 
-def finish_reason_of(chunk: GenerationChunk) -> str | None:
+def openai_finish_reason(finish_reason: str | None, called_tools: bool) -> str | None:
     """OpenAI's finish reason: "tool_calls" when the model stopped after calling tools."""
-    if chunk.tool_calls and chunk.finish_reason == "stop":
-        return "tool_calls"
-    return chunk.finish_reason
+    return "tool_calls" if called_tools and finish_reason == "stop" else finish_reason
 
 
 def usage_of(chunk: GenerationChunk) -> Usage:

@@ -5,7 +5,8 @@ whole conversation to resolve "this item") -> the vision model; otherwise the te
 may name a model explicitly; naming one that cannot take the content is a 400, naming one that does
 not exist a 404. A request with tools or a JSON response format (or asking for the model's
 reasoning) must land on a model whose config serves them, else a 400 (`tools_not_supported`):
-with an image that is the vision model, which serves tools only where its config says so. No Ray, FastAPI or vLLM here, so the rule is tested table-driven without servers.
+with an image that is the vision model, which serves tools only where its config says so. No
+Ray, FastAPI or vLLM here, so the rule is tested table-driven without servers.
 """
 
 from __future__ import annotations

@@ -199,13 +199,13 @@ class ShopAssistant:
 
         reason = self._rules.reason_for(latest, list(conversation.assistant_turns))
         if reason is not None:
-            fixed = self._fixed(reason, shop.messages.handoff.get(language), language,
-                                enable_thinking, version=self.knowledge.version)
+            text = shop.messages.handoff.get(language)
             if not answer_forced:
-                return fixed
+                return self._fixed(reason, text, language, enable_thinking,
+                                   version=self.knowledge.version)
             shaped = self._model_plan(conversation, language, enable_thinking, own_tools)
             return dataclasses.replace(shaped, service=dataclasses.replace(
-                shaped.service, handoff=fixed.service.handoff))
+                shaped.service, handoff=HandoffDecision(reason, text)))
         if order is not None:
             return self._order_plan(order, conversation, language, enable_thinking)
         if own_tools is not None:
@@ -224,12 +224,8 @@ class ShopAssistant:
         retrieval_s = time.perf_counter() - started
 
         small_talk = is_small_talk(latest, self._names)
-        # Small talk needs no facts: a greeting that happens to share a character with an entry
-        # must not put that entry in front of the model.
-        grounded = bool(found) and self._relevant(found[0]) and not small_talk
-        facts = [hit.entry for hit in found
-                 if grounded and self._relevant(hit, SECONDARY_FACT_RATIO)]
-        if not grounded and not conversation.has_images and not small_talk:
+        facts = self._facts(found, small_talk)
+        if not facts and not conversation.has_images and not small_talk:
             return self._fixed("no_answer", shop.messages.no_answer.get(language), language,
                                enable_thinking, retrieval_s, version, found)
         sources = tuple(Source(e.id, e.title[language]) for e in facts)
@@ -247,10 +243,7 @@ class ShopAssistant:
         curated or cached answered ("bypass_tools", "bypass_response_format")."""
         started = time.perf_counter()
         version, found = self._search(conversation, self._clock())
-        grounded = bool(found) and self._relevant(found[0]) and \
-            not is_small_talk(conversation.normalized_latest, self._names)
-        facts = [hit.entry for hit in found
-                 if grounded and self._relevant(hit, SECONDARY_FACT_RATIO)]
+        facts = self._facts(found, is_small_talk(conversation.normalized_latest, self._names))
         return ShopPlan(
             ServiceInfo(self.config.id, tuple(Source(e.id, e.title[language]) for e in facts),
                         cache=f"bypass_{own_tools}"),
@@ -288,6 +281,15 @@ class ShopAssistant:
             enable_thinking, time.perf_counter() - started, version, tuple(found),
             facts=tuple(facts), question=conversation.normalized_latest,
             said=conversation.texts, order=order)
+
+    def _facts(self, found: list[ScoredEntry], small_talk: bool) -> list[KnowledgeEntry]:
+        """The entries found that go to the model: none unless the best one is relevant (the
+        message is grounded), then every one close enough to the threshold. Small talk needs no
+        facts: a greeting that happens to share a character with an entry must not put that
+        entry in front of the model."""
+        if small_talk or not found or not self._relevant(found[0]):
+            return []
+        return [hit.entry for hit in found if self._relevant(hit, SECONDARY_FACT_RATIO)]
 
     def _relevant(self, hit: ScoredEntry, ratio: float = 1.0) -> bool:
         """Whether an entry found is relevant: it covers enough of the message's words, or (with

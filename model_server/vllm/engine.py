@@ -92,10 +92,9 @@ class VLLMChatEngine(ChatEngine):
         with engine_start_placement():
             self._engine = AsyncLLM.from_engine_args(self.engine_args(),
                                                      stat_loggers=stat_loggers)
-        if self._model.tool_parser or self._model.reasoning_parser:
-            from model_server.vllm.output_format import warm
+        from model_server.vllm.output_format import warm
 
-            warm(self._model)
+        warm(self._model)
         logger.info("engine for %s ready (weights: %s)", self._model.name, self._model_path)
 
     async def chat(self, request: EngineRequest) -> AsyncIterator[GenerationChunk]:
@@ -216,17 +215,13 @@ class VLLMChatEngine(ChatEngine):
 
 async def _whole(chunks, shape) -> AsyncIterator[GenerationChunk]:
     """The whole answer as one chunk, split by `shape` once it is complete."""
-    pieces: list[str] = []
+    pieces: list[GenerationChunk] = []
     token_ids: list[int] = []
-    last = None
     async for chunk, ids in chunks:
-        pieces.append(chunk.text)
+        pieces.append(chunk)
         token_ids.extend(ids)
-        last = chunk
-    if last is not None:
-        whole = GenerationChunk("".join(pieces), last.prompt_tokens, last.completion_tokens,
-                                last.finish_reason)
-        yield shape.whole(whole, token_ids)
+    if pieces:
+        yield shape.whole(GenerationChunk.merged(pieces), token_ids)
 
 
 def template_kwargs(request: EngineRequest) -> dict:

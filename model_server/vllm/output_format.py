@@ -56,10 +56,11 @@ def _parser_class(tool_parser: str | None, reasoning_parser: str | None, strict_
 
 def warm(model: ModelConfig) -> None:
     """Import vLLM's parsers and xgrammar and compose the model's parser classes now, at engine
-    start: the first request with tools would otherwise wait for them (2.3 s on 2 cores)."""
-    import xgrammar  # noqa: F401
-
+    start: the first request with tools would otherwise wait for them (2.3 s on 2 cores). A
+    model whose config names no parser has nothing to warm."""
     if model.tool_parser or model.reasoning_parser:
+        import xgrammar  # noqa: F401
+
         for strict_level in ("auto", "parameter"):
             _parser_class(model.tool_parser, model.reasoning_parser, strict_level)
             _parser_class(model.tool_parser, None, strict_level)
@@ -74,7 +75,6 @@ class AnswerShape:
         from vllm.entrypoints.openai.chat_completion.protocol import ChatCompletionRequest
 
         check_schemas(output)
-        self.output = output
         uses_tools = bool(output.tools) and output.tool_choice != "none"
         self.rendered_tools = list(output.tools) if uses_tools else None
         # The parsers read the tools and choices of the request, never its messages: a
@@ -104,7 +104,6 @@ class AnswerShape:
         # The rendered prompt tells the reasoning parser whether thinking is already closed
         # (Qwen3's template pre-fills an empty think block when thinking is off).
         self._prompt_token_ids: list[int] = []
-        self._calls_seen = False
 
     def template_kwargs(self) -> dict[str, Any]:
         """What the chat template needs beyond the request's switches: the tools to render
@@ -128,7 +127,6 @@ class AnswerShape:
         calls = tuple(ToolCallDelta(d.index, d.id, d.function.name if d.function else None,
                                     (d.function.arguments or "") if d.function else "")
                       for d in message.tool_calls or ())
-        self._calls_seen = self._calls_seen or bool(calls)
         return _replace_output(chunk, message.content or "", message.reasoning or "", calls)
 
     def whole(self, chunk: GenerationChunk, token_ids: Sequence[int]) -> GenerationChunk:
@@ -141,12 +139,7 @@ class AnswerShape:
             model_output_token_ids=list(token_ids))
         deltas = tuple(ToolCallDelta(i, call.id or _new_call_id(), call.name, call.arguments)
                        for i, call in enumerate(calls or ()))
-        self._calls_seen = bool(deltas)
         return _replace_output(chunk, content or "", reasoning or "", deltas)
-
-    @property
-    def called_tools(self) -> bool:
-        return self._calls_seen
 
 
 def _replace_output(chunk: GenerationChunk, text: str, reasoning: str,

@@ -246,10 +246,8 @@ def _check_tools(request: ChatCompletionRequest, limits: RequestLimits) -> None:
             raise APIError.of(ErrorKind.DUPLICATE_TOOL, name=name)
         names.add(name)
         if tool.function.parameters is not None:
-            param = f"tools[{i}].function.parameters"
-            check_schema_bounds(tool.function.parameters, param, limits)
-            lengths.update(dict.fromkeys(bounded_lengths(tool.function.parameters, param,
-                                                         limits), param))
+            _check_schema(tool.function.parameters, f"tools[{i}].function.parameters", limits,
+                          lengths)
     choice = request.tool_choice
     for field_name in ("tool_choice", "parallel_tool_calls"):
         if getattr(request, field_name) is not None and not tools:
@@ -261,10 +259,8 @@ def _check_tools(request: ChatCompletionRequest, limits: RequestLimits) -> None:
         raise APIError.of(ErrorKind.FORMAT_WITH_FORCED_CALL,
                           choice=choice if isinstance(choice, str) else choice.function.name)
     if isinstance(fmt, JsonSchemaFormat):
-        param = "response_format.json_schema.schema"
-        check_schema_bounds(fmt.json_schema.schema_, param, limits)
-        lengths.update(dict.fromkeys(bounded_lengths(fmt.json_schema.schema_, param, limits),
-                                     param))
+        _check_schema(fmt.json_schema.schema_, "response_format.json_schema.schema", limits,
+                      lengths)
     if len(lengths) > limits.max_schema_length_bounds:
         raise APIError.of(ErrorKind.SCHEMA_TOO_MANY_LENGTHS, count=len(lengths),
                           limit=limits.max_schema_length_bounds,
@@ -332,6 +328,14 @@ def _pattern_repeats(pattern: str, where: str, param: str) -> list[int]:
             elif op in (sre_constants.ASSERT, sre_constants.ASSERT_NOT):
                 stack.append((value[1], outer))
     return bounds
+
+
+def _check_schema(schema: dict, param: str, limits: RequestLimits,
+                  lengths: dict[int, str]) -> None:
+    """One schema's bounds; its bounded lengths are added to `lengths` (with `param`), which
+    the request's schemas share."""
+    check_schema_bounds(schema, param, limits)
+    lengths.update(dict.fromkeys(bounded_lengths(schema, param, limits), param))
 
 
 def check_schema_bounds(schema: dict, param: str, limits: RequestLimits) -> None:
