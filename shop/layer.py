@@ -32,6 +32,7 @@ from shop.assistant import Clock, GuardResult, ShopAssistant, ShopPlan, utc_now
 from shop.config import ShopsConfig
 from shop.conversation import Conversation
 from shop.directory import ShopDirectory, UnknownShopError
+from shop.guard.broken import whole_sentences
 from shop.guard.verdict import ReleaseGate
 from shop.orders.backend import BreakerListener, OrderBackend
 from shop.orders.desk import OrderAnswer, OrderDesk
@@ -265,15 +266,18 @@ class Shop:
         sentences that passed just ends at the last of them."""
         decided = plan.decision
         released = checked.gate.released
-        if checked.gate.failure.reason == "cut_off" and released.strip():
+        # What a JSON body keeps of it: its whole sentences (a stream may have shown a clause
+        # of the next one; a body has no reason to end on "，").
+        kept = whole_sentences(released)
+        if checked.gate.failure.reason == "cut_off" and kept:
             # Cut at the token limit after sentences that passed: the answer ends at the last
             # of them, as written, with its sources (nothing needs replacing).
-            return Finish(released.rstrip(), None, decided.service.as_dict(checked.result),
-                          None, checked.result)
+            return Finish(kept, None, decided.service.as_dict(checked.result), None,
+                          checked.result)
         replacement, service = self.assistant.guard_replacement(decided)
         tail = f"\n\n{replacement}" if released.strip() else replacement
-        text = replacement if service.handoff is None or not released.strip() \
-            else released.rstrip() + tail
+        text = replacement if service.handoff is None or not kept \
+            else f"{kept}\n\n{replacement}"
         late_handoff = service.handoff.reason if service.handoff is not None else None
         return Finish(text, tail, service.as_dict(checked.result), late_handoff, checked.result)
 

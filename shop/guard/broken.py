@@ -76,6 +76,12 @@ class RunningText:
                 return "wrong_language"
         return None
 
+    @property
+    def language_judged(self) -> bool:
+        """Enough words for the language check to have said whether the answer is in the
+        other language."""
+        return self.chinese + self.english >= LANGUAGE_MIN_WORDS
+
     def end(self, tail: str) -> str | None:
         """The checks of the whole text, with its unfinished `tail`: a loop that compresses
         like one."""
@@ -94,6 +100,15 @@ def ends_mid_sentence(text: str) -> bool:
     if not stripped:
         return False
     return stripped[-1] not in SENTENCE_ENDS and not _EMOJI_OR_SYMBOL.search(stripped)
+
+
+def whole_sentences(text: str) -> str:
+    """`text` up to the end of its last complete sentence; "" when no sentence ended (a
+    released clause, "从杭州发货后，", is not one)."""
+    stripped = text.rstrip()
+    while stripped and ends_mid_sentence(stripped):
+        stripped = stripped[:-1].rstrip()
+    return stripped
 
 
 def cut_off(text: str, finish_reason: str | None) -> bool:

@@ -171,15 +171,22 @@ ECHO_MIN_CHARS = 4  # a shorter question said back ("吗？", "ok?") is not an e
 REPEAT_MIN_CHARS = 6  # a part this long inside what was already shown is a repeat
 _SENTENCE_BREAK = re.compile(rf"[{HARD_ENDS}，、：]|[.,:]\s")
 # A sentence longer than this is released up to its last clause mark (a Chinese comma, or an
-# English one followed by a space: "1,099" is one number).
+# English one followed by a space: "1,099" is one number). Not at an enumeration comma (、): a
+# list's items are not clauses, and a list that loops ("羊毛、山羊绒、羊毛、…") would show its
+# first items before the third repeat fails it.
 CLAUSE_RELEASE_CHARS = 24
-_CLAUSE_END = re.compile(r"(?<=[，、：])|(?<=[,:])(?= )")
+_CLAUSE_END = re.compile(r"(?<=[，：])|(?<=[,:])(?= )")
 
 
 class ReleaseGate:
     """One answer's text as it arrives: `feed` returns what may be shown now (the complete
     sentences that passed), `end` what may be shown at the end. After a failure nothing more
-    is released; `failure` says why and `released` holds what was shown before it."""
+    is released; `failure` says why and `released` holds what was shown before it.
+
+    Nothing is shown before the answer has enough words for its language to be judged
+    (broken.LANGUAGE_MIN_WORDS, about one sentence): an answer in the other language would
+    otherwise show its first clauses before it fails. The sentences that passed wait until
+    then (or the end of a shorter answer)."""
 
     def __init__(self, guard: AnswerGuard, language: Language, sheet: FactSheet,
                  question: str = ""):
@@ -188,6 +195,7 @@ class ReleaseGate:
         self._sheet = sheet
         self._pending = ""
         self._shown: list[str] = []
+        self._held: list[str] = []  # passed, not shown until the language is judged
         self._running = broken.RunningText(language)  # every sentence, shown or not
         self._said: Counter[str] = Counter()  # sentence -> times said
         self._space = ""  # whitespace between sentences, held for the next one shown
@@ -223,22 +231,22 @@ class ReleaseGate:
         """The rest of the answer once the model has finished (`finish_reason` as it gave it)."""
         if self.failure is not None:
             return ""
-        whole = self.released + self._pending
+        whole = "".join(self._shown + self._held) + self._pending
         if broken.is_empty(whole):
             self.failure = Failure("empty", "")
             return ""
         if broken.cut_off(whole, finish_reason):
             tail = self._pending.strip() or whole.rstrip()[-20:]
             self.failure = Failure("cut_off", tail)
-            return ""
+            return self._show_held()  # they passed: the answer ends at the last of them
         if (reason := self._running.end(self._pending)) is not None:
             self.failure = Failure(reason, "")
             return ""
         tail, self._pending = [self._pending] if self._pending.strip() else [], ""
-        return self._release(tail)
+        return self._release(tail, at_end=True)
 
-    def _release(self, parts: list[str]) -> str:
-        released: list[str] = []
+    def _release(self, parts: list[str], at_end: bool = False) -> str:
+        shown: list[str] = []  # shown by this call: held parts once the language is judged
         for part in parts:
             # Still normalised once stripped: the claims read it without normalising again.
             key = NormalizedText(normalize(part).strip())
@@ -259,12 +267,20 @@ class ReleaseGate:
             failure = failure or self._guard.check_sentence(part, key, self._sheet)
             if failure is not None:
                 self.failure = failure
-                break
-            released.append(self._space + part)
+                break  # what is still held is never shown
+            self._held.append(self._space + part)
             self._space = ""
             self._shown_core += core + "|"
-        self._shown.extend(released)
-        return "".join(released)
+            if self._running.language_judged:
+                shown.append(self._show_held())
+        if at_end and self.failure is None:
+            shown.append(self._show_held())
+        return "".join(shown)
+
+    def _show_held(self) -> str:
+        shown, self._held = self._held, []
+        self._shown.extend(shown)
+        return "".join(shown)
 
     def _echoes(self, core: str, key: str) -> bool:
         """A question that is the shopper's own message, or part of it, said back to them

@@ -110,9 +110,32 @@ def test_broken_output_is_failed_for_its_reason():
 def test_a_looping_answer_shows_its_sentence_once_then_fails():
     g = guard()
     gate = g.gate("zh", g.facts([FACTS_ZH], []))
-    shown = [gate.feed("中通包邮哦。") for _ in range(5)]
-    assert shown == ["中通包邮哦。", "", "", "", ""]
+    shown = [gate.feed("从杭州发货，中通快递其他省份2-4天到。") for _ in range(5)]
+    assert shown == ["从杭州发货，中通快递其他省份2-4天到。", "", "", "", ""]
     assert gate.failure.reason == "loop"
+
+
+def test_nothing_is_shown_before_the_language_is_judged():
+    g = guard()
+    # An English conversation answered in Chinese: its first clauses are not shown before the
+    # language check fails it.
+    gate = g.gate("en", g.facts([FACTS_EN], []))
+    answer = "不过，确实，随身携带，充电宝要放在随身行李里面，托运是不可以的。"
+    shown = [gate.feed(answer[i:i + 2]) for i in range(0, len(answer), 2)]
+    assert shown == [""] * len(shown) and gate.released == ""
+    assert gate.failure.reason == "wrong_language"
+    # A short answer that passes waits for the end, then is shown whole.
+    short = g.gate("zh", g.facts([FACTS_ZH], []))
+    assert short.feed("好的。") == "" and short.end("stop") == "好的。"
+    assert short.released == "好的。" and short.failure is None
+
+
+def test_a_looping_list_shows_none_of_its_items():
+    g = guard()
+    gate = g.gate("zh", g.facts([FACTS_ZH], []))
+    shown = [gate.feed(piece) for piece in ["这件毛衣的成分有"] + ["羊毛、", "山羊绒、"] * 12]
+    shown.append(gate.end("length"))
+    assert "".join(shown) == "" and gate.failure.reason in ("loop", "cut_off")
 
 
 def test_a_sentence_that_says_a_long_clause_again_is_not_shown_again():
@@ -148,9 +171,9 @@ def test_the_shopper_s_question_said_back_is_not_shown():
 def test_the_gate_never_shows_a_failed_sentence_and_stops_at_it():
     g = guard()
     gate = g.gate("zh", g.facts([FACTS_ZH], []))
-    answer = "中通其他省份2-4天到。顺丰只要半天就到。有问题再问我。"
+    answer = "从杭州发货，中通快递其他省份2-4天到。顺丰只要半天就到。有问题再问我。"
     shown = "".join(gate.feed(answer[i:i + 3]) for i in range(0, len(answer), 3))
-    assert shown == "中通其他省份2-4天到。" == gate.released
+    assert shown == "从杭州发货，中通快递其他省份2-4天到。" == gate.released
     assert gate.failure.claim == "0.5天"
     assert gate.end("stop") == ""  # nothing after the failure
 

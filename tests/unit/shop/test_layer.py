@@ -143,12 +143,27 @@ def test_a_stream_keeps_the_sentences_it_released_before_the_failure(layer):
     shop = layer.select("demo-apparel", AnyShop())
     plan = planned(shop, turn(MODEL_QUESTION))
     gate = shop.gate(plan)
-    shown = gate.feed("中通全国包邮。") + gate.feed("新疆也包邮，顺丰加 10 元。")
-    assert shown == "中通全国包邮。"  # the failed sentence is never released
-    finished = shop.finish(plan, "中通全国包邮。新疆也包邮，顺丰加 10 元。", "stop", gate)
+    passed = "中通全国包邮。发货后请留意物流信息。"
+    shown = gate.feed(passed[:7]) + gate.feed(passed[7:]) + gate.feed("新疆也包邮，顺丰加 10 元。")
+    assert shown == passed  # the failed sentence is never released
+    finished = shop.finish(plan, passed + "新疆也包邮，顺丰加 10 元。", "stop", gate)
     no_answer = layer.config.catalog[0].messages.no_answer.zh
     assert finished.tail == "\n\n" + no_answer
-    assert finished.text == "中通全国包邮。\n\n" + no_answer
+    assert finished.text == passed + "\n\n" + no_answer
+
+
+def test_a_json_body_keeps_whole_sentences_only_before_the_no_answer_message(layer):
+    shop = layer.select("demo-apparel", AnyShop())
+    plan = planned(shop, turn(MODEL_QUESTION))
+    gate = shop.gate(plan)
+    # A long sentence goes out a clause at a time; the next clause fails it.
+    clause = "中通全国包邮，发货以后请您留意物流信息和手机短信通知，"
+    assert gate.feed(clause) == clause
+    gate.feed("新疆顺丰加 10 元。")
+    finished = shop.finish(plan, clause + "新疆顺丰加 10 元。", "stop", gate)
+    no_answer = layer.config.catalog[0].messages.no_answer.zh
+    assert finished.tail == "\n\n" + no_answer  # after what the stream showed
+    assert finished.text == no_answer  # a body does not start with half a sentence
 
 
 def test_a_flagging_shop_sends_the_answer_as_written_and_marks_it(layer):
