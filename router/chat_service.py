@@ -102,6 +102,15 @@ class PreparedChat:
         """The shop's release gate for a streamed answer (None: send text as it comes)."""
         return self.valid.shop.gate(self.plan)
 
+    def openai_finish_reason(self, finish_reason: str | None, called_tools: bool) -> str | None:
+        """The answer's finish reason as OpenAI gives it; a request that shaped its answer
+        (tools, JSON) is counted by shape and finish."""
+        reason = openai_finish_reason(finish_reason, called_tools)
+        shape = self.request.output_shape
+        if shape is not None and reason is not None:
+            self.metrics.shaped_answer(shape, reason)
+        return reason
+
     def finish(self, answer: str, finish_reason: str | None,
                gate: ReleaseGate | None = None) -> Finish:
         """The shop's second fixed point, once per request with the whole answer; a hand-off
@@ -235,7 +244,7 @@ class ChatService:
                         tool_calls=calls or None,
                         reasoning_content=(whole.reasoning or None)
                         if chat.request.return_reasoning else None),
-                    finish_reason=openai_finish_reason(whole.finish_reason, bool(calls)),
+                    finish_reason=chat.openai_finish_reason(whole.finish_reason, bool(calls)),
                 )
             ],
             usage=usage_of(whole),

@@ -116,8 +116,8 @@ class ChatStream:
                     if finished.tail is not None:
                         measured.content_sent()
                         yield event({"content": finished.tail})
-                    yield event({}, finish_reason=openai_finish_reason(finish_reason,
-                                                                       called_tools),
+                    yield event({}, finish_reason=chat.openai_finish_reason(finish_reason,
+                                                                            called_tools),
                                 service=None if include_usage else finished.service)
                     if chunk.finish_reason is None:
                         break  # stopped by the gate: the engine stream is closed

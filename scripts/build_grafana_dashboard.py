@@ -272,6 +272,15 @@ ROWS: list[tuple[str, list[Panel]]] = [
               "Time to fetch one remote image, redirects included, p50/p95/p99.",
               quantiles("ray_cs_image_fetch_seconds", "outcome", 'outcome="ok"'), unit="s"),
     ]),
+    ("Shop backends: tools and structured outputs", [
+        Panel("Shaped answers/s by shape and finish",
+              "Answers to requests with tools or a JSON response_format (shop backends), by "
+              "shape and how they ended: tool_calls (the model called), stop (it answered), "
+              "length (cut at the token limit: a call or JSON the backend cannot use; raise "
+              "max_tokens or shorten the schema).",
+              [(f"sum by (shape, finish) (rate(ray_cs_shaped_answers_total{{{MODEL}}}[{RATE}]))",
+                "{{shape}} {{finish}}")], unit="reqps"),
+    ]),
 ]
 
 

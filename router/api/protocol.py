@@ -219,6 +219,21 @@ class ChatCompletionRequest(BaseModel):
         return bool(self.tools) or self.json_format is not None
 
     @property
+    def output_shape(self) -> str | None:
+        """The shape the client asked the answer to take, as the metrics label it:
+        json_schema, json_object, tools_auto, tools_required, tools_named or tools_none; None for
+        plain text."""
+        fmt = self.json_format
+        if fmt is not None:
+            return fmt.type
+        if not self.tools:
+            return None
+        choice = self.tool_choice
+        if choice is None or isinstance(choice, str):
+            return f"tools_{choice or 'auto'}"
+        return "tools_named"
+
+    @property
     def answer_forced(self) -> bool:
         """The answer must take the client's shape whatever the message: a required or named
         call, or JSON. Such an answer is held to a grammar from its first token (the model does

@@ -206,6 +206,15 @@ IMAGE_FETCH = MetricSpec(
     "Remote image URLs: time to fetch one image (redirects included), successful or not.",
     ("outcome",), IMAGE_FETCH_BUCKETS_S)
 
+SHAPED_ANSWERS = MetricSpec(
+    "cs_shaped_answers", "counter",
+    "Answers to requests with tools or a JSON response_format (a shop backend's), by model, "
+    "shape (tools_auto, tools_required, tools_named, tools_none, json_object, json_schema) and "
+    "finish (tool_calls: the model called; stop: it answered; length: cut at the token limit, "
+    "so a call or JSON the backend cannot use).", ("model", "shape", "finish"))
+# The finish label's values; any other engine reason counts as `other`.
+SHAPED_FINISHES = frozenset({"tool_calls", "stop", "length"})
+
 REPLICA_RETRIES = MetricSpec(
     "cs_replica_retries", "counter",
     "Replica calls sent once more because their replica was lost before any output "
@@ -218,7 +227,8 @@ INGRESS_METRICS = (REQUESTS, REJECTED, FAILED, TTFT, ITL, E2E, PROMPT_TOKENS, CO
                    SHOP_NO_RELEVANT_ENTRY, SHOP_UNDERSTOOD_BY_WORDS, SHOP_RETRIEVAL,
                    SHOP_ORDER_LOOKUPS, SHOP_ORDER_FAILURES, SHOP_ORDER_SECONDS, SHOP_ORDER_BREAKER,
                    KEY_REQUESTS, KEY_TOKENS,
-                   RATE_LIMITED, RATE_LIMIT_STORE_ERRORS, IMAGE_FETCH, REPLICA_RETRIES)
+                   RATE_LIMITED, RATE_LIMIT_STORE_ERRORS, IMAGE_FETCH, SHAPED_ANSWERS,
+                   REPLICA_RETRIES)
 
 
 class Instrument(Protocol):
@@ -376,6 +386,12 @@ class RequestMetrics:
         """The answer guard read a model answer of `shop` (shop/guard/)."""
         if shop in self._metrics.shops:
             self._metrics.record(SHOP_GUARD, 1, shop=shop, verdict=verdict, guard_reason=reason)
+
+    def shaped_answer(self, shape: str, finish: str) -> None:
+        """A request with its own answer shape (ChatCompletionRequest.output_shape) ended with
+        OpenAI's `finish` reason."""
+        self._metrics.record(SHAPED_ANSWERS, 1, model=self._model, shape=shape,
+                             finish=finish if finish in SHAPED_FINISHES else "other")
 
     def images_checked(self, count: int, seconds: float) -> None:
         self._metrics.record(IMAGE_PREPROCESS, seconds, model=self._model)

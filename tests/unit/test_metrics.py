@@ -27,7 +27,7 @@ URL = "/v1/chat/completions"
 # outcome by `ok` + ErrorCode.
 BOUNDED_LABELS = {"model", "route", "status", "reason", "stream", "shop", "answer", "handoff_reason",
                   "verdict", "guard_reason", "failure",
-                  "key_id", "limit", "outcome", "result"}
+                  "key_id", "limit", "outcome", "result", "shape", "finish"}
 SERVE_RESERVED = {"deployment", "replica", "application"}
 
 

@@ -204,9 +204,11 @@ def service_with(local_config, chunks) -> ChatService:
     return ChatService(local_config, {"text": stream, "vision": stream})
 
 
-def run_chat(local_config, chunks, **fields):
+def run_chat_measured(local_config, chunks, **fields):
+    """The JSON body (or the stream's events) of a request answered with `chunks`, and the
+    registry its metrics went to."""
     service = service_with(local_config, chunks)
-    metrics, _ = recording_metrics(local_config)
+    metrics, registry = recording_metrics(local_config)
     body = json.dumps({"messages": [USER], "tools": [TOOL], **fields}).encode()
 
     async def run():
@@ -215,7 +217,11 @@ def run_chat(local_config, chunks, **fields):
             return (await service.complete(chat)).body()
         events = [e async for e in (await service.open_stream(chat)).events()]
         return [json.loads(e.removeprefix("data: ")) for e in events if e != "data: [DONE]\n\n"]
-    return asyncio.run(run())
+    return asyncio.run(run()), registry
+
+
+def run_chat(local_config, chunks, **fields):
+    return run_chat_measured(local_config, chunks, **fields)[0]
 
 
 def test_a_json_answer_carries_the_calls_in_openai_shape(local_config):
@@ -259,3 +265,25 @@ def test_reasoning_is_sent_apart_only_to_a_request_that_asked(local_config):
     assert {"reasoning_content": "Let me think. "} in deltas
     not_asked = run_chat(local_config, chunks, stream=True)
     assert not any("reasoning_content" in c["delta"] for e in not_asked for c in e["choices"])
+
+
+def test_shaped_answers_are_counted_by_shape_and_how_they_ended(local_config):
+    model = model_for(local_config, "text").name
+
+    def counted(registry, shape: str, finish: str) -> float | None:
+        return registry.get_sample_value("cs_shaped_answers_total",
+                                         {"model": model, "shape": shape, "finish": finish})
+
+    _, called = run_chat_measured(local_config, CALL_PIECES, tool_choice="required")
+    assert counted(called, "tools_required", "tool_calls") == 1
+    cut = (GenerationChunk('{"size": ', 10, 5, "length"),)
+    _, json_cut = run_chat_measured(local_config, cut, tools=None, stream=True,
+                                    response_format={"type": "json_object"})
+    assert counted(json_cut, "json_object", "length") == 1
+    plain = (GenerationChunk("Ships today.", 10, 3, "stop"),)
+    _, answered = run_chat_measured(local_config, plain, tool_choice={
+        "type": "function", "function": {"name": TOOL["function"]["name"]}})
+    assert counted(answered, "tools_named", "stop") == 1
+    _, text_only = run_chat_measured(local_config, plain, tools=None)
+    assert not [s for m in text_only.collect() if m.name == "cs_shaped_answers"
+                for s in m.samples]
