@@ -9,6 +9,7 @@ import time
 
 import pytest
 
+from tests.unit.orders.conftest import ORDER_TIMEOUT_S
 from tests.order_stack import token_for
 from tests.unit.test_shop_http import URL, ShopStack
 
@@ -119,7 +120,7 @@ def test_a_failing_order_system_is_a_handoff_and_the_shop_keeps_answering(
 
     before = counted()
     for fault in ("error", "garbage", "slow"):
-        order_service.set_fault(fault, delay_s=2.0)
+        order_service.set_fault(fault, delay_s=ORDER_TIMEOUT_S * 3)
         body = answer(shop_stack, "我的快递到哪了", headers)
         assert body["service"]["handoff"]["reason"] == "order_system_unavailable"
         assert body["service"]["order"] == "unavailable"
