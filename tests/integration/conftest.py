@@ -25,6 +25,7 @@ from configs.schema import load_serve_config
 from configs.serve_env import load_serve_env
 from loadtests.prometheus_api import PrometheusAPI
 from loadtests.server_process import ServerProcess, ServerStartError, free_port, url_answers
+from shop.orders.intent import recognise
 from tests.conftest import LOCAL_CONFIG, PROJECT_ROOT
 from tests.order_stack import point_shops_at, set_fault
 
@@ -291,6 +292,24 @@ def one_replica_each(raw: dict) -> None:
         scaling = deployment.get("autoscaling_config")
         if scaling:
             scaling.update(min_replicas=1, initial_replicas=1, max_replicas=1)
+
+
+def every_answer_generated(raw: dict) -> None:
+    """No curated answers and no response cache in any shop: every question that is not an
+    order question or a hand-off goes to a text engine. For the runs that need engine load
+    (scaling, faults under load): with both on, 11 of the sales workload's 12 single
+    questions are answered at the ingress, and the engines see a trickle."""
+    shops = raw["applications"][0]["args"]["shops"]
+    shops.setdefault("response_cache", {})["enabled"] = False
+    for shop in shops["catalog"]:
+        shop.setdefault("curated_answers", {})["enabled"] = False
+
+
+def model_questions(workload: dict) -> dict:
+    """The workload (the YAML's dict) without its order questions, which the order desk
+    answers (a sign-in reply to these anonymous shoppers) without a model."""
+    workload["text_questions"] = [q for q in workload["text_questions"] if recognise(q) is None]
+    return workload
 
 
 REDIS_STARTUP_TIMEOUT_S = 30

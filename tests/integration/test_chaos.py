@@ -61,6 +61,8 @@ from tests.integration.conftest import (
     RAY_SESSION,
     STARTUP_TIMEOUT_S,
     TINY_MODELS,
+    every_answer_generated,
+    model_questions,
     processes,
     write_test_config,
 )
@@ -74,8 +76,14 @@ WORKER_TEMP_ROOT = Path("/tmp/ray-chaos")  # short: Ray's socket paths must fit 
 # fails (so the failure has something to cost); one text replica alone carries them (a rolling
 # update runs on one).
 USERS = 8
-FAULT_AT_S = 25  # into the Locust run
-LOAD_S = 110  # the steady stage: the fault, then the pool running short of one replica
+FAULT_AT_S = 12  # into the Locust run: every shopper has a stream open by then
+# The steady stage after a kill: the pool short of one replica carries the load for 48 s, then
+# the replacement's start finishes on a quiet machine (on 2 cores the load would slow it from
+# ~80 s to ~120 s, and the suite by that much per fault).
+KILL_LOAD_S = 60
+# A rollout replaces both text replicas in turn (~100 s each here): the first is replaced and
+# the second begins to be under load.
+ROLLOUT_LOAD_S = 110
 RECOVERY_TIMEOUT_S = 360
 SETTLE_S = 4  # > 3 metric export intervals (1 s) + Prometheus scrape (1 s)
 # A kill takes this long at most (SIGKILL to each process of a node): a stream that began
@@ -216,8 +224,10 @@ class TwoNodeCluster:
 def chaos_config(raw: dict, http_port: int, persona_suffix: str = "",
                  temperature: float | None = None) -> None:
     """The shipped local config for the two-node cluster: two ingress replicas on the head, two
-    text replicas (one per node), vision left at zero (the workload sends no images)."""
+    text replicas (one per node), vision left at zero (the workload sends no images), every
+    answer generated (the faults are the engines': they must have streams to cost)."""
     raw["http_options"]["port"] = http_port
+    every_answer_generated(raw)
     app = raw["applications"][0]
     for deployment in app["deployments"]:
         actor = deployment.setdefault("ray_actor_options", {})
@@ -243,10 +253,10 @@ def chaos_config(raw: dict, http_port: int, persona_suffix: str = "",
                 model["sampling"]["temperature"] = temperature
 
 
-def chaos_workload() -> dict:
-    """The sales workload's questions at a steady USERS shoppers, text only; the assertions
-    below are the gates."""
-    workload = steady_workload(LOAD_S, USERS, drain_s=60)
+def chaos_workload(load_s: float) -> dict:
+    """The sales workload's questions at a steady USERS shoppers for `load_s`, text only; the
+    assertions below are the gates."""
+    workload = model_questions(steady_workload(load_s, USERS, drain_s=60))
     workload["mix"] = {"text_single": 3, "text_multi_turn": 1, "vision": 0}
     workload["output_tokens"] = {"min": 96, "max": 192}
     workload["think_time_s"] = {"min": 0.05, "max": 0.3}
@@ -301,12 +311,12 @@ def in_flight_on(prom: PrometheusAPI, replica_ids: list[str], killed_at: float) 
 
 
 def run_with_fault(cluster: TwoNodeCluster, prom: PrometheusAPI, workdir: Path, name: str,
-                   fault) -> FaultRun:
-    """Run Locust; `fault()` at FAULT_AT_S returns (replica ids of the failed part, detail);
-    recovery is timed from then until full capacity."""
+                   fault, load_s: float = KILL_LOAD_S) -> FaultRun:
+    """Run Locust for `load_s`; `fault()` at FAULT_AT_S returns (replica ids of the failed
+    part, detail); recovery is timed from then until full capacity."""
     workdir.mkdir(parents=True, exist_ok=True)
     workload = workdir / "workload.yaml"
-    workload.write_text(yaml.safe_dump(chaos_workload(), allow_unicode=True))
+    workload.write_text(yaml.safe_dump(chaos_workload(load_s), allow_unicode=True))
     command = [
         str(BIN / "locust"), "-f", str(PROJECT_ROOT / "loadtests" / "locustfile.py"),
         "--headless", "--host", cluster.url, "--workload", str(workload),
@@ -342,7 +352,7 @@ def run_with_fault(cluster: TwoNodeCluster, prom: PrometheusAPI, workdir: Path, 
     injector = threading.Thread(target=inject, daemon=True)
     injector.start()
     try:
-        locust.wait(timeout=LOAD_S + 400)
+        locust.wait(timeout=load_s + 400)
     finally:
         if locust.poll() is None:
             locust.kill()
@@ -493,7 +503,8 @@ def test_a_config_rollout_under_load_loses_nothing(cluster, prometheus_server, t
         cluster.deploy(changed)
         return [], "serve deploy: a new persona name and text temperature 0.3 -> 0.4"
 
-    run = run_with_fault(cluster, prometheus_server, tmp_path, "(d) config rolled out", fault)
+    run = run_with_fault(cluster, prometheus_server, tmp_path, "(d) config rolled out", fault,
+                         load_s=ROLLOUT_LOAD_S)
     check(run, cluster, fault_costs_streams=False)
     with httpx.Client(base_url=cluster.url, timeout=30) as client:
         shops = client.get("/v1/shops").json()
