@@ -77,10 +77,11 @@ class RunningText:
         return None
 
     @property
-    def language_judged(self) -> bool:
-        """Enough words for the language check to have said whether the answer is in the
-        other language."""
-        return self.chinese + self.english >= LANGUAGE_MIN_WORDS
+    def language_settled(self) -> bool:
+        """Whether the text so far may be shown as far as its language goes: it has no word of
+        the other language yet, or enough words for the language check to have judged it."""
+        other = self.english if self.language == "zh" else self.chinese
+        return other == 0 or self.chinese + self.english >= LANGUAGE_MIN_WORDS
 
     def end(self, tail: str) -> str | None:
         """The checks of the whole text, with its unfinished `tail`: a loop that compresses

@@ -183,10 +183,10 @@ class ReleaseGate:
     sentences that passed), `end` what may be shown at the end. After a failure nothing more
     is released; `failure` says why and `released` holds what was shown before it.
 
-    Nothing is shown before the answer has enough words for its language to be judged
-    (broken.LANGUAGE_MIN_WORDS, about one sentence): an answer in the other language would
-    otherwise show its first clauses before it fails. The sentences that passed wait until
-    then (or the end of a shorter answer)."""
+    Words of the other language are not shown before the answer has enough words for its
+    language to be judged (broken.LANGUAGE_MIN_WORDS, about a sentence): an answer in the other
+    language would show its first clauses before it fails. The sentences that passed wait
+    until then (or the end of a shorter answer); an answer in its language alone is not held."""
 
     def __init__(self, guard: AnswerGuard, language: Language, sheet: FactSheet,
                  question: str = ""):
@@ -195,7 +195,7 @@ class ReleaseGate:
         self._sheet = sheet
         self._pending = ""
         self._shown: list[str] = []
-        self._held: list[str] = []  # passed, not shown until the language is judged
+        self._held: list[str] = []  # passed, not shown until the language is settled
         self._running = broken.RunningText(language)  # every sentence, shown or not
         self._said: Counter[str] = Counter()  # sentence -> times said
         self._space = ""  # whitespace between sentences, held for the next one shown
@@ -271,7 +271,7 @@ class ReleaseGate:
             self._held.append(self._space + part)
             self._space = ""
             self._shown_core += core + "|"
-            if self._running.language_judged:
+            if self._running.language_settled:
                 shown.append(self._show_held())
         if at_end and self.failure is None:
             shown.append(self._show_held())

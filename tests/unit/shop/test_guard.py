@@ -115,7 +115,7 @@ def test_a_looping_answer_shows_its_sentence_once_then_fails():
     assert gate.failure.reason == "loop"
 
 
-def test_nothing_is_shown_before_the_language_is_judged():
+def test_the_other_language_is_not_shown_before_the_language_is_judged():
     g = guard()
     # An English conversation answered in Chinese: its first clauses are not shown before the
     # language check fails it.
@@ -124,10 +124,13 @@ def test_nothing_is_shown_before_the_language_is_judged():
     shown = [gate.feed(answer[i:i + 2]) for i in range(0, len(answer), 2)]
     assert shown == [""] * len(shown) and gate.released == ""
     assert gate.failure.reason == "wrong_language"
-    # A short answer that passes waits for the end, then is shown whole.
-    short = g.gate("zh", g.facts([FACTS_ZH], []))
-    assert short.feed("好的。") == "" and short.end("stop") == "好的。"
-    assert short.released == "好的。" and short.failure is None
+    # An answer in its own language alone is shown as it comes.
+    plain = g.gate("zh", g.facts([FACTS_ZH], []))
+    assert plain.feed("好的。") == "好的。"
+    # A short one with a word of the other language waits until it can be judged, or its end.
+    mixed = g.gate("zh", g.facts([FACTS_ZH], []))
+    assert mixed.feed("用SF发。") == "" and mixed.end("stop") == "用SF发。"
+    assert mixed.released == "用SF发。" and mixed.failure is None
 
 
 def test_a_looping_list_shows_none_of_its_items():
