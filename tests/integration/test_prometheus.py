@@ -234,8 +234,19 @@ def background_traffic(stack, measured_run, stack_keys):
                         response.read()
                     i += 1
 
+        def shaped():
+            # A shop backend asking for JSON: the shaped-answers panel reads its series.
+            with stack.client() as client:
+                while not stop.is_set():
+                    client.post("/v1/chat/completions", json={
+                        **text_body(0), "max_tokens": 8,
+                        "response_format": {"type": "json_object"}},
+                        headers=stack_keys["quiet"].headers)
+                    stop.wait(2.0)
+
         threads = [threading.Thread(target=loop, args=(text_body,), daemon=True),
                    threading.Thread(target=other_shop, daemon=True),
+                   threading.Thread(target=shaped, daemon=True),
                    threading.Thread(target=loop, args=(
                        lambda i: vision_body(remote if i % 2 else None),), daemon=True),
                    threading.Thread(target=over_budget, daemon=True)]
