@@ -246,7 +246,7 @@ class ReleaseGate:
         return self._release(tail, at_end=True)
 
     def _release(self, parts: list[str], at_end: bool = False) -> str:
-        shown: list[str] = []  # shown by this call: held parts once the language is judged
+        shown: list[str] = []  # shown by this call: held parts once the language is settled
         for part in parts:
             # Still normalised once stripped: the claims read it without normalising again.
             key = NormalizedText(normalize(part).strip())
