@@ -482,8 +482,8 @@ def serve_side(settings: TextModelSettings, variant_name: str, workload: BenchWo
 def model_path_only(app_args: dict) -> None:
     """Turn off the answers that skip the model (curated FAQ answers, the response cache):
     this benchmark compares the path to the model with bare vLLM, and the shop workload
-    repeats its messages at every level, which the cache would answer. The fast answers are
-    measured by loadtests/fast_answers.py."""
+    repeats its messages at every level, which the cache would answer; the autoscaling and
+    chaos tests need engine load. The fast answers are measured by loadtests/fast_answers.py."""
     shops = app_args.get("shops")
     if not shops:
         return

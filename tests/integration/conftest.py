@@ -294,17 +294,6 @@ def one_replica_each(raw: dict) -> None:
             scaling.update(min_replicas=1, initial_replicas=1, max_replicas=1)
 
 
-def every_answer_generated(raw: dict) -> None:
-    """No curated answers and no response cache in any shop: every question that is not an
-    order question or a hand-off goes to a text engine. For the runs that need engine load
-    (scaling, faults under load): with both on, 11 of the sales workload's 12 single
-    questions are answered at the ingress, and the engines see a trickle."""
-    shops = raw["applications"][0]["args"]["shops"]
-    shops.setdefault("response_cache", {})["enabled"] = False
-    for shop in shops["catalog"]:
-        shop.setdefault("curated_answers", {})["enabled"] = False
-
-
 def model_questions(workload: dict) -> dict:
     """The workload (the YAML's dict) without its order questions, which the order desk
     answers (a sign-in reply to these anonymous shoppers) without a model."""

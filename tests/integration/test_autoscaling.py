@@ -31,11 +31,12 @@ import httpx
 import pytest
 import yaml
 
+from loadtests.benchmark import model_path_only
 from loadtests.serve_status import ReplicaTimeline, ServeStatus
 from loadtests.sse_client import measure_sse
 from loadtests.workload import DEFAULT_WORKLOAD
 from tests.conftest import PROJECT_ROOT, image_message
-from tests.integration.conftest import every_answer_generated, model_questions
+from tests.integration.conftest import model_questions
 
 pytestmark = [pytest.mark.integration, pytest.mark.own_stack]
 
@@ -94,7 +95,7 @@ def variant(prewarm_opens: datetime):
         args["limits"]["request_timeout_s"] = 180
         # The spike must load the text engine (on a fast machine the trickle that reached it
         # with curated answers and the cache on never made Serve scale).
-        every_answer_generated(raw)
+        model_path_only(args)
         for model in args["models"]:
             if model["modality"] == "vision":
                 model["replica_wait"]["timeout_s"] = VISION_HOLD_S

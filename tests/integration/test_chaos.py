@@ -50,6 +50,7 @@ import pytest
 import yaml
 
 from configs.serve_env import load_serve_env
+from loadtests.benchmark import model_path_only
 from loadtests.prometheus_api import PrometheusAPI
 from loadtests.replica_logs import accepting_replicas
 from loadtests.serve_status import ServeStatus
@@ -61,7 +62,6 @@ from tests.integration.conftest import (
     RAY_SESSION,
     STARTUP_TIMEOUT_S,
     TINY_MODELS,
-    every_answer_generated,
     model_questions,
     processes,
     write_test_config,
@@ -227,7 +227,7 @@ def chaos_config(raw: dict, http_port: int, persona_suffix: str = "",
     text replicas (one per node), vision left at zero (the workload sends no images), every
     answer generated (the faults are the engines': they must have streams to cost)."""
     raw["http_options"]["port"] = http_port
-    every_answer_generated(raw)
+    model_path_only(raw["applications"][0]["args"])
     app = raw["applications"][0]
     for deployment in app["deployments"]:
         actor = deployment.setdefault("ray_actor_options", {})
